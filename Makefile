@@ -1,0 +1,60 @@
+# ngx_passkey_module
+#
+#   make            build build/ngx_http_passkey_module.so against Debian's
+#                   nginx-dev (or NGINX_SRC=/path/to/nginx-x.y.z)
+#   make deps       install the Debian packages everything needs
+#   make test       run t/ (starts Redis and the API stand-in)
+#   make test-valgrind   the same under valgrind; fails on any error
+#   make demo       nginx + module + Redis + API stand-in on 127.0.0.1
+#   make bench      load benchmarks
+#   make check-style
+
+NGINX_SRC ?= /usr/share/nginx/src
+NGINX_BIN ?= /usr/sbin/nginx
+BUILD     ?= $(CURDIR)/build
+MODULE     = $(BUILD)/ngx_http_passkey_module.so
+
+SOURCES = config $(wildcard ngx_passkey_module/*.[ch])
+
+DEB_PACKAGES = nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
+    libhiredis-dev libssl-dev redis-server redis-tools gcc make \
+    libtest-base-perl libtext-diff-perl libtest-longstring-perl \
+    libwww-perl libhttp-message-perl libipc-run-perl liburi-perl \
+    liblist-moreutils-perl libmojolicious-perl libio-socket-ssl-perl \
+    valgrind curl openssl
+
+.PHONY: all deps test test-valgrind demo demo-stop bench check-style clean
+
+all: $(MODULE)
+
+deps:
+	@util/deps $(DEB_PACKAGES)
+
+$(BUILD)/Makefile: config
+	@util/deps $(DEB_PACKAGES)
+	util/configure "$(NGINX_SRC)" "$(BUILD)" "$(CURDIR)"
+
+$(MODULE): $(BUILD)/Makefile $(SOURCES)
+	$(MAKE) -f $(BUILD)/Makefile -C "$(NGINX_SRC)" modules
+
+test: $(MODULE)
+	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests $(TESTS)
+
+test-valgrind: $(MODULE)
+	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests --valgrind \
+	    $(TESTS)
+
+demo: $(MODULE)
+	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/demo start
+
+demo-stop:
+	util/demo stop
+
+bench: $(MODULE)
+	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/bench
+
+check-style:
+	util/check-style
+
+clean:
+	rm -rf $(BUILD) t/servroot*

@@ -1,0 +1,268 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_passkey_module.h"
+
+
+/*
+ * One Beyond Identity API call: take an access token, call, and on 401 or
+ * 403 drop the token, take a fresh one and call once more.  Creation
+ * calls are never retried for any other reason: a retried POST could
+ * create a second job or send a second email.
+ */
+
+
+static void ngx_http_passkey_bi_token_ready(ngx_http_passkey_token_wait_t *w);
+static ngx_int_t ngx_http_passkey_bi_send(ngx_http_passkey_bi_call_t *bc);
+static void ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call);
+static void ngx_http_passkey_bi_finish(ngx_http_passkey_bi_call_t *bc,
+    ngx_http_passkey_api_result_e result, const char *error);
+
+
+ngx_int_t
+ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
+{
+    ngx_int_t  rc;
+
+    bc->result = NGX_HTTP_PASSKEY_API_OK;
+    bc->status = 0;
+    bc->json = NULL;
+    bc->error = NULL;
+    ngx_str_null(&bc->retry_after);
+    ngx_str_null(&bc->api_code);
+    ngx_str_null(&bc->api_message);
+    bc->retried = 0;
+    bc->active = 1;
+
+    ngx_memzero(&bc->wait, sizeof(ngx_http_passkey_token_wait_t));
+    bc->wait.pool = bc->pool;
+    bc->wait.log = bc->log;
+    bc->wait.handler = ngx_http_passkey_bi_token_ready;
+    bc->wait.data = bc;
+
+    rc = ngx_http_passkey_token_get(bc->conf->token, &bc->wait);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_OK && ngx_http_passkey_bi_send(bc) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    bc->active = 0;
+
+    return NGX_ERROR;
+}
+
+
+void
+ngx_http_passkey_bi_cancel(ngx_http_passkey_bi_call_t *bc)
+{
+    if (!bc->active) {
+        return;
+    }
+
+    bc->active = 0;
+
+    ngx_http_passkey_token_cancel(&bc->wait);
+    ngx_http_passkey_http_cancel(&bc->http);
+}
+
+
+static void
+ngx_http_passkey_bi_token_ready(ngx_http_passkey_token_wait_t *w)
+{
+    ngx_http_passkey_bi_call_t *bc = w->data;
+
+    if (w->result != NGX_HTTP_PASSKEY_API_OK) {
+        ngx_http_passkey_bi_finish(bc, w->result,
+                                   w->error ? w->error
+                                            : "no access token");
+        return;
+    }
+
+    if (ngx_http_passkey_bi_send(bc) != NGX_OK) {
+        ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_INTERNAL,
+                                   "cannot start the API call");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_passkey_bi_send(ngx_http_passkey_bi_call_t *bc)
+{
+    u_char                       *p;
+    ngx_http_passkey_loc_conf_t  *conf;
+
+    conf = bc->conf;
+
+    ngx_memzero(&bc->http, sizeof(ngx_http_passkey_http_call_t));
+
+    bc->generation = bc->wait.generation;
+
+    bc->http.pool = bc->pool;
+    bc->http.log = bc->log;
+    bc->http.conf = &conf->http;
+    bc->http.method = bc->method;
+    bc->http.handler = ngx_http_passkey_bi_done;
+    bc->http.data = bc;
+
+    bc->http.url.len = conf->api_url.len + sizeof("/v1/tenants/") - 1
+                       + conf->tenant_id.len + sizeof("/realms/") - 1
+                       + conf->realm_id.len + bc->path.len
+                       + (bc->query.len ? 1 + bc->query.len : 0);
+
+    bc->http.url.data = ngx_pnalloc(bc->pool, bc->http.url.len);
+    if (bc->http.url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(bc->http.url.data, "%V/v1/tenants/%V/realms/%V%V",
+                    &conf->api_url, &conf->tenant_id, &conf->realm_id,
+                    &bc->path);
+
+    if (bc->query.len) {
+        *p++ = '?';
+        ngx_memcpy(p, bc->query.data, bc->query.len);
+    }
+
+    if (bc->body.len) {
+        ngx_str_set(&bc->http.content_type, "application/json");
+        bc->http.body = bc->body;
+    }
+
+    bc->http.authorization.len = sizeof("Bearer ") - 1 + bc->wait.token.len;
+    bc->http.authorization.data = ngx_pnalloc(bc->pool,
+                                              bc->http.authorization.len);
+    if (bc->http.authorization.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(bc->http.authorization.data, "Bearer %V", &bc->wait.token);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, bc->log, 0,
+                   "passkey api: %V %V", &bc->method, &bc->path);
+
+    return ngx_http_passkey_http_start(&bc->http);
+}
+
+
+static void
+ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call)
+{
+    ngx_http_passkey_bi_call_t *bc = call->data;
+
+    ngx_int_t  rc;
+
+    ngx_explicit_memzero(call->authorization.data, call->authorization.len);
+
+    switch (call->result) {
+
+    case NGX_HTTP_PASSKEY_HTTP_OK:
+        break;
+
+    case NGX_HTTP_PASSKEY_HTTP_TIMEOUT:
+        ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_TIMEOUT,
+                                   call->error);
+        return;
+
+    case NGX_HTTP_PASSKEY_HTTP_TOO_LARGE:
+        ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_BAD_RESPONSE,
+                                   "response too large");
+        return;
+
+    default:
+        ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_UNREACHABLE,
+                                   call->error);
+        return;
+    }
+
+    bc->status = call->status;
+    bc->retry_after = call->retry_after;
+
+    if ((call->status == NGX_HTTP_UNAUTHORIZED
+         || call->status == NGX_HTTP_FORBIDDEN)
+        && !bc->retried
+        && bc->conf->token != NULL)
+    {
+        /* the token may have been revoked or be missing a scope */
+
+        ngx_log_error(NGX_LOG_WARN, bc->log, 0,
+                      "passkey: API answered %ui to %V %V, retrying "
+                      "with a new access token",
+                      call->status, &bc->method, &bc->path);
+
+        bc->retried = 1;
+
+        ngx_http_passkey_token_invalidate(bc->conf->token, bc->generation);
+
+        ngx_memzero(&bc->wait, sizeof(ngx_http_passkey_token_wait_t));
+        bc->wait.pool = bc->pool;
+        bc->wait.log = bc->log;
+        bc->wait.handler = ngx_http_passkey_bi_token_ready;
+        bc->wait.data = bc;
+
+        rc = ngx_http_passkey_token_get(bc->conf->token, &bc->wait);
+
+        if (rc == NGX_AGAIN) {
+            return;
+        }
+
+        if (rc == NGX_OK && ngx_http_passkey_bi_send(bc) == NGX_OK) {
+            return;
+        }
+
+        ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_INTERNAL,
+                                   "cannot retry the API call");
+        return;
+    }
+
+    if (call->response.len) {
+        rc = ngx_http_passkey_json_parse(bc->pool, &call->response,
+                                         &bc->json);
+        if (rc == NGX_ERROR) {
+            ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_INTERNAL,
+                                       "out of memory");
+            return;
+        }
+
+        if (rc == NGX_DECLINED) {
+            bc->json = NULL;
+        }
+    }
+
+    if (bc->json == NULL && call->status < 300) {
+        ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_BAD_RESPONSE,
+                                   "response is not a JSON object");
+        return;
+    }
+
+    if (bc->json && call->status >= 300) {
+        (void) ngx_http_passkey_json_string(bc->pool, bc->json, "code",
+                                            &bc->api_code);
+        (void) ngx_http_passkey_json_string(bc->pool, bc->json, "message",
+                                            &bc->api_message);
+    }
+
+    ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_OK, NULL);
+}
+
+
+static void
+ngx_http_passkey_bi_finish(ngx_http_passkey_bi_call_t *bc,
+    ngx_http_passkey_api_result_e result, const char *error)
+{
+    bc->active = 0;
+    bc->result = result;
+    bc->error = error;
+
+    bc->handler(bc);
+}

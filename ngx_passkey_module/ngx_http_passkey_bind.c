@@ -1,0 +1,1404 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_passkey_module.h"
+
+
+/*
+ * The binding-job endpoint: POST a JSON body, find or create the identity,
+ * create a RETURN credential binding job, keep the job in Redis, answer
+ * with the job and its binding link.  Every step is asynchronous; the
+ * request holds the reference taken by reading its body until the last
+ * step finalizes it.
+ */
+
+
+#define NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT  (7 * 86400)
+#define NGX_HTTP_PASSKEY_MAX_LOOKUPS      2
+
+
+static void ngx_http_passkey_bind_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_passkey_bind_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_passkey_bind_input(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx);
+static ngx_int_t ngx_http_passkey_bind_value(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx, ngx_http_complex_value_t *cv, char *member,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
+static ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
+static void ngx_http_passkey_bind_cleanup(void *data);
+
+static ngx_int_t ngx_http_passkey_check_redis(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_redis_checked(ngx_http_passkey_redis_op_t *op);
+static ngx_int_t ngx_http_passkey_find_identity(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc);
+static ngx_int_t ngx_http_passkey_create_identity(
+    ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_identity_created(
+    ngx_http_passkey_bi_call_t *bc);
+static ngx_int_t ngx_http_passkey_create_job(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc);
+static ngx_int_t ngx_http_passkey_store_job(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_job_stored(ngx_http_passkey_redis_op_t *op);
+
+static ngx_int_t ngx_http_passkey_bi_call(ngx_http_passkey_ctx_t *ctx,
+    char *method, ngx_str_t *path, ngx_str_t *query,
+    ngx_http_passkey_json_t *body, ngx_http_passkey_bi_done_pt handler);
+static void ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx,
+    ngx_uint_t status, char *code, char *detail);
+static void ngx_http_passkey_bind_finalize(ngx_http_passkey_ctx_t *ctx,
+    ngx_int_t rc);
+static time_t ngx_http_passkey_parse_rfc3339(ngx_str_t *s);
+
+
+static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
+    "return redis.call('EXPIRE', KEYS[1], ARGV[1])");
+
+
+ngx_int_t
+ngx_http_passkey_bind_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     type;
+    ngx_table_elt_t              *h;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_passkey_ctx_t       *ctx;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (r->method != NGX_HTTP_POST) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: method %V not allowed", &r->method_name);
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "POST");
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_passkey_send_problem(r, NGX_HTTP_NOT_ALLOWED,
+                                             "method_not_allowed", NULL);
+    }
+
+    type.len = 0;
+
+    if (r->headers_in.content_type) {
+        type = r->headers_in.content_type->value;
+    }
+
+    if (!(type.len >= sizeof("application/json") - 1
+          && ngx_strncasecmp(type.data, (u_char *) "application/json",
+                             sizeof("application/json") - 1) == 0
+          && (type.len == sizeof("application/json") - 1
+              || type.data[sizeof("application/json") - 1] == ';'
+              || type.data[sizeof("application/json") - 1] == ' ')))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: unsupported content type \"%V\"", &type);
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_passkey_send_problem(r,
+                                        NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                        "unsupported_media_type", NULL);
+    }
+
+    if (r->headers_in.content_length_n > (off_t) plcf->max_body_size) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: request body of %O bytes is larger than "
+                      "passkey_max_body_size %uz",
+                      r->headers_in.content_length_n, plcf->max_body_size);
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_passkey_send_problem(r,
+                                        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                        "body_too_large", NULL);
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_passkey_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+
+    /* whatever happens to the request, nothing may call back into it */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_passkey_bind_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_passkey_module);
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_passkey_bind_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_passkey_bind_body(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     body;
+    ngx_http_passkey_ctx_t       *ctx;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_passkey_module);
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    r->connection->log->action = "reading passkey binding request";
+
+    rc = ngx_http_passkey_bind_read_body(r, &body);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (body.len > plcf->max_body_size) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: request body of %uz bytes is larger than "
+                      "passkey_max_body_size %uz", body.len,
+                      plcf->max_body_size);
+
+        ngx_http_finalize_request(r,
+            ngx_http_passkey_send_problem(r,
+                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                          "body_too_large", NULL));
+        return;
+    }
+
+    rc = ngx_http_passkey_json_parse(r->pool, &body, &ctx->body);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ctx->body = NULL;
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_json",
+                                   "the request body must be a JSON object");
+        return;
+    }
+
+    if (ngx_http_passkey_bind_input(r, ctx) != NGX_OK) {
+        return;
+    }
+
+    /* from here on, a client that goes away ends the work */
+    r->read_event_handler = ngx_http_test_reading;
+
+    if (ngx_http_passkey_check_redis(ctx) != NGX_OK) {
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "redis_unavailable",
+                                   "job storage is unavailable");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_passkey_bind_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = (u_char *) "";
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                          : (size_t) (b->last - b->pos);
+    }
+
+    body->data = ngx_pnalloc(r->pool, len + 1);
+    if (body->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = body->data;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+
+        if (n != b->file_last - b->file_pos) {
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    *p = '\0';
+    body->len = len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_passkey_bind_input(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (ngx_http_passkey_bind_value(r, ctx, plcf->username, "username",
+                                    &ctx->username)
+        != NGX_OK
+        || ngx_http_passkey_bind_value(r, ctx, plcf->email, "email",
+                                       &ctx->email)
+           != NGX_OK
+        || ngx_http_passkey_bind_value(r, ctx, plcf->display_name,
+                                       "display_name", &ctx->display_name)
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_ERROR;
+    }
+
+    if (ctx->username.len == 0) {
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST,
+                                   "missing_username",
+                                   "a username is required");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_passkey_check_name(&ctx->username) != NGX_OK) {
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_username",
+                                   "the username must be 1 to 64 characters "
+                                   "without control characters or any of "
+                                   "{}[]<>;:?\\/|*^%$#=~`!");
+        return NGX_ERROR;
+    }
+
+    if (ctx->display_name.len == 0) {
+        ctx->display_name = ctx->username;
+
+    } else if (ngx_http_passkey_check_name(&ctx->display_name) != NGX_OK) {
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_display_name",
+                                   "the display name must be 1 to 64 "
+                                   "characters without control characters "
+                                   "or any of {}[]<>;:?\\/|*^%$#=~`!");
+        return NGX_ERROR;
+    }
+
+    if (ctx->email.len
+        && ngx_http_passkey_check_email(&ctx->email) != NGX_OK)
+    {
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_email",
+                                   "the email address is not valid");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a configured complex value, or by default the JSON body member */
+
+static ngx_int_t
+ngx_http_passkey_bind_value(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx, ngx_http_complex_value_t *cv, char *member,
+    ngx_str_t *value)
+{
+    ngx_int_t  rc;
+
+    if (cv) {
+        return ngx_http_complex_value(r, cv, value);
+    }
+
+    rc = ngx_http_passkey_json_string(r->pool, ctx->body, member, value);
+
+    if (rc == NGX_DECLINED) {
+        ngx_str_null(value);
+        return NGX_OK;
+    }
+
+    return rc;
+}
+
+
+/*
+ * Beyond Identity's rules for usernames and display names: 1 to 64
+ * characters, none of {}[]<>;:?\/|*^%$#=~`! (nor control characters).
+ */
+
+static ngx_int_t
+ngx_http_passkey_check_name(ngx_str_t *s)
+{
+    u_char      *p, *last;
+    uint32_t     ch;
+    ngx_uint_t   n;
+
+    p = s->data;
+    last = s->data + s->len;
+    n = 0;
+
+    while (p < last) {
+
+        if (*p < 0x80) {
+            ch = *p++;
+
+            if (ch < 0x20 || ch == 0x7f
+                || ngx_strchr("{}[]<>;:?\\/|*^%$#=~`!", (int) ch) != NULL)
+            {
+                return NGX_DECLINED;
+            }
+
+        } else {
+            ch = ngx_utf8_decode(&p, last - p);
+
+            if (ch > 0x10ffff) {
+                return NGX_DECLINED;
+            }
+        }
+
+        if (++n > NGX_HTTP_PASSKEY_USERNAME_MAX) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return n ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* the practical subset of RFC 5321 addresses that mail systems accept */
+
+static ngx_int_t
+ngx_http_passkey_check_email(ngx_str_t *s)
+{
+    u_char      *p, *at, *last;
+    ngx_uint_t   dots;
+
+    if (s->len > NGX_HTTP_PASSKEY_EMAIL_MAX) {
+        return NGX_DECLINED;
+    }
+
+    last = s->data + s->len;
+    at = NULL;
+
+    for (p = s->data; p < last; p++) {
+        if (*p <= 0x20 || *p == 0x7f || *p == '<' || *p == '>'
+            || *p == '(' || *p == ')' || *p == ',' || *p == ';'
+            || *p == '"' || *p == '\\' || *p == '[' || *p == ']')
+        {
+            return NGX_DECLINED;
+        }
+
+        if (*p == '@') {
+            if (at) {
+                return NGX_DECLINED;
+            }
+
+            at = p;
+        }
+    }
+
+    if (at == NULL || at == s->data || at - s->data > 64
+        || last - at < 4)
+    {
+        return NGX_DECLINED;
+    }
+
+    dots = 0;
+
+    for (p = at + 1; p < last; p++) {
+        if (*p == '.') {
+            if (p == at + 1 || p == last - 1 || p[-1] == '.') {
+                return NGX_DECLINED;
+            }
+
+            dots++;
+        }
+    }
+
+    return dots ? NGX_OK : NGX_DECLINED;
+}
+
+
+static void
+ngx_http_passkey_bind_cleanup(void *data)
+{
+    ngx_http_passkey_ctx_t *ctx = data;
+
+    ngx_http_passkey_bi_cancel(&ctx->bi);
+
+    if (ctx->waiting_redis) {
+        ngx_http_passkey_redis_cancel(&ctx->redis);
+        ctx->waiting_redis = 0;
+    }
+}
+
+
+/*
+ * A job that Beyond Identity created but Redis could not keep is lost to
+ * the deployment, so Redis is asked first.
+ */
+
+static ngx_int_t
+ngx_http_passkey_check_redis(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_str_t                     argv[1];
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    ctx->step = NGX_HTTP_PASSKEY_STEP_REDIS_CHECK;
+
+    ngx_str_set(&argv[0], "PING");
+
+    ngx_memzero(&ctx->redis, sizeof(ngx_http_passkey_redis_op_t));
+    ctx->redis.pool = r->pool;
+    ctx->redis.log = r->connection->log;
+    ctx->redis.timeout = plcf->redis_timeout;
+    ctx->redis.handler = ngx_http_passkey_redis_checked;
+    ctx->redis.data = ctx;
+
+    if (ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 1, argv)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->waiting_redis = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_passkey_redis_checked(ngx_http_passkey_redis_op_t *op)
+{
+    ngx_http_passkey_ctx_t *ctx = op->data;
+
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    ctx->waiting_redis = 0;
+
+    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
+        || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
+    {
+        plcf = ngx_http_get_module_loc_conf(ctx->request,
+                                            ngx_http_passkey_module);
+
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "passkey: redis \"%V\" %s", &plcf->redis->name,
+                      op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
+                      ? "timed out" : "is unavailable");
+
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "redis_unavailable",
+                                   "job storage is unavailable");
+        return;
+    }
+
+    if (ngx_http_passkey_find_identity(ctx) != NGX_OK) {
+        ngx_http_passkey_api_failed(ctx);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_passkey_find_identity(ngx_http_passkey_ctx_t *ctx)
+{
+    u_char              *p;
+    ngx_str_t            quoted, filter, escaped, query;
+    ngx_http_request_t  *r;
+    static ngx_str_t     path = ngx_string("/identities");
+
+    r = ctx->request;
+    r->connection->log->action = "looking up the passkey identity";
+
+    ctx->step = NGX_HTTP_PASSKEY_STEP_FIND_IDENTITY;
+    ctx->lookups++;
+
+    /* traits.username eq "<JSON string>", then percent-encoded whole */
+
+    if (ngx_http_passkey_json_quote(r->pool, &ctx->username, &quoted)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    filter.len = sizeof("traits.username eq ") - 1 + quoted.len;
+    filter.data = ngx_pnalloc(r->pool, filter.len);
+    if (filter.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(filter.data, "traits.username eq ",
+                   sizeof("traits.username eq ") - 1);
+    ngx_memcpy(p, quoted.data, quoted.len);
+
+    if (ngx_http_passkey_http_escape(r->pool, &filter, &escaped) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    query.len = sizeof("filter=") - 1 + escaped.len;
+    query.data = ngx_pnalloc(r->pool, query.len);
+    if (query.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(query.data, "filter=", sizeof("filter=") - 1);
+    ngx_memcpy(p, escaped.data, escaped.len);
+
+    return ngx_http_passkey_bi_call(ctx, "GET", &path, &query, NULL,
+                                    ngx_http_passkey_identity_found);
+}
+
+
+static void
+ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
+{
+    ngx_http_passkey_ctx_t *ctx = bc->data;
+
+    ngx_str_t                 id, username;
+    ngx_uint_t                i, n, matches;
+    ngx_http_request_t       *r;
+    ngx_http_passkey_json_t  *list, *identity;
+
+    r = ctx->request;
+
+    if (bc->result != NGX_HTTP_PASSKEY_API_OK || bc->status != NGX_HTTP_OK) {
+        ngx_http_passkey_api_failed(ctx);
+        return;
+    }
+
+    list = ngx_http_passkey_json_child(bc->json, "identities");
+    n = ngx_http_passkey_json_size(list);
+    matches = 0;
+
+    if (list == NULL) {
+        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+        bc->error = "no \"identities\" in the list response";
+        ngx_http_passkey_api_failed(ctx);
+        return;
+    }
+
+    /* the filter is case-insensitive; so is the comparison */
+
+    for (i = 0; i < n; i++) {
+        identity = ngx_http_passkey_json_at(list, i);
+
+        if (ngx_http_passkey_json_string(r->pool, identity,
+                                         "traits.username", &username)
+            != NGX_OK
+            || username.len != ctx->username.len
+            || ngx_strncasecmp(username.data, ctx->username.data,
+                               username.len) != 0)
+        {
+            continue;
+        }
+
+        if (ngx_http_passkey_json_string(r->pool, identity, "id", &id)
+            != NGX_OK
+            || id.len == 0)
+        {
+            continue;
+        }
+
+        ctx->identity_id = id;
+        matches++;
+    }
+
+    if (matches > 1) {
+        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+        bc->error = "more than one identity has this username";
+        ngx_http_passkey_api_failed(ctx);
+        return;
+    }
+
+    if (matches == 1) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "passkey: found identity %V", &ctx->identity_id);
+
+        if (ngx_http_passkey_create_job(ctx) != NGX_OK) {
+            ngx_http_passkey_api_failed(ctx);
+        }
+
+        return;
+    }
+
+    if (ctx->lookups >= NGX_HTTP_PASSKEY_MAX_LOOKUPS) {
+        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+        bc->error = "identity conflicts but cannot be found";
+        ngx_http_passkey_api_failed(ctx);
+        return;
+    }
+
+    if (ngx_http_passkey_create_identity(ctx) != NGX_OK) {
+        ngx_http_passkey_api_failed(ctx);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_passkey_create_identity(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_str_t                 s;
+    ngx_pool_t               *pool;
+    ngx_http_passkey_json_t  *body, *identity, *traits;
+    static ngx_str_t          path = ngx_string("/identities");
+
+    pool = ctx->request->pool;
+    ctx->request->connection->log->action = "creating the passkey identity";
+
+    ctx->step = NGX_HTTP_PASSKEY_STEP_CREATE_IDENTITY;
+
+    body = ngx_http_passkey_json_object(pool);
+    identity = ngx_http_passkey_json_object(pool);
+    traits = ngx_http_passkey_json_object(pool);
+
+    if (body == NULL || identity == NULL || traits == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&s, "traits_v0");
+
+    if (ngx_http_passkey_json_set_string(traits, "type", &s) != NGX_OK
+        || ngx_http_passkey_json_set_string(traits, "username",
+                                            &ctx->username)
+           != NGX_OK
+        || (ctx->email.len
+            && ngx_http_passkey_json_set_string(traits,
+                                                "primary_email_address",
+                                                &ctx->email)
+               != NGX_OK)
+        || ngx_http_passkey_json_set_string(identity, "display_name",
+                                            &ctx->display_name)
+           != NGX_OK
+        || ngx_http_passkey_json_set_object(identity, "traits", traits)
+           != NGX_OK
+        || ngx_http_passkey_json_set_object(body, "identity", identity)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_passkey_bi_call(ctx, "POST", &path, NULL, body,
+                                    ngx_http_passkey_identity_created);
+}
+
+
+static void
+ngx_http_passkey_identity_created(ngx_http_passkey_bi_call_t *bc)
+{
+    ngx_http_passkey_ctx_t *ctx = bc->data;
+
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (bc->result == NGX_HTTP_PASSKEY_API_OK
+        && bc->status == NGX_HTTP_CONFLICT)
+    {
+        /* someone created it since the lookup: look again */
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "passkey: identity created concurrently");
+
+        if (ngx_http_passkey_find_identity(ctx) != NGX_OK) {
+            ngx_http_passkey_api_failed(ctx);
+        }
+
+        return;
+    }
+
+    if (bc->result != NGX_HTTP_PASSKEY_API_OK || bc->status != NGX_HTTP_OK) {
+        ngx_http_passkey_api_failed(ctx);
+        return;
+    }
+
+    if (ngx_http_passkey_json_string(r->pool, bc->json, "id",
+                                     &ctx->identity_id)
+        != NGX_OK
+        || ctx->identity_id.len == 0)
+    {
+        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+        bc->error = "no \"id\" in the new identity";
+        ngx_http_passkey_api_failed(ctx);
+        return;
+    }
+
+    ctx->created = 1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "passkey: created identity %V", &ctx->identity_id);
+
+    if (ngx_http_passkey_create_job(ctx) != NGX_OK) {
+        ngx_http_passkey_api_failed(ctx);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_passkey_create_job(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_str_t                     s, path;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_json_t      *body, *job;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    r->connection->log->action = "creating the passkey binding job";
+
+    ctx->step = NGX_HTTP_PASSKEY_STEP_CREATE_JOB;
+
+    path.len = sizeof("/identities/") - 1 + ctx->identity_id.len
+               + sizeof("/credential-binding-jobs") - 1;
+    path.data = ngx_pnalloc(r->pool, path.len);
+    if (path.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(path.data, "/identities/%V/credential-binding-jobs",
+                &ctx->identity_id);
+
+    body = ngx_http_passkey_json_object(r->pool);
+    job = ngx_http_passkey_json_object(r->pool);
+
+    if (body == NULL || job == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&s, "RETURN");
+
+    if (ngx_http_passkey_json_set_string(job, "delivery_method", &s)
+        != NGX_OK
+        || ngx_http_passkey_json_set_string(job, "authenticator_config_id",
+                                            &plcf->authenticator_config_id)
+           != NGX_OK
+        || ngx_http_passkey_json_set_object(body, "job", job) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_passkey_bi_call(ctx, "POST", &path, NULL, body,
+                                    ngx_http_passkey_job_created);
+}
+
+
+static void
+ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc)
+{
+    ngx_http_passkey_ctx_t *ctx = bc->data;
+
+    ngx_pool_t  *pool;
+
+    pool = ctx->request->pool;
+
+    if (bc->result != NGX_HTTP_PASSKEY_API_OK || bc->status != NGX_HTTP_OK) {
+        ngx_http_passkey_api_failed(ctx);
+        return;
+    }
+
+    if (ngx_http_passkey_json_string(pool, bc->json,
+                                     "credential_binding_job.id",
+                                     &ctx->job_id)
+        != NGX_OK
+        || ctx->job_id.len == 0
+        || ngx_http_passkey_json_string(pool, bc->json,
+                                        "credential_binding_job.state",
+                                        &ctx->job_state)
+           != NGX_OK
+        || ngx_http_passkey_json_string(pool, bc->json,
+                                        "credential_binding_link",
+                                        &ctx->link)
+           != NGX_OK
+        || ctx->link.len == 0)
+    {
+        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+        bc->error = "the new job lacks its id, state or binding link";
+        ngx_http_passkey_api_failed(ctx);
+        return;
+    }
+
+    (void) ngx_http_passkey_json_string(pool, bc->json,
+                                        "credential_binding_job.expire_time",
+                                        &ctx->expire_time);
+
+    ctx->expires = ngx_http_passkey_parse_rfc3339(&ctx->expire_time);
+
+    if (ngx_http_passkey_store_job(ctx) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "passkey: binding job %V of identity %V was created "
+                      "but cannot be stored in redis",
+                      &ctx->job_id, &ctx->identity_id);
+
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "redis_unavailable",
+                                   "job storage is unavailable");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_passkey_store_job(ngx_http_passkey_ctx_t *ctx)
+{
+    time_t                        now, ttl;
+    ngx_tm_t                      tm;
+    ngx_str_t                     argv[19];
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    r->connection->log->action = "storing the passkey binding job";
+
+    ctx->step = NGX_HTTP_PASSKEY_STEP_STORE_JOB;
+
+    now = ngx_time();
+
+    if (ctx->expires == 0) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "passkey: binding job %V has no readable expire_time, "
+                      "keeping it for %d s", &ctx->job_id,
+                      NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT);
+        ttl = NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT;
+
+    } else {
+        ttl = ctx->expires - now;
+
+        if (ttl < 60) {
+            ttl = 60;
+        }
+    }
+
+    /* EVAL script 1 key ttl field value ... */
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1] = ngx_http_passkey_store_script;
+    ngx_str_set(&argv[2], "1");
+
+    argv[3].len = plcf->redis_prefix.len + sizeof("job:") - 1
+                  + ctx->job_id.len;
+    argv[3].data = ngx_pnalloc(r->pool, argv[3].len);
+    if (argv[3].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(argv[3].data, "%Vjob:%V", &plcf->redis_prefix, &ctx->job_id);
+
+    argv[4].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (argv[4].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[4].len = ngx_sprintf(argv[4].data, "%T", ttl) - argv[4].data;
+
+    ngx_str_set(&argv[5], "job_id");
+    argv[6] = ctx->job_id;
+    ngx_str_set(&argv[7], "identity_id");
+    argv[8] = ctx->identity_id;
+    ngx_str_set(&argv[9], "username");
+    argv[10] = ctx->username;
+    ngx_str_set(&argv[11], "delivery_method");
+    ngx_str_set(&argv[12], "RETURN");
+    ngx_str_set(&argv[13], "state");
+    argv[14] = ctx->job_state;
+    ngx_str_set(&argv[15], "expire_time");
+    argv[16] = ctx->expire_time;
+    ngx_str_set(&argv[17], "created_at");
+
+    /* the binding link is a bearer secret: it is never stored */
+
+    argv[18].len = sizeof("1970-01-01T00:00:00Z") - 1;
+    argv[18].data = ngx_pnalloc(r->pool, argv[18].len);
+    if (argv[18].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_gmtime(now, &tm);
+
+    ngx_sprintf(argv[18].data, "%4d-%02d-%02dT%02d:%02d:%02dZ",
+                tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+
+    ngx_memzero(&ctx->redis, sizeof(ngx_http_passkey_redis_op_t));
+    ctx->redis.pool = r->pool;
+    ctx->redis.log = r->connection->log;
+    ctx->redis.timeout = plcf->redis_timeout;
+    ctx->redis.handler = ngx_http_passkey_job_stored;
+    ctx->redis.data = ctx;
+
+    if (ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 19, argv)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->waiting_redis = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_passkey_job_stored(ngx_http_passkey_redis_op_t *op)
+{
+    ngx_http_passkey_ctx_t *ctx = op->data;
+
+    ctx->waiting_redis = 0;
+
+    if (op->result == NGX_HTTP_PASSKEY_REDIS_OK
+        && op->type == NGX_HTTP_PASSKEY_REDIS_INTEGER)
+    {
+        ngx_http_passkey_bind_done(ctx);
+        return;
+    }
+
+    if (op->result == NGX_HTTP_PASSKEY_REDIS_OK
+        && op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "passkey: binding job %V of identity %V was created "
+                      "but redis failed: \"%V\"", &ctx->job_id,
+                      &ctx->identity_id, &op->str);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "passkey: binding job %V of identity %V was created "
+                      "but redis %s", &ctx->job_id, &ctx->identity_id,
+                      op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
+                      ? "timed out" : "is unavailable");
+    }
+
+    ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "redis_unavailable",
+                               "job storage is unavailable");
+}
+
+
+
+static ngx_int_t
+ngx_http_passkey_bi_call(ngx_http_passkey_ctx_t *ctx, char *method,
+    ngx_str_t *path, ngx_str_t *query, ngx_http_passkey_json_t *body,
+    ngx_http_passkey_bi_done_pt handler)
+{
+    ngx_http_request_t          *r;
+    ngx_http_passkey_bi_call_t  *bc;
+
+    r = ctx->request;
+    bc = &ctx->bi;
+
+    ngx_memzero(bc, sizeof(ngx_http_passkey_bi_call_t));
+
+    bc->pool = r->pool;
+    bc->log = r->connection->log;
+    bc->conf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+    bc->method.data = (u_char *) method;
+    bc->method.len = ngx_strlen(method);
+    bc->path = *path;
+
+    if (query) {
+        bc->query = *query;
+    }
+
+    if (body && ngx_http_passkey_json_dump(r->pool, body, &bc->body)
+                != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    bc->handler = handler;
+    bc->data = ctx;
+
+    if (ngx_http_passkey_bi_start(bc) != NGX_OK) {
+        bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
+        bc->error = "cannot start the API call";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* maps how an API call ended to the client's answer, with one log line */
+
+static void
+ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx)
+{
+    char                        *code, *detail;
+    ngx_str_t                    msg;
+    ngx_uint_t                   status;
+    ngx_table_elt_t             *h;
+    ngx_http_request_t          *r;
+    ngx_http_passkey_bi_call_t  *bc;
+
+    r = ctx->request;
+    bc = &ctx->bi;
+
+    if (bc->result != NGX_HTTP_PASSKEY_API_OK) {
+
+        switch (bc->result) {
+
+        case NGX_HTTP_PASSKEY_API_TIMEOUT:
+            status = NGX_HTTP_GATEWAY_TIME_OUT;
+            code = "api_timeout";
+            detail = "the Beyond Identity API did not answer in time";
+            break;
+
+        case NGX_HTTP_PASSKEY_API_UNREACHABLE:
+            status = NGX_HTTP_BAD_GATEWAY;
+            code = "api_unreachable";
+            detail = "the Beyond Identity API cannot be reached";
+            break;
+
+        case NGX_HTTP_PASSKEY_API_BAD_RESPONSE:
+            status = NGX_HTTP_BAD_GATEWAY;
+            code = "api_bad_response";
+            detail = "the Beyond Identity API answered something unexpected";
+            break;
+
+        case NGX_HTTP_PASSKEY_API_DENIED:
+            status = NGX_HTTP_BAD_GATEWAY;
+            code = "api_credentials_rejected";
+            detail = "the Beyond Identity API refused this server's "
+                     "credentials";
+            break;
+
+        default:
+            status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            code = "internal_error";
+            detail = "internal error";
+            break;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: %V %V failed: %s", &bc->method, &bc->path,
+                      bc->error ? bc->error : "unknown error");
+
+        ngx_http_passkey_bind_fail(ctx, status, code, detail);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "passkey: %V %V answered %ui \"%V\" \"%V\"",
+                  &bc->method, &bc->path, bc->status, &bc->api_code,
+                  &bc->api_message);
+
+    msg = bc->api_message;
+
+    if (msg.len > 200) {
+        msg.len = 200;
+    }
+
+    detail = NULL;
+
+    switch (bc->status) {
+
+    case NGX_HTTP_BAD_REQUEST:
+        if (ctx->step == NGX_HTTP_PASSKEY_STEP_CREATE_IDENTITY) {
+            status = NGX_HTTP_BAD_REQUEST;
+            code = "invalid_identity";
+            detail = "Beyond Identity rejected the identity";
+
+        } else {
+            status = NGX_HTTP_BAD_GATEWAY;
+            code = "api_rejected_request";
+            detail = "the Beyond Identity API rejected the request";
+        }
+
+        break;
+
+    case NGX_HTTP_UNAUTHORIZED:
+    case NGX_HTTP_FORBIDDEN:
+        status = NGX_HTTP_BAD_GATEWAY;
+        code = "api_unauthorized";
+        detail = "the Beyond Identity API refused this server's access";
+        break;
+
+    case NGX_HTTP_NOT_FOUND:
+        status = NGX_HTTP_NOT_FOUND;
+        code = "not_found";
+        detail = "Beyond Identity does not know the identity";
+        break;
+
+    case NGX_HTTP_CONFLICT:
+        status = NGX_HTTP_CONFLICT;
+        code = "conflict";
+        detail = "Beyond Identity reports a conflict";
+        break;
+
+    case 422:
+        status = 422;
+        code = "unprocessable";
+        detail = "Beyond Identity cannot process the request";
+        break;
+
+    case 429:
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        code = "api_rate_limited";
+        detail = "the Beyond Identity API is rate limiting this server";
+
+        if (bc->retry_after.len) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h != NULL) {
+                h->hash = 1;
+#if (nginx_version >= 1023000)
+                h->next = NULL;
+#endif
+                ngx_str_set(&h->key, "Retry-After");
+                h->value = bc->retry_after;
+            }
+        }
+
+        break;
+
+    default:
+        status = NGX_HTTP_BAD_GATEWAY;
+
+        if (bc->status >= 500) {
+            code = "api_error";
+            detail = "the Beyond Identity API failed";
+
+        } else {
+            code = "api_unexpected_status";
+            detail = "the Beyond Identity API answered an unexpected status";
+        }
+
+        break;
+    }
+
+    if (msg.len && (status == NGX_HTTP_BAD_REQUEST
+                    || status == NGX_HTTP_NOT_FOUND
+                    || status == NGX_HTTP_CONFLICT
+                    || status == 422))
+    {
+        /* the API's own words help the caller fix the input */
+        ngx_http_passkey_bind_fail(ctx, status, code,
+                                   (char *) ngx_pstrdup(r->pool, &msg));
+        return;
+    }
+
+    ngx_http_passkey_bind_fail(ctx, status, code, detail);
+}
+
+
+static void
+ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_int_t                 rc;
+    ngx_http_request_t       *r;
+    ngx_http_passkey_json_t  *json;
+
+    r = ctx->request;
+    r->connection->log->action = "sending the passkey binding job";
+
+    json = ngx_http_passkey_json_object(r->pool);
+
+    if (json == NULL
+        || ngx_http_passkey_json_set_string(json, "job_id", &ctx->job_id)
+           != NGX_OK
+        || ngx_http_passkey_json_set_string(json, "identity_id",
+                                            &ctx->identity_id)
+           != NGX_OK
+        || ngx_http_passkey_json_set_string(json, "state", &ctx->job_state)
+           != NGX_OK
+        || ngx_http_passkey_json_set_string(json, "expire_time",
+                                            &ctx->expire_time)
+           != NGX_OK
+        || ngx_http_passkey_json_set_string(json, "credential_binding_link",
+                                            &ctx->link)
+           != NGX_OK)
+    {
+        ngx_http_passkey_bind_finalize(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "passkey: binding job %V for identity %V (%s)",
+                  &ctx->job_id, &ctx->identity_id,
+                  ctx->created ? "new identity" : "existing identity");
+
+    rc = ngx_http_passkey_send_json(r, NGX_HTTP_OK, json);
+
+    ngx_http_passkey_bind_finalize(ctx, rc);
+}
+
+
+static void
+ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
+    char *code, char *detail)
+{
+    ngx_str_t  s;
+
+    if (status < NGX_HTTP_INTERNAL_SERVER_ERROR
+        && status != NGX_HTTP_CONFLICT && status != NGX_HTTP_NOT_FOUND
+        && status != 422)
+    {
+        /* input problems get their log line here; API ones already did */
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "passkey: %s: %s", code, detail);
+    }
+
+    s.data = (u_char *) detail;
+    s.len = detail ? ngx_strlen(detail) : 0;
+
+    ngx_http_passkey_bind_finalize(ctx,
+        ngx_http_passkey_send_problem(ctx->request, status, code, &s));
+}
+
+
+static void
+ngx_http_passkey_bind_finalize(ngx_http_passkey_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    c->log->action = NULL;
+
+    ngx_http_finalize_request(r, rc);
+
+    /* called from API and redis events, not from the request's own */
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* "2026-12-05T15:09:48.123456Z" or with a "+hh:mm" offset; 0 if invalid */
+
+static time_t
+ngx_http_passkey_parse_rfc3339(ngx_str_t *s)
+{
+    u_char      *p, *last;
+    time_t       days, t;
+    ngx_int_t    year, month, day, hour, min, sec, off, sign, y, era, yoe;
+    ngx_uint_t   doy, doe, m;
+
+    p = s->data;
+    last = s->data + s->len;
+
+    if (s->len < sizeof("1970-01-01T00:00:00Z") - 1
+        || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != 't')
+        || p[13] != ':' || p[16] != ':')
+    {
+        return 0;
+    }
+
+    year = ngx_atoi(p, 4);
+    month = ngx_atoi(p + 5, 2);
+    day = ngx_atoi(p + 8, 2);
+    hour = ngx_atoi(p + 11, 2);
+    min = ngx_atoi(p + 14, 2);
+    sec = ngx_atoi(p + 17, 2);
+
+    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31
+        || hour < 0 || hour > 23 || min < 0 || min > 59 || sec < 0
+        || sec > 60)
+    {
+        return 0;
+    }
+
+    p += 19;
+
+    if (p < last && *p == '.') {
+        for (p++; p < last && *p >= '0' && *p <= '9'; p++) {
+            /* fractions of a second do not matter for a TTL */
+        }
+    }
+
+    off = 0;
+
+    if (p + 1 == last && (*p == 'Z' || *p == 'z')) {
+        off = 0;
+
+    } else if (p + 6 == last && (*p == '+' || *p == '-') && p[3] == ':') {
+        sign = (*p == '-') ? -1 : 1;
+        hour = ngx_atoi(p + 1, 2);
+        min = ngx_atoi(p + 4, 2);
+
+        if (hour == NGX_ERROR || min == NGX_ERROR) {
+            return 0;
+        }
+
+        off = sign * (hour * 3600 + min * 60);
+        hour = ngx_atoi(s->data + 11, 2);
+        min = ngx_atoi(s->data + 14, 2);
+
+    } else {
+        return 0;
+    }
+
+    /* days since the epoch of a proleptic Gregorian date */
+
+    y = year - (month <= 2);
+    era = y / 400;
+    yoe = y - era * 400;
+    m = (ngx_uint_t) month;
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + day - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    days = (time_t) era * 146097 + (time_t) doe - 719468;
+
+    t = days * 86400 + hour * 3600 + min * 60 + sec - off;
+
+    return t > 0 ? t : 0;
+}

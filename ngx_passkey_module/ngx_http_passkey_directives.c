@@ -1,0 +1,536 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_passkey_module.h"
+
+
+static ngx_int_t ngx_http_passkey_read_secret(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_str_t *secret, ngx_str_t *directive);
+static ngx_int_t ngx_http_passkey_parse_redis_address(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_http_passkey_redis_server_t *server);
+static ngx_http_passkey_redis_server_t *ngx_http_passkey_redis_server_add(
+    ngx_conf_t *cf, ngx_http_passkey_redis_server_t *server);
+
+
+char *
+ngx_http_passkey_conf_set_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t  *field, *value, url;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    url = value[1];
+
+    while (url.len && url.data[url.len - 1] == '/') {
+        url.len--;
+    }
+
+    if (!(url.len > 8 && ngx_strncasecmp(url.data, (u_char *) "https://", 8)
+                         == 0)
+        && !(url.len > 7 && ngx_strncasecmp(url.data, (u_char *) "http://", 7)
+                            == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL \"%V\" in \"%V\": "
+                           "expected http:// or https://",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strlchr(url.data, url.data + url.len, '?') != NULL
+        || ngx_strlchr(url.data, url.data + url.len, '#') != NULL
+        || ngx_strlchr(url.data, url.data + url.len, ' ') != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL \"%V\" in \"%V\": "
+                           "no query, fragment or spaces allowed",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    *field = url;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_passkey_conf_set_id(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    u_char      ch;
+    ngx_str_t  *field, *value;
+    ngx_uint_t  i;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* ids are opaque, but they go into URL paths unescaped */
+
+    for (i = 0; i < value[1].len; i++) {
+        ch = value[1].data[i];
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')
+        {
+            continue;
+        }
+
+        break;
+    }
+
+    if (value[1].len == 0 || value[1].len > 128 || i != value[1].len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected "
+                           "1 to 128 letters, digits, \"-\" or \"_\"",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    *field = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_passkey_conf_set_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t  *field, *value;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_passkey_read_secret(cf, &value[1], field, &cmd->name)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Secrets live in files so that neither nginx.conf nor "nginx -T" shows
+ * them; the file is read once per configuration load, by the master.
+ */
+
+static ngx_int_t
+ngx_http_passkey_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *secret, ngx_str_t *directive)
+{
+    u_char           *buf, *last;
+    size_t            size;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t         file;
+    ngx_file_info_t   fi;
+
+    file = *name;
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot open secret file \"%V\"",
+                           directive, &file);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot stat secret file \"%V\"",
+                           directive, &file);
+        goto failed;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+
+    if (size == 0 || size > NGX_HTTP_PASSKEY_SECRET_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": secret file \"%V\" must hold "
+                           "1 to %d bytes", directive, &file,
+                           NGX_HTTP_PASSKEY_SECRET_MAX);
+        goto failed;
+    }
+
+    buf = ngx_pnalloc(cf->pool, size + 1);
+    if (buf == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_fd(fd, buf, size);
+
+    if (n != (ssize_t) size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot read secret file \"%V\"",
+                           directive, &file);
+        goto failed;
+    }
+
+    ngx_close_file(fd);
+
+    /* editors add a final newline; nothing in a secret is white space */
+
+    last = buf + size;
+
+    while (last > buf
+           && (last[-1] == '\n' || last[-1] == '\r' || last[-1] == ' '
+               || last[-1] == '\t'))
+    {
+        last--;
+    }
+
+    if (last == buf) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": secret file \"%V\" is blank",
+                           directive, &file);
+        return NGX_ERROR;
+    }
+
+    *last = '\0';
+
+    secret->data = buf;
+    secret->len = last - buf;
+
+    return NGX_OK;
+
+failed:
+
+    ngx_close_file(fd);
+
+    return NGX_ERROR;
+}
+
+
+char *
+ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_passkey_loc_conf_t *plcf = conf;
+
+    ngx_str_t                        *value, s;
+    ngx_uint_t                        i;
+    ngx_http_passkey_redis_server_t   server;
+
+    if (plcf->redis != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&server, sizeof(ngx_http_passkey_redis_server_t));
+
+    if (ngx_http_passkey_parse_redis_address(cf, &value[1], &server)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "database=", 9) == 0) {
+
+            server.database = ngx_atoi(value[i].data + 9, value[i].len - 9);
+            if (server.database == NGX_ERROR || server.database > 1024) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
+
+            s.data = value[i].data + 14;
+            s.len = value[i].len - 14;
+
+            if (s.len == 0) {
+                goto invalid;
+            }
+
+            if (ngx_http_passkey_read_secret(cf, &s, &server.password,
+                                             &cmd->name)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    plcf->redis = ngx_http_passkey_redis_server_add(cf, &server);
+    if (plcf->redis == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"%V\"",
+                       &value[i], &cmd->name);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * hiredis resolves host names with a blocking getaddrinfo(), so only
+ * numeric addresses and unix sockets are accepted.
+ */
+
+static ngx_int_t
+ngx_http_passkey_parse_redis_address(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_passkey_redis_server_t *server)
+{
+    u_char     *colon, *host, *last;
+    ngx_int_t   port;
+    u_char      buf[sizeof(struct in6_addr)];
+
+    server->name = *value;
+
+    if (value->len > 5 && ngx_strncmp(value->data, "unix:", 5) == 0) {
+        server->path.len = value->len - 5;
+        server->path.data = ngx_pnalloc(cf->pool, server->path.len + 1);
+        if (server->path.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(server->path.data, value->data + 5,
+                    server->path.len + 1);
+
+        return NGX_OK;
+    }
+
+    last = value->data + value->len;
+    colon = NULL;
+
+    for (host = last - 1; host >= value->data; host--) {
+        if (*host == ':') {
+            colon = host;
+            break;
+        }
+    }
+
+    if (colon == NULL) {
+        goto invalid;
+    }
+
+    port = ngx_atoi(colon + 1, last - colon - 1);
+    if (port < 1 || port > 65535) {
+        goto invalid;
+    }
+
+    host = value->data;
+
+    if (host < colon && *host == '[' && colon[-1] == ']') {
+        host++;
+        last = colon - 1;
+
+    } else {
+        last = colon;
+    }
+
+    server->host.len = last - host;
+    server->host.data = ngx_pnalloc(cf->pool, server->host.len + 1);
+    if (server->host.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn(server->host.data, host, server->host.len + 1);
+
+    if (inet_pton(AF_INET, (char *) server->host.data, buf) != 1
+        && inet_pton(AF_INET6, (char *) server->host.data, buf) != 1)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"passkey_redis\": "
+                           "use a numeric IP address and port, or "
+                           "unix:/path", value);
+        return NGX_ERROR;
+    }
+
+    server->port = (in_port_t) port;
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid address \"%V\" in \"passkey_redis\": "
+                       "expected IP:port or unix:/path", value);
+
+    return NGX_ERROR;
+}
+
+
+/* locations naming the same server share one connection per worker */
+
+static ngx_http_passkey_redis_server_t *
+ngx_http_passkey_redis_server_add(ngx_conf_t *cf,
+    ngx_http_passkey_redis_server_t *server)
+{
+    ngx_uint_t                         i;
+    ngx_http_passkey_main_conf_t      *pmcf;
+    ngx_http_passkey_redis_server_t  **servers, *s, **sp;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_passkey_module);
+
+    servers = pmcf->redis_servers.elts;
+
+    for (i = 0; i < pmcf->redis_servers.nelts; i++) {
+        s = servers[i];
+
+        if (s->name.len == server->name.len
+            && ngx_strncmp(s->name.data, server->name.data, s->name.len) == 0
+            && s->database == server->database
+            && s->password.len == server->password.len
+            && ngx_strncmp(s->password.data, server->password.data,
+                           s->password.len) == 0)
+        {
+            return s;
+        }
+    }
+
+    s = ngx_palloc(cf->pool, sizeof(ngx_http_passkey_redis_server_t));
+    if (s == NULL) {
+        return NULL;
+    }
+
+    *s = *server;
+
+    sp = ngx_array_push(&pmcf->redis_servers);
+    if (sp == NULL) {
+        return NULL;
+    }
+
+    *sp = s;
+
+    return s;
+}
+
+
+char *
+ngx_http_passkey_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_passkey_loc_conf_t *plcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->bind != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    plcf->bind = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_passkey_bind_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Settings are inherited from http and server level, so whether a bind
+ * location has all it needs is only known once they are merged.
+ */
+
+char *
+ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf)
+{
+    char  *missing;
+
+    missing = NULL;
+
+    if (plcf->tenant_id.len == 0) {
+        missing = "passkey_tenant_id";
+
+    } else if (plcf->realm_id.len == 0) {
+        missing = "passkey_realm_id";
+
+    } else if (plcf->authenticator_config_id.len == 0) {
+        missing = "passkey_authenticator_config_id";
+
+    } else if (plcf->redis == NULL) {
+        missing = "passkey_redis";
+
+    } else if (plcf->api_token.len == 0) {
+
+        if (plcf->client_id.len == 0) {
+            missing = "passkey_client_id\" or \"passkey_api_token_file";
+
+        } else if (plcf->client_secret.len == 0) {
+            missing = "passkey_client_secret_file";
+
+        } else if (plcf->application_id.len == 0) {
+            missing = "passkey_application_id";
+        }
+
+    } else if (plcf->client_id.len || plcf->client_secret.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_api_token_file\" cannot be combined "
+                           "with \"passkey_client_id\" or "
+                           "\"passkey_client_secret_file\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (missing) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_bind\" requires \"%s\"", missing);
+        return NGX_CONF_ERROR;
+    }
+
+    if (plcf->token_realm_id.len == 0) {
+        plcf->token_realm_id = plcf->realm_id;
+    }
+
+    if (plcf->http.trusted_certificate.len) {
+        if (ngx_conf_full_name(cf->cycle, &plcf->http.trusted_certificate, 1)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    plcf->token = ngx_http_passkey_token_add(cf, plcf);
+    if (plcf->token == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,93 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#ifndef _NGX_HTTP_PASSKEY_HTTP_H_INCLUDED_
+#define _NGX_HTTP_PASSKEY_HTTP_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+/*
+ * Outbound HTTPS calls, driven by libcurl's multi-socket interface on the
+ * nginx event loop.  This is the only file that includes curl.h.
+ */
+
+
+typedef enum {
+    NGX_HTTP_PASSKEY_HTTP_OK = 0,          /* a response arrived; see status */
+    NGX_HTTP_PASSKEY_HTTP_TIMEOUT,         /* connect or total timeout */
+    NGX_HTTP_PASSKEY_HTTP_CONNECT,         /* refused, reset, DNS failure */
+    NGX_HTTP_PASSKEY_HTTP_TLS,             /* handshake or verification */
+    NGX_HTTP_PASSKEY_HTTP_TOO_LARGE,       /* body over max_response */
+    NGX_HTTP_PASSKEY_HTTP_FAILED           /* anything else */
+} ngx_http_passkey_http_result_e;
+
+
+typedef struct ngx_http_passkey_http_call_s  ngx_http_passkey_http_call_t;
+
+typedef void (*ngx_http_passkey_http_done_pt)(
+    ngx_http_passkey_http_call_t *call);
+
+
+typedef struct {
+    ngx_msec_t                      connect_timeout;
+    ngx_msec_t                      timeout;
+    size_t                          max_response;
+    ngx_flag_t                      verify;
+    ngx_str_t                       trusted_certificate; /* null-terminated */
+} ngx_http_passkey_http_conf_t;
+
+
+struct ngx_http_passkey_http_call_s {
+    /* set by the caller before ngx_http_passkey_http_start() */
+    ngx_pool_t                     *pool;     /* owns the call and results */
+    ngx_log_t                      *log;
+    ngx_http_passkey_http_conf_t   *conf;
+
+    ngx_str_t                       method;   /* "GET", "POST" */
+    ngx_str_t                       url;
+    ngx_str_t                       content_type;  /* empty: no body */
+    ngx_str_t                       body;
+
+    /* "Authorization: ..." value; never logged */
+    ngx_str_t                       authorization;
+
+    ngx_http_passkey_http_done_pt   handler;
+    void                           *data;
+
+    /* results, valid in handler */
+    ngx_http_passkey_http_result_e  result;
+    ngx_uint_t                      status;
+    ngx_str_t                       response;   /* in pool */
+    ngx_str_t                       retry_after;
+    const char                     *error;      /* static text for logs */
+
+    /* private to ngx_http_passkey_http.c */
+    void                           *priv;
+};
+
+
+ngx_int_t ngx_http_passkey_http_init_process(ngx_cycle_t *cycle);
+void ngx_http_passkey_http_exit_process(ngx_cycle_t *cycle);
+
+/*
+ * Starts a call.  NGX_OK: call->handler runs later, exactly once, unless the
+ * call is cancelled first; it never runs from inside this function.
+ * NGX_ERROR: nothing started, the handler never runs.
+ */
+ngx_int_t ngx_http_passkey_http_start(ngx_http_passkey_http_call_t *call);
+
+/* Stops a call in flight; the handler will not run.  Idempotent. */
+void ngx_http_passkey_http_cancel(ngx_http_passkey_http_call_t *call);
+
+/* Percent-encodes s for a URL query argument value, into pool. */
+ngx_int_t ngx_http_passkey_http_escape(ngx_pool_t *pool, ngx_str_t *s,
+    ngx_str_t *out);
+
+
+#endif /* _NGX_HTTP_PASSKEY_HTTP_H_INCLUDED_ */

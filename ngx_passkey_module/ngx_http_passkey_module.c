@@ -1,0 +1,426 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_passkey_module.h"
+
+
+static ngx_int_t ngx_http_passkey_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_passkey_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_passkey_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_passkey_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_passkey_init_process(ngx_cycle_t *cycle);
+static void ngx_http_passkey_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_http_passkey_redis_timeout_bounds = {
+    ngx_conf_check_num_bounds, 1, 60000
+};
+
+
+static ngx_command_t  ngx_http_passkey_commands[] = {
+
+    { ngx_string("passkey_api_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, api_url),
+      NULL },
+
+    { ngx_string("passkey_auth_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, auth_url),
+      NULL },
+
+    { ngx_string("passkey_tenant_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_id,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, tenant_id),
+      NULL },
+
+    { ngx_string("passkey_realm_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_id,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, realm_id),
+      NULL },
+
+    { ngx_string("passkey_authenticator_config_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_id,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, authenticator_config_id),
+      NULL },
+
+    { ngx_string("passkey_token_realm_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_id,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, token_realm_id),
+      NULL },
+
+    { ngx_string("passkey_application_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_id,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, application_id),
+      NULL },
+
+    { ngx_string("passkey_client_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, client_id),
+      NULL },
+
+    { ngx_string("passkey_client_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_secret_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, client_secret),
+      NULL },
+
+    { ngx_string("passkey_api_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_secret_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, api_token),
+      NULL },
+
+    { ngx_string("passkey_api_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, http.connect_timeout),
+      NULL },
+
+    { ngx_string("passkey_api_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, http.timeout),
+      NULL },
+
+    { ngx_string("passkey_api_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, http.max_response),
+      NULL },
+
+    { ngx_string("passkey_api_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, http.verify),
+      NULL },
+
+    { ngx_string("passkey_api_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, http.trusted_certificate),
+      NULL },
+
+    { ngx_string("passkey_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_passkey_redis,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("passkey_redis_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, redis_prefix),
+      NULL },
+
+    { ngx_string("passkey_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, redis_timeout),
+      &ngx_http_passkey_redis_timeout_bounds },
+
+    { ngx_string("passkey_username"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, username),
+      NULL },
+
+    { ngx_string("passkey_email"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, email),
+      NULL },
+
+    { ngx_string("passkey_display_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, display_name),
+      NULL },
+
+    { ngx_string("passkey_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("passkey_bind"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_passkey_bind,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_passkey_module_ctx = {
+    ngx_http_passkey_preconfiguration,     /* preconfiguration */
+    ngx_http_passkey_postconfiguration,    /* postconfiguration */
+
+    ngx_http_passkey_create_main_conf,     /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_passkey_create_loc_conf,      /* create location configuration */
+    ngx_http_passkey_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_passkey_module = {
+    NGX_MODULE_V1,
+    &ngx_http_passkey_module_ctx,          /* module context */
+    ngx_http_passkey_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_passkey_init_process,         /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_passkey_exit_process,         /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_passkey_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_passkey_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_str_t                      name = ngx_string("request_id");
+    ngx_http_passkey_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_passkey_module);
+
+    pmcf->request_id_index = ngx_http_get_variable_index(cf, &name);
+    if (pmcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_passkey_token_init_zone(cf, pmcf);
+}
+
+
+static void *
+ngx_http_passkey_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_passkey_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_passkey_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     pmcf->token_zone = NULL;
+     */
+
+    if (ngx_array_init(&pmcf->redis_servers, cf->pool, 1,
+                       sizeof(ngx_http_passkey_redis_server_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&pmcf->tokens, cf->pool, 1,
+                       sizeof(ngx_http_passkey_token_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    pmcf->request_id_index = NGX_ERROR;
+
+    return pmcf;
+}
+
+
+static void *
+ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_passkey_loc_conf_t));
+    if (plcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     plcf->api_url = { 0, NULL };
+     *     plcf->auth_url = { 0, NULL };
+     *     plcf->tenant_id = { 0, NULL };
+     *     plcf->realm_id = { 0, NULL };
+     *     plcf->authenticator_config_id = { 0, NULL };
+     *     plcf->token_realm_id = { 0, NULL };
+     *     plcf->application_id = { 0, NULL };
+     *     plcf->client_id = { 0, NULL };
+     *     plcf->client_secret = { 0, NULL };
+     *     plcf->api_token = { 0, NULL };
+     *     plcf->http.trusted_certificate = { 0, NULL };
+     *     plcf->redis_prefix = { 0, NULL };
+     *     plcf->token = NULL;
+     */
+
+    plcf->http.connect_timeout = NGX_CONF_UNSET_MSEC;
+    plcf->http.timeout = NGX_CONF_UNSET_MSEC;
+    plcf->http.max_response = NGX_CONF_UNSET_SIZE;
+    plcf->http.verify = NGX_CONF_UNSET;
+
+    plcf->redis = NGX_CONF_UNSET_PTR;
+    plcf->redis_timeout = NGX_CONF_UNSET_MSEC;
+
+    plcf->username = NGX_CONF_UNSET_PTR;
+    plcf->email = NGX_CONF_UNSET_PTR;
+    plcf->display_name = NGX_CONF_UNSET_PTR;
+    plcf->max_body_size = NGX_CONF_UNSET_SIZE;
+
+    plcf->bind = NGX_CONF_UNSET;
+
+    return plcf;
+}
+
+
+static char *
+ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_passkey_loc_conf_t *prev = parent;
+    ngx_http_passkey_loc_conf_t *conf = child;
+
+    ngx_conf_merge_str_value(conf->api_url, prev->api_url,
+                             "https://api-us.beyondidentity.com");
+    ngx_conf_merge_str_value(conf->auth_url, prev->auth_url,
+                             "https://auth-us.beyondidentity.com");
+    ngx_conf_merge_str_value(conf->tenant_id, prev->tenant_id, "");
+    ngx_conf_merge_str_value(conf->realm_id, prev->realm_id, "");
+    ngx_conf_merge_str_value(conf->authenticator_config_id,
+                             prev->authenticator_config_id, "");
+    ngx_conf_merge_str_value(conf->token_realm_id, prev->token_realm_id, "");
+    ngx_conf_merge_str_value(conf->application_id, prev->application_id, "");
+    ngx_conf_merge_str_value(conf->client_id, prev->client_id, "");
+    ngx_conf_merge_str_value(conf->client_secret, prev->client_secret, "");
+    ngx_conf_merge_str_value(conf->api_token, prev->api_token, "");
+
+    ngx_conf_merge_msec_value(conf->http.connect_timeout,
+                              prev->http.connect_timeout, 5000);
+    ngx_conf_merge_msec_value(conf->http.timeout, prev->http.timeout, 10000);
+    ngx_conf_merge_size_value(conf->http.max_response,
+                              prev->http.max_response, 64 * 1024);
+    ngx_conf_merge_value(conf->http.verify, prev->http.verify, 1);
+    ngx_conf_merge_str_value(conf->http.trusted_certificate,
+                             prev->http.trusted_certificate, "");
+
+    ngx_conf_merge_ptr_value(conf->redis, prev->redis, NULL);
+    ngx_conf_merge_str_value(conf->redis_prefix, prev->redis_prefix,
+                             "passkey:");
+    ngx_conf_merge_msec_value(conf->redis_timeout, prev->redis_timeout, 1000);
+
+    ngx_conf_merge_ptr_value(conf->username, prev->username, NULL);
+    ngx_conf_merge_ptr_value(conf->email, prev->email, NULL);
+    ngx_conf_merge_ptr_value(conf->display_name, prev->display_name, NULL);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              16 * 1024);
+
+    /* a content handler is not inherited by nested locations */
+    if (conf->bind == NGX_CONF_UNSET) {
+        conf->bind = 0;
+    }
+
+    if (!conf->bind) {
+        return NGX_CONF_OK;
+    }
+
+    return ngx_http_passkey_check_bind_conf(cf, conf);
+}
+
+
+static ngx_int_t
+ngx_http_passkey_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_passkey_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_passkey_module);
+    if (pmcf == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_passkey_http_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_passkey_redis_init_process(cycle, &pmcf->redis_servers)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_passkey_token_init_process(cycle, pmcf);
+}
+
+
+static void
+ngx_http_passkey_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_passkey_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_passkey_module);
+    if (pmcf == NULL) {
+        return;
+    }
+
+    ngx_http_passkey_token_exit_process(cycle, pmcf);
+    ngx_http_passkey_redis_exit_process(cycle, &pmcf->redis_servers);
+    ngx_http_passkey_http_exit_process(cycle);
+}

@@ -1,0 +1,214 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#ifndef _NGX_HTTP_PASSKEY_MODULE_H_INCLUDED_
+#define _NGX_HTTP_PASSKEY_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_passkey_http.h"
+#include "ngx_http_passkey_redis.h"
+#include "ngx_http_passkey_json.h"
+
+
+#define NGX_HTTP_PASSKEY_USERNAME_MAX   64
+#define NGX_HTTP_PASSKEY_EMAIL_MAX      254
+#define NGX_HTTP_PASSKEY_SECRET_MAX     4096
+
+
+/* how a call to Beyond Identity ended, whatever the HTTP status */
+typedef enum {
+    NGX_HTTP_PASSKEY_API_OK = 0,           /* an answer; see status */
+    NGX_HTTP_PASSKEY_API_TIMEOUT,
+    NGX_HTTP_PASSKEY_API_UNREACHABLE,
+    NGX_HTTP_PASSKEY_API_BAD_RESPONSE,     /* not JSON, too large */
+    NGX_HTTP_PASSKEY_API_DENIED,           /* no access token granted */
+    NGX_HTTP_PASSKEY_API_INTERNAL
+} ngx_http_passkey_api_result_e;
+
+
+typedef struct ngx_http_passkey_token_s  ngx_http_passkey_token_t;
+
+
+typedef struct {
+    ngx_array_t                       redis_servers;
+    ngx_array_t                       tokens;
+    ngx_shm_zone_t                   *token_zone;
+    ngx_int_t                         request_id_index;
+} ngx_http_passkey_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                         api_url;
+    ngx_str_t                         auth_url;
+    ngx_str_t                         tenant_id;
+    ngx_str_t                         realm_id;
+    ngx_str_t                         authenticator_config_id;
+    ngx_str_t                         token_realm_id;
+    ngx_str_t                         application_id;
+    ngx_str_t                         client_id;
+    ngx_str_t                         client_secret;   /* file contents */
+    ngx_str_t                         api_token;       /* file contents */
+
+    ngx_http_passkey_http_conf_t      http;
+
+    ngx_http_passkey_redis_server_t  *redis;
+    ngx_str_t                         redis_prefix;
+    ngx_msec_t                        redis_timeout;
+
+    ngx_http_complex_value_t         *username;
+    ngx_http_complex_value_t         *email;
+    ngx_http_complex_value_t         *display_name;
+    size_t                            max_body_size;
+
+    ngx_flag_t                        bind;
+    ngx_http_passkey_token_t         *token;
+} ngx_http_passkey_loc_conf_t;
+
+
+typedef struct ngx_http_passkey_bi_call_s  ngx_http_passkey_bi_call_t;
+typedef struct ngx_http_passkey_token_wait_s  ngx_http_passkey_token_wait_t;
+
+typedef void (*ngx_http_passkey_bi_done_pt)(ngx_http_passkey_bi_call_t *bc);
+typedef void (*ngx_http_passkey_token_done_pt)(
+    ngx_http_passkey_token_wait_t *w);
+
+
+struct ngx_http_passkey_token_wait_s {
+    ngx_queue_t                       queue;
+    ngx_pool_t                       *pool;
+    ngx_log_t                        *log;
+    ngx_http_passkey_token_done_pt    handler;
+    void                             *data;
+
+    ngx_http_passkey_api_result_e     result;
+    ngx_str_t                         token;        /* in pool */
+    ngx_uint_t                        generation;
+    const char                       *error;
+
+    unsigned                          waiting:1;
+};
+
+
+/* one call to the Beyond Identity API, with token handling */
+struct ngx_http_passkey_bi_call_s {
+    ngx_pool_t                       *pool;
+    ngx_log_t                        *log;
+    ngx_http_passkey_loc_conf_t      *conf;
+
+    ngx_str_t                         method;
+    ngx_str_t                         path;    /* after .../realms/{r} */
+    ngx_str_t                         query;
+    ngx_str_t                         body;    /* JSON; empty: none */
+
+    ngx_http_passkey_bi_done_pt       handler;
+    void                             *data;
+
+    ngx_http_passkey_api_result_e     result;
+    ngx_uint_t                        status;
+    ngx_http_passkey_json_t          *json;    /* parsed object or NULL */
+    ngx_str_t                         retry_after;
+    ngx_str_t                         api_code;
+    ngx_str_t                         api_message;
+    const char                       *error;
+
+    /* private to ngx_http_passkey_bi.c */
+    ngx_http_passkey_http_call_t      http;
+    ngx_http_passkey_token_wait_t     wait;
+    ngx_uint_t                        generation;
+    unsigned                          retried:1;
+    unsigned                          active:1;
+};
+
+
+typedef enum {
+    NGX_HTTP_PASSKEY_STEP_NONE = 0,
+    NGX_HTTP_PASSKEY_STEP_REDIS_CHECK,
+    NGX_HTTP_PASSKEY_STEP_FIND_IDENTITY,
+    NGX_HTTP_PASSKEY_STEP_CREATE_IDENTITY,
+    NGX_HTTP_PASSKEY_STEP_CREATE_JOB,
+    NGX_HTTP_PASSKEY_STEP_STORE_JOB
+} ngx_http_passkey_step_e;
+
+
+typedef struct {
+    ngx_http_request_t               *request;
+    ngx_http_passkey_json_t          *body;
+
+    ngx_str_t                         username;
+    ngx_str_t                         email;
+    ngx_str_t                         display_name;
+
+    ngx_str_t                         identity_id;
+    ngx_str_t                         job_id;
+    ngx_str_t                         job_state;
+    ngx_str_t                         expire_time;
+    ngx_str_t                         link;
+    time_t                            expires;
+
+    ngx_http_passkey_step_e           step;
+    ngx_uint_t                        lookups;
+    ngx_http_passkey_bi_call_t        bi;
+    ngx_http_passkey_redis_op_t       redis;
+
+    unsigned                          created:1;
+    unsigned                          waiting_redis:1;
+    unsigned                          body_read:1;
+} ngx_http_passkey_ctx_t;
+
+
+extern ngx_module_t  ngx_http_passkey_module;
+
+
+/* ngx_http_passkey_directives.c */
+char *ngx_http_passkey_conf_set_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_passkey_conf_set_id(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_passkey_conf_set_secret_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_passkey_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf);
+
+/* ngx_http_passkey_variables.c */
+ngx_int_t ngx_http_passkey_add_variables(ngx_conf_t *cf);
+
+/* ngx_http_passkey_reply.c */
+ngx_int_t ngx_http_passkey_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_http_passkey_json_t *json);
+ngx_int_t ngx_http_passkey_send_problem(ngx_http_request_t *r,
+    ngx_uint_t status, char *code, ngx_str_t *detail);
+void ngx_http_passkey_no_store(ngx_http_request_t *r);
+
+/* ngx_http_passkey_bind.c */
+ngx_int_t ngx_http_passkey_bind_handler(ngx_http_request_t *r);
+
+/* ngx_http_passkey_bi.c */
+ngx_int_t ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc);
+void ngx_http_passkey_bi_cancel(ngx_http_passkey_bi_call_t *bc);
+
+/* ngx_http_passkey_token.c */
+ngx_http_passkey_token_t *ngx_http_passkey_token_add(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf);
+ngx_int_t ngx_http_passkey_token_init_zone(ngx_conf_t *cf,
+    ngx_http_passkey_main_conf_t *pmcf);
+ngx_int_t ngx_http_passkey_token_init_process(ngx_cycle_t *cycle,
+    ngx_http_passkey_main_conf_t *pmcf);
+void ngx_http_passkey_token_exit_process(ngx_cycle_t *cycle,
+    ngx_http_passkey_main_conf_t *pmcf);
+ngx_int_t ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_token_wait_t *w);
+void ngx_http_passkey_token_cancel(ngx_http_passkey_token_wait_t *w);
+void ngx_http_passkey_token_invalidate(ngx_http_passkey_token_t *token,
+    ngx_uint_t generation);
+
+
+#endif /* _NGX_HTTP_PASSKEY_MODULE_H_INCLUDED_ */

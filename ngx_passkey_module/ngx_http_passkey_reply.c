@@ -1,0 +1,237 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_passkey_module.h"
+
+
+static ngx_int_t ngx_http_passkey_send(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
+static ngx_int_t ngx_http_passkey_add_header(ngx_http_request_t *r,
+    char *name, char *value);
+static char *ngx_http_passkey_status_title(ngx_uint_t status);
+
+
+void
+ngx_http_passkey_no_store(ngx_http_request_t *r)
+{
+    /* answers may carry bearer secrets: keep them out of every cache */
+    (void) ngx_http_passkey_add_header(r, "Cache-Control", "no-store");
+    (void) ngx_http_passkey_add_header(r, "Referrer-Policy", "no-referrer");
+}
+
+
+ngx_int_t
+ngx_http_passkey_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_http_passkey_json_t *json)
+{
+    ngx_str_t  body;
+    ngx_str_t  type = ngx_string("application/json");
+
+    if (ngx_http_passkey_json_dump(r->pool, json, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_passkey_send(r, status, &type, &body);
+}
+
+
+/*
+ * RFC 9457 problem details, with a stable "code" for programs and the
+ * request id that ties the answer to its error_log line.
+ */
+
+ngx_int_t
+ngx_http_passkey_send_problem(ngx_http_request_t *r, ngx_uint_t status,
+    char *code, ngx_str_t *detail)
+{
+    u_char                        *p;
+    ngx_str_t                      body, s;
+    ngx_http_passkey_json_t       *json;
+    ngx_http_variable_value_t     *vv;
+    ngx_http_passkey_main_conf_t  *pmcf;
+    ngx_str_t                      type =
+                                       ngx_string("application/problem+json");
+
+    json = ngx_http_passkey_json_object(r->pool);
+    if (json == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    s.len = sizeof("urn:ngx-passkey:problem:") - 1 + ngx_strlen(code);
+    s.data = ngx_pnalloc(r->pool, s.len);
+    if (s.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(s.data, "urn:ngx-passkey:problem:",
+                   sizeof("urn:ngx-passkey:problem:") - 1);
+    ngx_memcpy(p, code, ngx_strlen(code));
+
+    if (ngx_http_passkey_json_set_string(json, "type", &s) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    s.data = (u_char *) ngx_http_passkey_status_title(status);
+    s.len = ngx_strlen(s.data);
+
+    if (ngx_http_passkey_json_set_string(json, "title", &s) != NGX_OK
+        || ngx_http_passkey_json_set_integer(json, "status", status) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (detail && detail->len
+        && ngx_http_passkey_json_set_string(json, "detail", detail) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    s.data = (u_char *) code;
+    s.len = ngx_strlen(code);
+
+    if (ngx_http_passkey_json_set_string(json, "code", &s) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_passkey_module);
+
+    vv = ngx_http_get_indexed_variable(r, pmcf->request_id_index);
+
+    if (vv != NULL && !vv->not_found && vv->len) {
+        s.data = vv->data;
+        s.len = vv->len;
+
+        if (ngx_http_passkey_json_set_string(json, "request_id", &s)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_http_passkey_json_dump(r->pool, json, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_passkey_send(r, status, &type, &body);
+}
+
+
+static ngx_int_t
+ngx_http_passkey_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *body)
+{
+    ngx_int_t    rc;
+    ngx_buf_t   *b;
+    ngx_chain_t  out;
+
+    if (r->header_sent) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_passkey_no_store(r);
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = body->len + 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a trailing newline keeps curl output and logs readable */
+
+    b->start = ngx_pnalloc(r->pool, body->len + 1);
+    if (b->start == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = b->start;
+    b->last = ngx_cpymem(b->pos, body->data, body->len);
+    *b->last++ = '\n';
+    b->end = b->last;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_passkey_add_header(ngx_http_request_t *r, char *name, char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_passkey_status_title(ngx_uint_t status)
+{
+    switch (status) {
+    case NGX_HTTP_OK:
+        return "OK";
+    case NGX_HTTP_BAD_REQUEST:
+        return "Bad Request";
+    case NGX_HTTP_UNAUTHORIZED:
+        return "Unauthorized";
+    case NGX_HTTP_FORBIDDEN:
+        return "Forbidden";
+    case NGX_HTTP_NOT_FOUND:
+        return "Not Found";
+    case NGX_HTTP_NOT_ALLOWED:
+        return "Method Not Allowed";
+    case NGX_HTTP_CONFLICT:
+        return "Conflict";
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        return "Content Too Large";
+    case NGX_HTTP_UNSUPPORTED_MEDIA_TYPE:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case NGX_HTTP_BAD_GATEWAY:
+        return "Bad Gateway";
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        return "Service Unavailable";
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        return "Gateway Timeout";
+    default:
+        return "Internal Server Error";
+    }
+}
