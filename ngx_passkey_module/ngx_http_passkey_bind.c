@@ -12,7 +12,7 @@
 
 
 /*
- * The binding-job endpoint: POST a JSON body, find or create the identity,
+ * The binding-job endpoint: POST a JSON body, create or find the identity,
  * create a RETURN credential binding job, keep the job in Redis, answer
  * with the job and its binding link.  Every step is asynchronous; the
  * request holds the reference taken by reading its body until the last
@@ -21,7 +21,6 @@
 
 
 #define NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT  (7 * 86400)
-#define NGX_HTTP_PASSKEY_MAX_LOOKUPS      2
 
 
 static void ngx_http_passkey_bind_body(ngx_http_request_t *r);
@@ -554,7 +553,7 @@ ngx_http_passkey_redis_checked(ngx_http_passkey_redis_op_t *op)
         return;
     }
 
-    if (ngx_http_passkey_find_identity(ctx) != NGX_OK) {
+    if (ngx_http_passkey_create_identity(ctx) != NGX_OK) {
         ngx_http_passkey_api_failed(ctx);
     }
 }
@@ -572,7 +571,6 @@ ngx_http_passkey_find_identity(ngx_http_passkey_ctx_t *ctx)
     r->connection->log->action = "looking up the passkey identity";
 
     ctx->step = NGX_HTTP_PASSKEY_STEP_FIND_IDENTITY;
-    ctx->lookups++;
 
     /* traits.username eq "<JSON string>", then percent-encoded whole */
 
@@ -682,16 +680,16 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
         return;
     }
 
-    if (ctx->lookups >= NGX_HTTP_PASSKEY_MAX_LOOKUPS) {
-        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
-        bc->error = "identity conflicts but cannot be found";
-        ngx_http_passkey_api_failed(ctx);
-        return;
-    }
+    /* the username is free, so the conflict was about something else */
 
-    if (ngx_http_passkey_create_identity(ctx) != NGX_OK) {
-        ngx_http_passkey_api_failed(ctx);
-    }
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "passkey: creating identity \"%V\" conflicted, but no "
+                  "identity has that username", &ctx->username);
+
+    ngx_http_passkey_bind_fail(ctx, NGX_HTTP_CONFLICT, "conflict",
+                               ctx->conflict.len
+                               ? (char *) ctx->conflict.data
+                               : "Beyond Identity reports a conflict");
 }
 
 
@@ -755,10 +753,25 @@ ngx_http_passkey_identity_created(ngx_http_passkey_bi_call_t *bc)
     if (bc->result == NGX_HTTP_PASSKEY_API_OK
         && bc->status == NGX_HTTP_CONFLICT)
     {
-        /* someone created it since the lookup: look again */
+        /*
+         * The username exists (or another request just created it): look
+         * it up.  Creating first saves new users a round trip.
+         */
 
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "passkey: identity created concurrently");
+                       "passkey: identity exists, looking it up");
+
+        if (bc->api_message.len) {
+            ctx->conflict.len = ngx_min(bc->api_message.len, 200);
+            ctx->conflict.data = ngx_pnalloc(r->pool, ctx->conflict.len + 1);
+
+            if (ctx->conflict.data) {
+                ngx_cpystrn(ctx->conflict.data, bc->api_message.data,
+                            ctx->conflict.len + 1);
+            } else {
+                ctx->conflict.len = 0;
+            }
+        }
 
         if (ngx_http_passkey_find_identity(ctx) != NGX_OK) {
             ngx_http_passkey_api_failed(ctx);
@@ -1085,6 +1098,7 @@ static void
 ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx)
 {
     char                        *code, *detail;
+    u_char                      *p;
     ngx_str_t                    msg;
     ngx_uint_t                   status;
     ngx_table_elt_t             *h;
@@ -1232,9 +1246,13 @@ ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx)
                     || status == 422))
     {
         /* the API's own words help the caller fix the input */
-        ngx_http_passkey_bind_fail(ctx, status, code,
-                                   (char *) ngx_pstrdup(r->pool, &msg));
-        return;
+
+        p = ngx_pnalloc(r->pool, msg.len + 1);
+
+        if (p != NULL) {
+            ngx_cpystrn(p, msg.data, msg.len + 1);
+            detail = (char *) p;
+        }
     }
 
     ngx_http_passkey_bind_fail(ctx, status, code, detail);

@@ -152,8 +152,9 @@ typedef struct {
     ngx_str_t                         link;
     time_t                            expires;
 
+    ngx_str_t                         conflict;
+
     ngx_http_passkey_step_e           step;
-    ngx_uint_t                        lookups;
     ngx_http_passkey_bi_call_t        bi;
     ngx_http_passkey_redis_op_t       redis;
 
