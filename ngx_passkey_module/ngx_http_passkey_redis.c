@@ -89,7 +89,7 @@ static ngx_int_t ngx_http_passkey_redis_copy_element(ngx_pool_t *pool,
     ngx_str_t *dst, redisReply *reply);
 static ngx_int_t ngx_http_passkey_redis_copy_str(ngx_pool_t *pool,
     ngx_str_t *dst, u_char *src, size_t len);
-static ngx_int_t ngx_http_passkey_redis_forbidden(ngx_str_t *verb);
+static ngx_int_t ngx_http_passkey_redis_check_verb(ngx_str_t *verb);
 
 static void ngx_http_passkey_redis_read_handler(ngx_event_t *rev);
 static void ngx_http_passkey_redis_write_handler(ngx_event_t *wev);
@@ -105,7 +105,7 @@ static void ngx_http_passkey_redis_cleanup(void *privdata);
  * match callbacks one to one; hiredis asserts on them in a shared context.
  */
 
-static ngx_str_t  ngx_http_passkey_redis_forbidden_verbs[] = {
+static ngx_str_t  ngx_http_passkey_redis_unsupported[] = {
     ngx_string("subscribe"),
     ngx_string("psubscribe"),
     ngx_string("unsubscribe"),
@@ -235,9 +235,16 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
         return NGX_ERROR;
     }
 
-    if (argc == 0 || ngx_http_passkey_redis_forbidden(&argv[0]) != NGX_OK) {
+    if (argc == 0 || ngx_http_passkey_redis_check_verb(&argv[0]) != NGX_OK) {
         ngx_log_error(NGX_LOG_ALERT, op->log, 0,
                       "passkey redis command not supported");
+        return NGX_ERROR;
+    }
+
+    if (op->priv != NULL) {
+        /* a second link would make the handler run twice */
+        ngx_log_error(NGX_LOG_ALERT, op->log, 0,
+                      "passkey redis op is still pending");
         return NGX_ERROR;
     }
 
@@ -910,11 +917,11 @@ ngx_http_passkey_redis_copy_str(ngx_pool_t *pool, ngx_str_t *dst, u_char *src,
 
 
 static ngx_int_t
-ngx_http_passkey_redis_forbidden(ngx_str_t *verb)
+ngx_http_passkey_redis_check_verb(ngx_str_t *verb)
 {
     ngx_str_t  *f;
 
-    for (f = ngx_http_passkey_redis_forbidden_verbs; f->len; f++) {
+    for (f = ngx_http_passkey_redis_unsupported; f->len; f++) {
         if (verb->len == f->len
             && ngx_strncasecmp(verb->data, f->data, f->len) == 0)
         {

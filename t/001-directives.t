@@ -1,0 +1,269 @@
+# Configuration errors stop nginx at start ("nginx -t") with a message that
+# names the directive and the bad value; good configurations load.
+
+use t::Passkey;
+use Test::Nginx::Socket 'no_plan';
+
+repeat_each(1);
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a complete configuration loads
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+    location = /t {
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- response_body
+ok
+
+
+
+=== TEST 2: passkey_bind without a tenant
+--- http_config
+    # passkey: no defaults
+    passkey_realm_id r1;
+    passkey_authenticator_config_id ac1;
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_bind" requires "passkey_tenant_id"
+
+
+
+=== TEST 3: passkey_bind without redis
+--- http_config
+    # passkey: no defaults
+    passkey_tenant_id t1;
+    passkey_realm_id r1;
+    passkey_authenticator_config_id ac1;
+    passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_bind" requires "passkey_redis"
+
+
+
+=== TEST 4: passkey_bind without any credentials
+--- http_config
+    # passkey: no defaults
+    passkey_tenant_id t1;
+    passkey_realm_id r1;
+    passkey_authenticator_config_id ac1;
+    passkey_redis 127.0.0.1:6379;
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_bind" requires "passkey_client_id" or "passkey_api_token_file"
+
+
+
+=== TEST 5: client credentials without an application id
+--- http_config
+    # passkey: no defaults
+    passkey_tenant_id t1;
+    passkey_realm_id r1;
+    passkey_authenticator_config_id ac1;
+    passkey_redis 127.0.0.1:6379;
+    passkey_client_id c1;
+    passkey_client_secret_file $TEST_NGINX_SECRETS/client_secret;
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_bind" requires "passkey_application_id"
+
+
+
+=== TEST 6: a static token and client credentials together
+--- http_config
+    passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_api_token_file" cannot be combined with "passkey_client_id"
+
+
+
+=== TEST 7: an API URL that is not http(s)
+--- http_config
+    # passkey: no defaults
+    passkey_api_url ftp://example.com;
+--- config
+--- must_die
+--- error_log
+invalid URL "ftp://example.com" in "passkey_api_url": expected http:// or https://
+
+
+
+=== TEST 8: a URL with a query string
+--- http_config
+    # passkey: no defaults
+    passkey_auth_url https://auth.example.com/?x=1;
+--- config
+--- must_die
+--- error_log
+invalid URL "https://auth.example.com/?x=1" in "passkey_auth_url": no query, fragment or spaces allowed
+
+
+
+=== TEST 9: an id with characters that do not belong in a URL path
+--- http_config
+    # passkey: no defaults
+    passkey_tenant_id "a/../b";
+--- config
+--- must_die
+--- error_log
+invalid value "a/../b" in "passkey_tenant_id": expected 1 to 128 letters, digits, "-" or "_"
+
+
+
+=== TEST 10: a duplicate directive
+--- http_config
+    # passkey: no defaults
+    passkey_realm_id r1;
+    passkey_realm_id r2;
+--- config
+--- must_die
+--- error_log
+"passkey_realm_id" directive is duplicate
+
+
+
+=== TEST 11: a missing secret file
+--- http_config
+    # passkey: no defaults
+    passkey_client_secret_file /nonexistent/secret;
+--- config
+--- must_die
+--- error_log
+"passkey_client_secret_file": cannot open secret file "/nonexistent/secret"
+
+
+
+=== TEST 12: a redis host name (resolving it would block)
+--- http_config
+    # passkey: no defaults
+    passkey_redis localhost:6379;
+--- config
+--- must_die
+--- error_log
+invalid address "localhost:6379" in "passkey_redis": use a numeric IP address and port, or unix:/path
+
+
+
+=== TEST 13: a redis address without a port
+--- http_config
+    # passkey: no defaults
+    passkey_redis 127.0.0.1;
+--- config
+--- must_die
+--- error_log
+invalid address "127.0.0.1" in "passkey_redis": expected IP:port or unix:/path
+
+
+
+=== TEST 14: an unknown redis parameter
+--- http_config
+    # passkey: no defaults
+    passkey_redis 127.0.0.1:6379 db=1;
+--- config
+--- must_die
+--- error_log
+invalid parameter "db=1" in "passkey_redis"
+
+
+
+=== TEST 15: a bad timeout
+--- http_config
+    # passkey: no defaults
+    passkey_api_timeout soon;
+--- config
+--- must_die
+--- error_log
+"passkey_api_timeout" directive invalid value
+
+
+
+=== TEST 16: passkey_bind outside a location
+--- http_config
+    # passkey: no defaults
+    passkey_bind;
+--- config
+--- must_die
+--- error_log
+"passkey_bind" directive is not allowed here
+
+
+
+=== TEST 17: settings are inherited from http to server to location
+--- http_config
+    # passkey: no defaults
+    passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_auth_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_realm_id r1;
+    passkey_authenticator_config_id 67bb0acf12e5c899;
+    passkey_application_id app1;
+    passkey_client_id passkey-client;
+    passkey_client_secret_file $TEST_NGINX_SECRETS/client_secret;
+--- config
+    passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+
+    location /outer/ {
+        passkey_tenant_id inherit17;
+
+        location = /outer/bind {
+            passkey_bind;
+        }
+    }
+--- request
+POST /outer/bind
+{"username":"inherit"}
+--- more_headers
+Content-Type: application/json
+--- error_code: 200
+--- response_body_like: "credential_binding_link":"http://127\.0\.0\.1:\d+/v1/tenants/inherit17/realms/r1/
+
+
+
+=== TEST 18: username, email and display name from variables
+--- config
+    location = /passkey/bind {
+        passkey_username $http_x_user;
+        passkey_email $http_x_email;
+        passkey_display_name "User $http_x_user";
+        passkey_bind;
+    }
+--- request eval
+["POST /passkey/bind\n{\"username\":\"ignored\"}",
+ "GET /fake/identities?realm=r1"]
+--- more_headers
+Content-Type: application/json
+X-User: fromheader
+X-Email: from@example.com
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+[qr/"job_id"/,
+ qr/"display_name":"User fromheader".*"primary_email_address":"from\@example\.com".*"username":"fromheader"/]

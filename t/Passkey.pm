@@ -1,0 +1,204 @@
+package t::Passkey;
+
+# Shared setup for the passkey test files.
+#
+# Every block gets its own tenant at the API stand-in, so blocks never see
+# each other's identities, jobs, tokens or faults, and its own Redis key
+# prefix.  Unless its http_config says "# passkey: no defaults", a block's
+# http_config starts with a complete passkey configuration pointing at the
+# stand-in and Redis, and its server gets "location /fake/", a proxy to
+# the stand-in's control API for that tenant.  Every block also checks
+# that no secret reached the error log.
+#
+# Load this before Test::Nginx::Socket: it gives each test file its own
+# servroot so that the suite's logs can be searched afterwards.
+
+use strict;
+use warnings;
+use IO::Socket::INET;
+use File::Basename qw(basename);
+
+our @EXPORT = qw(redis_cmd block_tenant block_prefix);
+use base 'Exporter';
+
+BEGIN {
+    if ($ENV{TEST_NGINX_SERVROOT_BASE}) {
+        my $name = basename($0, '.t');
+        $ENV{TEST_NGINX_SERVROOT} = "$ENV{TEST_NGINX_SERVROOT_BASE}/$name";
+    }
+
+    $ENV{TEST_NGINX_BI_PORT} ||= 18999;
+    $ENV{TEST_NGINX_REDIS_PORT} ||= 16379;
+}
+
+my $run = sprintf "%x%x", time() % 0x100000, $$ % 0x1000;
+
+sub file_tag {
+    my $name = basename($0, '.t');
+    $name =~ s/[^A-Za-z0-9]//g;
+    return substr($name, 0, 12);
+}
+
+# the tenant of block number $seq in this file and run
+sub block_tenant {
+    my ($seq) = @_;
+    return "t$run" . file_tag() . "b$seq";
+}
+
+sub block_prefix {
+    my ($seq) = @_;
+    return "test:" . block_tenant($seq) . ":";
+}
+
+our @SECRET_PATTERNS = (
+    qr/passkey-secret/,
+    qr/passkey-static-token/,
+    qr/invokeAuthenticator/,
+    qr/token=[A-Za-z0-9_-]{20}/,
+    qr/Bearer [A-Za-z0-9_-]{20}/,
+);
+
+sub defaults {
+    my ($tenant) = @_;
+
+    return <<"CONF";
+    passkey_api_url http://127.0.0.1:\$TEST_NGINX_BI_PORT;
+    passkey_auth_url http://127.0.0.1:\$TEST_NGINX_BI_PORT;
+    passkey_tenant_id $tenant;
+    passkey_realm_id r1;
+    passkey_authenticator_config_id 67bb0acf12e5c899;
+    passkey_application_id app1;
+    passkey_client_id passkey-client;
+    passkey_client_secret_file \$TEST_NGINX_SECRETS/client_secret;
+    passkey_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT;
+    passkey_redis_prefix test:$tenant:;
+CONF
+}
+
+sub fake_location {
+    my ($tenant) = @_;
+
+    return <<"CONF";
+    location /fake/ {
+        rewrite ^/fake/(.*)\$ /__fake/\$1?tenant=$tenant break;
+        proxy_pass http://127.0.0.1:\$TEST_NGINX_BI_PORT;
+    }
+CONF
+}
+
+sub import {
+    my $class = shift;
+
+    $class->export_to_level(1, $class, @EXPORT);
+
+    require Test::Nginx::Socket;
+
+    Test::Nginx::Socket::add_block_preprocessor(sub {
+        my $block = shift;
+        my $tenant = block_tenant($block->seq_num);
+
+        my $http = $block->http_config // '';
+
+        unless ($http =~ /# passkey: no defaults/) {
+            $block->set_value('http_config', defaults($tenant) . $http);
+            $block->set_value('config',
+                              fake_location($tenant) . ($block->config // ''));
+        }
+
+        unless (defined $block->no_error_log || $block->must_die) {
+            $block->set_value('no_error_log', [@SECRET_PATTERNS]);
+        }
+    });
+
+    Test::Nginx::Socket::add_response_body_check(\&check_redis_job);
+}
+
+# "--- redis_job": after a response that names a job_id, the job's Redis
+# hash must hold fields matching these "field: regex" lines, carry a TTL
+# in the range of "ttl: MIN MAX" (seconds) if given, and hold no secret.
+sub check_redis_job {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+
+    my $spec = $block->redis_job;
+    return unless defined $spec;
+
+    my $name = $block->name;
+
+    return if $dry_run;
+    return unless $body =~ /"job_id":"([^"]+)"/;
+
+    my $key = block_prefix($block->seq_num) . "job:$1";
+    my $list = redis_cmd('HGETALL', $key);
+    my %job = @{ $list || [] };
+
+    Test::More::ok(scalar keys %job, "$name - redis_job $key exists");
+
+    for my $line (split /\n/, $spec) {
+        next unless $line =~ /^\s*(\w+):\s*(.*?)\s*$/;
+        my ($field, $want) = ($1, $2);
+
+        if ($field eq 'ttl') {
+            my ($min, $max) = split /\s+/, $want;
+            my $ttl = redis_cmd('TTL', $key);
+            Test::More::ok($ttl >= $min && $ttl <= $max,
+                           "$name - redis_job ttl $ttl in [$min, $max]");
+            next;
+        }
+
+        Test::More::like($job{$field} // '', qr/$want/,
+                         "$name - redis_job $field");
+    }
+
+    my $all = join ' ', %job;
+    Test::More::unlike($all, qr/token=|invokeAuthenticator/,
+                       "$name - redis_job holds no binding link");
+}
+
+# A minimal RESP client for assertions on what the module stored.
+sub redis_cmd {
+    my @args = @_;
+
+    my $sock = IO::Socket::INET->new(
+        PeerAddr => '127.0.0.1',
+        PeerPort => $ENV{TEST_NGINX_REDIS_PORT},
+        Timeout  => 3,
+    ) or die "cannot connect to redis: $!";
+
+    my $req = '*' . scalar(@args) . "\r\n";
+    $req .= '$' . length($_) . "\r\n$_\r\n" for @args;
+    print $sock $req;
+
+    my $reply = read_reply($sock);
+    close $sock;
+
+    return $reply;
+}
+
+sub read_reply {
+    my ($sock) = @_;
+
+    my $line = <$sock>;
+    die "redis closed the connection" unless defined $line;
+    $line =~ s/\r\n$//;
+
+    my ($type, $rest) = (substr($line, 0, 1), substr($line, 1));
+
+    return $rest if $type eq '+' || $type eq ':';
+    die "redis error: $rest" if $type eq '-';
+
+    if ($type eq '$') {
+        return undef if $rest < 0;
+        my $buf = '';
+        read($sock, $buf, $rest + 2) == $rest + 2 or die "short read";
+        return substr($buf, 0, $rest);
+    }
+
+    if ($type eq '*') {
+        return undef if $rest < 0;
+        return [map { read_reply($sock) } 1 .. $rest];
+    }
+
+    die "unexpected redis reply \"$line\"";
+}
+
+1;
