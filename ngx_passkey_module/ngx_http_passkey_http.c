@@ -39,9 +39,14 @@
 #define NGX_HTTP_PASSKEY_HTTP_BUFFER_SIZE  4096
 
 
+/*
+ * A socket libcurl asked us to watch.  connection is NULL once libcurl has
+ * closed the fd; the entry itself lives until CURL_POLL_REMOVE or exit,
+ * because libcurl may still hand it back as socketp.
+ */
+
 typedef struct {
     ngx_queue_t                     queue;
-    /* NULL once libcurl closed the fd; the entry waits for CURL_POLL_REMOVE */
     ngx_connection_t               *connection;
     curl_socket_t                   fd;
 } ngx_http_passkey_http_sock_t;
@@ -775,7 +780,7 @@ ngx_http_passkey_http_finish(ngx_http_passkey_http_ctx_t *ctx,
     } else if (ctx->no_memory) {
         call->error = "out of memory";
 
-    } else if (ctx->too_large) {
+    } else if (ctx->too_large || code == CURLE_FILESIZE_EXCEEDED) {
         call->error = "response too large";
 
     } else if (code != CURLE_OK) {

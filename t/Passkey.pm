@@ -16,6 +16,7 @@ package t::Passkey;
 use strict;
 use warnings;
 use IO::Socket::INET;
+use HTTP::Tiny;
 use File::Basename qw(basename);
 
 our @EXPORT = qw(redis_cmd block_tenant block_prefix);
@@ -105,6 +106,9 @@ sub import {
                               fake_location($tenant) . ($block->config // ''));
         }
 
+        fake_setup($tenant, 'config', $block->fake_config);
+        fake_setup($tenant, 'faults', $block->fault);
+
         unless (defined $block->no_error_log || $block->must_die) {
             $block->set_value('no_error_log', [@SECRET_PATTERNS]);
         }
@@ -152,6 +156,25 @@ sub check_redis_job {
     my $all = join ' ', %job;
     Test::More::unlike($all, qr/token=|invokeAuthenticator/,
                        "$name - redis_job holds no binding link");
+}
+
+# "--- fault" and "--- fake_config": one JSON object a line, posted to the
+# stand-in's control API for the block's tenant before the block runs.
+sub fake_setup {
+    my ($tenant, $what, $spec) = @_;
+
+    return unless defined $spec;
+
+    for my $json (grep { /\S/ } split /\n/, $spec) {
+        my $res = HTTP::Tiny->new(timeout => 5)->post(
+            "http://127.0.0.1:$ENV{TEST_NGINX_BI_PORT}/__fake/$what"
+            . "?tenant=$tenant",
+            { headers => { 'Content-Type' => 'application/json' },
+              content => $json });
+
+        die "stand-in refused $what $json: $res->{status} $res->{content}"
+            unless $res->{success};
+    }
 }
 
 # A minimal RESP client for assertions on what the module stored.

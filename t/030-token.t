@@ -1,0 +1,184 @@
+# Access tokens: one client-credentials request serves many binds; the token
+# is renewed before it expires, and renewed once more when the API rejects
+# it; a static token from a file needs no token endpoint.
+
+use t::Passkey;
+use Test::Nginx::Socket 'no_plan';
+
+repeat_each(1);
+no_shuffle();
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    $block->set_value('more_headers', 'Content-Type: application/json')
+        unless defined $block->more_headers;
+
+    if (!defined $block->config || $block->config !~ /passkey_bind/) {
+        $block->set_value('config', ($block->config // '') . <<'CONF');
+    location = /passkey/bind {
+        passkey_bind;
+    }
+CONF
+    }
+});
+
+sub bind_req {
+    my ($user) = @_;
+    return "POST /passkey/bind\n{\"username\":\"$user\"}";
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: one token request for many binds
+--- request eval
+[main::bind_req("a1"), main::bind_req("a2"), main::bind_req("a3"),
+ main::bind_req("a1"), "GET /fake/stats"]
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/"job_id"/, qr/"job_id"/, qr/"job_id"/, qr/"job_id"/,
+ qr/"create_job":4,.*"token":1\}/]
+
+
+
+=== TEST 2: the token is renewed before it expires
+--- fake_config
+{"expires_in":3}
+--- request eval
+[main::bind_req("b1"), "GET /fake/sleep?ms=2800", main::bind_req("b2"),
+ "GET /fake/requests"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_like eval
+[qr/"job_id"/, qr/slept/, qr/"job_id"/,
+ qr/^(?!.*"status":401)(?=(?:.*"route":"token"){2}).*"route":"create_job"/s]
+
+
+
+=== TEST 3: a token the API rejects (401) is renewed and the call retried
+--- request eval
+[main::bind_req("c1"), "POST /fake/tokens/revoke\n{}", main::bind_req("c2"),
+ "GET /fake/stats"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_like eval
+[qr/"job_id"/, qr/./, qr/"job_id"/,
+ qr/"create_identity":3,"create_job":2,.*"token":2\}/]
+
+
+
+=== TEST 4: a 403 is retried once with a new token
+--- fault
+{"route":"create_identity","type":"forbidden_once"}
+--- request eval
+main::bind_req("d1")
+--- error_code: 200
+--- response_body_like: "job_id"
+--- error_log
+passkey: API answered 403 to POST /identities, retrying with a new access token
+
+
+
+=== TEST 5: rejected twice is an error, not a loop
+--- fault
+{"route":"create_identity","type":"status","status":401,"count":3}
+--- request eval
+[main::bind_req("e1"), "GET /fake/stats"]
+--- error_code eval
+[502, 200]
+--- response_body_like eval
+[qr/"code":"api_unauthorized"/, qr/"create_identity":2,.*"token":2\}/]
+
+
+
+=== TEST 6: the token endpoint is down
+--- fault
+{"route":"token","type":"status","status":503}
+--- request eval
+main::bind_req("f1")
+--- error_code: 502
+--- response_body_like: "code":"api_unreachable"
+--- error_log
+answered 503
+
+
+
+=== TEST 7: the token endpoint times out
+--- config
+    location = /passkey/bind {
+        passkey_api_timeout 500ms;
+        passkey_bind;
+    }
+--- fault
+{"route":"token","type":"delay","delay_ms":2000}
+--- request eval
+main::bind_req("g1")
+--- error_code: 504
+--- response_body_like: "code":"api_timeout"
+
+
+
+=== TEST 8: a token response without expires_in
+--- fault
+{"route":"token","type":"wrong_shape"}
+--- request eval
+main::bind_req("h1")
+--- error_code: 502
+--- response_body_like: "code":"api_bad_response"
+--- error_log
+lacks access_token or expires_in
+
+
+
+=== TEST 9: the token endpoint gets Basic credentials and a form body
+--- request eval
+[main::bind_req("i1"), "GET /fake/requests"]
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+[qr/"job_id"/,
+ qr/\{"body":"grant_type=client_credentials",.*"authorization":"Basic cGFzc2tleS1jbGllbnQ6cGFzc2tleS1zZWNyZXQ=",.*"content-type":"application\/x-www-form-urlencoded".*"path":"\/v1\/tenants\/\w+\/realms\/r1\/applications\/app1\/token"/]
+
+
+
+=== TEST 10: the token may come from another realm than the identities
+--- config
+    location = /passkey/bind {
+        passkey_token_realm_id admin;
+        passkey_bind;
+    }
+--- request eval
+[main::bind_req("j1"), "GET /fake/requests"]
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+[qr/"job_id"/,
+ qr/"path":"\/v1\/tenants\/\w+\/realms\/admin\/applications\/app1\/token".*"path":"\/v1\/tenants\/\w+\/realms\/r1\/identities"/]
+
+
+
+=== TEST 11: a static API token read from a file
+--- http_config
+    # passkey: no defaults
+    passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_tenant_id staticfile;
+    passkey_realm_id r1;
+    passkey_authenticator_config_id 67bb0acf12e5c899;
+    passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
+    passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+    location = /stats {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BI_PORT/__fake/stats?tenant=staticfile;
+    }
+--- request eval
+[main::bind_req("k1"), main::bind_req("k2"), "GET /stats"]
+--- error_code eval
+[200, 200, 200]
+--- response_body_like eval
+[qr/"job_id"/, qr/"job_id"/, qr/"token":0\}/]
