@@ -1,0 +1,97 @@
+# With a master and two workers: the access token is shared through shared
+# memory, and a graceful reload or quit lets a call in flight finish.
+
+use t::Passkey;
+use Test::Nginx::Socket 'no_plan';
+use POSIX ();
+use Time::HiRes qw(sleep);
+
+master_on();
+workers(2);
+
+# sends SIG to the master a little after the block's request started
+sub signal_master_later {
+    my ($sig, $delay) = @_;
+
+    my $pidfile = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot')
+                  . '/logs/nginx.pid';
+
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    return if $pid;
+
+    sleep $delay;
+    if (open my $fh, '<', $pidfile) {
+        my $master = <$fh>;
+        chomp $master;
+        kill $sig, $master;
+    }
+    POSIX::_exit(0);
+}
+
+repeat_each(1);
+no_shuffle();
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    $block->set_value('more_headers', 'Content-Type: application/json')
+        unless defined $block->more_headers;
+
+    $block->set_value('config', ($block->config // '') . <<'CONF');
+    location = /passkey/bind {
+        passkey_bind;
+    }
+CONF
+});
+
+sub bind_req {
+    my ($user) = @_;
+    return "POST /passkey/bind\n{\"username\":\"$user\"}";
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: workers share one token
+--- request eval
+[map({ main::bind_req("w$_") } 1 .. 8), "GET /fake/stats"]
+--- error_code eval
+[(200) x 9]
+--- response_body_like eval
+[(qr/"job_id"/) x 8, qr/"create_job":8,.*"token":1\}/]
+
+
+
+=== TEST 2: a graceful reload lets a call in flight finish
+--- fault
+{"route":"create_identity","type":"delay","delay_ms":1500}
+--- init
+main::signal_master_later('HUP', 0.5);
+--- request eval
+main::bind_req("reload")
+--- timeout: 5
+--- error_code: 200
+--- response_body_like: "job_id"
+--- no_error_log
+[alert]
+[crit]
+open socket
+
+
+
+=== TEST 3: a graceful quit lets a call in flight finish
+--- fault
+{"route":"create_identity","type":"delay","delay_ms":1500}
+--- init
+main::signal_master_later('QUIT', 0.5);
+--- request eval
+main::bind_req("quit")
+--- timeout: 5
+--- error_code: 200
+--- response_body_like: "job_id"
+--- no_error_log
+[alert]
+[crit]
+open socket
