@@ -53,6 +53,7 @@ struct ngx_http_passkey_token_s {
     ngx_queue_t                       waiters;
     ngx_http_passkey_http_call_t     *call;
     ngx_event_t                       poll;
+    ngx_event_t                       prefetch;
     ngx_connection_t                  dummy;
 };
 
@@ -70,6 +71,7 @@ static void ngx_http_passkey_token_refreshed(
 static ngx_http_passkey_api_result_e ngx_http_passkey_token_store(
     ngx_http_passkey_token_t *token, ngx_http_passkey_http_call_t *call);
 static void ngx_http_passkey_token_poll(ngx_event_t *ev);
+static void ngx_http_passkey_token_prefetch(ngx_event_t *ev);
 static void ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result, const char *error);
 static uint64_t ngx_http_passkey_token_now(void);
@@ -278,6 +280,22 @@ ngx_http_passkey_token_init_process(ngx_cycle_t *cycle,
         token->poll.data = &token->dummy;
         token->poll.handler = ngx_http_passkey_token_poll;
         token->poll.log = cycle->log;
+
+        if (token->static_token.len) {
+            continue;
+        }
+
+        /*
+         * fetch the token before the first request needs it; the zone
+         * makes sure only one worker does
+         */
+
+        token->prefetch.data = &token->dummy;
+        token->prefetch.handler = ngx_http_passkey_token_prefetch;
+        token->prefetch.log = cycle->log;
+        token->prefetch.cancelable = 1;
+
+        ngx_add_timer(&token->prefetch, 1);
     }
 
     return NGX_OK;
@@ -298,6 +316,10 @@ ngx_http_passkey_token_exit_process(ngx_cycle_t *cycle,
 
         if (token->poll.timer_set) {
             ngx_del_timer(&token->poll);
+        }
+
+        if (token->prefetch.timer_set) {
+            ngx_del_timer(&token->prefetch);
         }
 
         if (token->call) {
@@ -723,6 +745,52 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
 
         ngx_http_passkey_token_wake(token, NGX_HTTP_PASSKEY_API_INTERNAL,
                                     "cannot start token request");
+    }
+}
+
+
+static void
+ngx_http_passkey_token_prefetch(ngx_event_t *ev)
+{
+    uint64_t                        now;
+    ngx_uint_t                      start;
+    ngx_slab_pool_t                *shpool;
+    ngx_connection_t               *c;
+    ngx_http_passkey_token_t       *token;
+    ngx_http_passkey_token_slot_t  *slot;
+
+    c = ev->data;
+    token = c->data;
+
+    if (token->call || ngx_exiting) {
+        return;
+    }
+
+    slot = ngx_http_passkey_token_slot(token, &shpool);
+    if (slot == NULL) {
+        return;
+    }
+
+    now = ngx_http_passkey_token_now();
+    start = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (!(slot->len && now < slot->expires)
+        && (slot->refresher == 0 || now >= slot->refresh_deadline))
+    {
+        slot->refresher = ngx_pid;
+        slot->refresh_deadline = now + token->http->connect_timeout
+                                 + token->http->timeout + 1000;
+        start = 1;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (start && ngx_http_passkey_token_refresh(token, ev->log) != NGX_OK) {
+        ngx_shmtx_lock(&shpool->mutex);
+        slot->refresher = 0;
+        ngx_shmtx_unlock(&shpool->mutex);
     }
 }
 

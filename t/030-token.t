@@ -96,7 +96,7 @@ passkey: API answered 403 to POST /identities, retrying with a new access token
 
 === TEST 6: the token endpoint is down
 --- fault
-{"route":"token","type":"status","status":503}
+{"route":"token","type":"status","status":503,"count":0}
 --- request eval
 main::bind_req("f1")
 --- error_code: 502
@@ -113,7 +113,7 @@ answered 503
         passkey_bind;
     }
 --- fault
-{"route":"token","type":"delay","delay_ms":2000}
+{"route":"token","type":"delay","delay_ms":2000,"count":0}
 --- request eval
 main::bind_req("g1")
 --- error_code: 504
@@ -123,7 +123,7 @@ main::bind_req("g1")
 
 === TEST 8: a token response without expires_in
 --- fault
-{"route":"token","type":"wrong_shape"}
+{"route":"token","type":"wrong_shape","count":0}
 --- request eval
 main::bind_req("h1")
 --- error_code: 502
