@@ -141,7 +141,7 @@ __DATA__
 [503, 200]
 --- response_body_like eval
 [qr/^\{"type":"urn:ngx-passkey:problem:redis_unavailable","title":"Service Unavailable","status":503,"detail":"job storage is unavailable","code":"redis_unavailable"/,
- qr/"create_identity":0,"create_job":0,.*"token":0\}/]
+ qr/"create_identity":0,"create_job":0,.*"list_identities":0,/]
 
 
 

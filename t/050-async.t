@@ -15,6 +15,14 @@ our $Out = "/tmp/passkey-async-test.$$";
 sub background_binds {
     my ($n, $prefix) = @_;
 
+    # under valgrind nginx may still be starting
+    my $http = HTTP::Tiny->new(timeout => 2);
+    for (1 .. 100) {
+        last if $http->get(
+            "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/fast")->{success};
+        sleep 0.1;
+    }
+
     $Start = time;
     @Children = ();
     mkdir $Out;
@@ -65,7 +73,8 @@ add_response_body_check(sub {
         my $fast = time - $Start;
         my @res = background_results();
 
-        Test::More::ok($fast < 1.5,
+        # valgrind slows everything down; that run is about memory
+        Test::More::ok($fast < 1.5 || $ENV{TEST_NGINX_USE_VALGRIND},
             sprintf("$name - /fast answered %.3f s after the binds started",
                     $fast));
         Test::More::is(scalar @res, 1, "$name - the bind finished");
@@ -79,7 +88,7 @@ add_response_body_check(sub {
         Test::More::is(scalar(grep { $_->[0] == 200 } @res), 10,
                        "$name - all 10 binds answered 200");
         my ($max) = sort { $b <=> $a } map { $_->[1] } @res;
-        Test::More::ok($max < 3,
+        Test::More::ok($max < 3 || $ENV{TEST_NGINX_USE_VALGRIND},
             sprintf("$name - the binds ran concurrently (%.3f s)", $max));
     }
 });
@@ -130,7 +139,7 @@ __DATA__
 main::background_binds(1, "slow");
 --- request
 GET /fast
---- timeout: 1
+--- timeout: 5
 --- response_body
 fast
 
