@@ -10,8 +10,19 @@
 #   make check-style
 
 NGINX_SRC ?= /usr/share/nginx/src
-NGINX_BIN ?= /usr/sbin/nginx
+
+# Debian's nginx-dev has headers only: build the module for /usr/sbin/nginx.
+# Any other source tree: build its nginx binary too, and test with it.
+ifeq ($(abspath $(NGINX_SRC)),/usr/share/nginx/src)
 BUILD     ?= $(CURDIR)/build
+NGINX_BIN ?= /usr/sbin/nginx
+TARGET     = modules
+else
+BUILD     ?= $(CURDIR)/build/$(notdir $(abspath $(NGINX_SRC)))
+NGINX_BIN ?= $(BUILD)/nginx
+TARGET     = build
+endif
+
 MODULE     = $(BUILD)/ngx_http_passkey_module.so
 
 SOURCES = config $(wildcard ngx_passkey_module/*.[ch])
@@ -21,7 +32,7 @@ DEB_PACKAGES = nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
     libtest-base-perl libtext-diff-perl libtest-longstring-perl \
     libwww-perl libhttp-message-perl libipc-run-perl liburi-perl \
     liblist-moreutils-perl libmojolicious-perl libio-socket-ssl-perl \
-    valgrind curl openssl
+    valgrind curl openssl libpcre2-dev zlib1g-dev
 
 .PHONY: all deps test test-valgrind demo demo-stop bench check-style clean
 
@@ -30,12 +41,12 @@ all: $(MODULE)
 deps:
 	@util/deps $(DEB_PACKAGES)
 
-$(BUILD)/Makefile: config
+$(BUILD)/Makefile: config util/configure
 	@util/deps $(DEB_PACKAGES)
 	util/configure "$(NGINX_SRC)" "$(BUILD)" "$(CURDIR)"
 
 $(MODULE): $(BUILD)/Makefile $(SOURCES)
-	$(MAKE) -f $(BUILD)/Makefile -C "$(NGINX_SRC)" modules
+	$(MAKE) -f $(BUILD)/Makefile -C "$(NGINX_SRC)" $(TARGET)
 
 test: $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests $(TESTS)
