@@ -19,6 +19,7 @@
  */
 
 
+static ngx_int_t ngx_http_passkey_bi_authorize(ngx_http_passkey_bi_call_t *bc);
 static void ngx_http_passkey_bi_token_ready(ngx_http_passkey_token_wait_t *w);
 static ngx_int_t ngx_http_passkey_bi_send(ngx_http_passkey_bi_call_t *bc);
 static void ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call);
@@ -29,8 +30,6 @@ static void ngx_http_passkey_bi_finish(ngx_http_passkey_bi_call_t *bc,
 ngx_int_t
 ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
 {
-    ngx_int_t  rc;
-
     bc->result = NGX_HTTP_PASSKEY_API_OK;
     bc->status = 0;
     bc->json = NULL;
@@ -40,6 +39,22 @@ ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
     ngx_str_null(&bc->api_message);
     bc->retried = 0;
     bc->active = 1;
+
+    if (ngx_http_passkey_bi_authorize(bc) != NGX_OK) {
+        bc->active = 0;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* takes a token, now or once one is fetched, then sends the call */
+
+static ngx_int_t
+ngx_http_passkey_bi_authorize(ngx_http_passkey_bi_call_t *bc)
+{
+    ngx_int_t  rc;
 
     ngx_memzero(&bc->wait, sizeof(ngx_http_passkey_token_wait_t));
     bc->wait.pool = bc->pool;
@@ -53,11 +68,9 @@ ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
         return NGX_OK;
     }
 
-    if (rc == NGX_OK && ngx_http_passkey_bi_send(bc) == NGX_OK) {
-        return NGX_OK;
+    if (rc == NGX_OK) {
+        return ngx_http_passkey_bi_send(bc);
     }
-
-    bc->active = 0;
 
     return NGX_ERROR;
 }
@@ -191,7 +204,7 @@ ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call)
     if ((call->status == NGX_HTTP_UNAUTHORIZED
          || call->status == NGX_HTTP_FORBIDDEN)
         && !bc->retried
-        && bc->conf->token != NULL)
+        && ngx_http_passkey_token_renewable(bc->conf->token))
     {
         /* the token may have been revoked or be missing a scope */
 
@@ -204,24 +217,11 @@ ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call)
 
         ngx_http_passkey_token_invalidate(bc->conf->token, bc->generation);
 
-        ngx_memzero(&bc->wait, sizeof(ngx_http_passkey_token_wait_t));
-        bc->wait.pool = bc->pool;
-        bc->wait.log = bc->log;
-        bc->wait.handler = ngx_http_passkey_bi_token_ready;
-        bc->wait.data = bc;
-
-        rc = ngx_http_passkey_token_get(bc->conf->token, &bc->wait);
-
-        if (rc == NGX_AGAIN) {
-            return;
+        if (ngx_http_passkey_bi_authorize(bc) != NGX_OK) {
+            ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_INTERNAL,
+                                       "cannot retry the API call");
         }
 
-        if (rc == NGX_OK && ngx_http_passkey_bi_send(bc) == NGX_OK) {
-            return;
-        }
-
-        ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_INTERNAL,
-                                   "cannot retry the API call");
         return;
     }
 

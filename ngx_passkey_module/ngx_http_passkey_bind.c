@@ -48,6 +48,10 @@ static void ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc);
 static ngx_int_t ngx_http_passkey_store_job(ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_job_stored(ngx_http_passkey_redis_op_t *op);
 
+static void ngx_http_passkey_bind_step(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_step_e step, char *action);
+static void ngx_http_passkey_bind_reject(ngx_http_passkey_ctx_t *ctx,
+    ngx_uint_t status, char *code, char *detail);
 static ngx_int_t ngx_http_passkey_bi_call(ngx_http_passkey_ctx_t *ctx,
     char *method, ngx_str_t *path, ngx_str_t *query,
     ngx_http_passkey_json_t *body, ngx_http_passkey_bi_done_pt handler);
@@ -188,7 +192,9 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
     rc = ngx_http_passkey_bind_read_body(r, &body);
 
     if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot read the request body");
         return;
     }
 
@@ -208,14 +214,17 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
     rc = ngx_http_passkey_json_parse(r->pool, &body, &ctx->body);
 
     if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error", "out of memory");
         return;
     }
 
     if (rc == NGX_DECLINED) {
         ctx->body = NULL;
-        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                   "the request body must be a JSON object");
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_json",
+                                     "the request body must be a JSON "
+                                     "object");
         return;
     }
 
@@ -227,9 +236,9 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_test_reading;
 
     if (ngx_http_passkey_check_redis(ctx) != NGX_OK) {
-        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   "redis_unavailable",
-                                   "job storage is unavailable");
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "redis_unavailable",
+                                     "job storage is unavailable");
     }
 }
 
@@ -308,23 +317,25 @@ ngx_http_passkey_bind_input(ngx_http_request_t *r,
                                        "display_name", &ctx->display_name)
            != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot evaluate the input values");
         return NGX_ERROR;
     }
 
     if (ctx->username.len == 0) {
-        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST,
-                                   "missing_username",
-                                   "a username is required");
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "missing_username",
+                                     "a username is required");
         return NGX_ERROR;
     }
 
     if (ngx_http_passkey_check_name(&ctx->username) != NGX_OK) {
-        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST,
-                                   "invalid_username",
-                                   "the username must be 1 to 64 characters "
-                                   "without control characters or any of "
-                                   "{}[]<>;:?\\/|*^%$#=~`!");
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_username",
+                                     "the username must be 1 to 64 characters "
+                                     "without control characters or any of "
+                                     "{}[]<>;:?\\/|*^%$#=~`!");
         return NGX_ERROR;
     }
 
@@ -332,20 +343,20 @@ ngx_http_passkey_bind_input(ngx_http_request_t *r,
         ctx->display_name = ctx->username;
 
     } else if (ngx_http_passkey_check_name(&ctx->display_name) != NGX_OK) {
-        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST,
-                                   "invalid_display_name",
-                                   "the display name must be 1 to 64 "
-                                   "characters without control characters "
-                                   "or any of {}[]<>;:?\\/|*^%$#=~`!");
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_display_name",
+                                     "the display name must be 1 to 64 "
+                                     "characters without control characters "
+                                     "or any of {}[]<>;:?\\/|*^%$#=~`!");
         return NGX_ERROR;
     }
 
     if (ctx->email.len
         && ngx_http_passkey_check_email(&ctx->email) != NGX_OK)
     {
-        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_BAD_REQUEST,
-                                   "invalid_email",
-                                   "the email address is not valid");
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_email",
+                                     "the email address is not valid");
         return NGX_ERROR;
     }
 
@@ -437,7 +448,7 @@ ngx_http_passkey_check_email(ngx_str_t *s)
     at = NULL;
 
     for (p = s->data; p < last; p++) {
-        if (*p <= 0x20 || *p == 0x7f || *p == '<' || *p == '>'
+        if (*p <= 0x20 || *p >= 0x7f || *p == '<' || *p == '>'
             || *p == '(' || *p == ')' || *p == ',' || *p == ';'
             || *p == '"' || *p == '\\' || *p == '[' || *p == ']')
         {
@@ -504,6 +515,7 @@ ngx_http_passkey_check_redis(ngx_http_passkey_ctx_t *ctx)
     r = ctx->request;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
+    r->connection->log->action = "checking the passkey job storage";
     ctx->step = NGX_HTTP_PASSKEY_STEP_REDIS_CHECK;
 
     ngx_str_set(&argv[0], "PING");
@@ -568,9 +580,9 @@ ngx_http_passkey_find_identity(ngx_http_passkey_ctx_t *ctx)
     static ngx_str_t     path = ngx_string("/identities");
 
     r = ctx->request;
-    r->connection->log->action = "looking up the passkey identity";
 
-    ctx->step = NGX_HTTP_PASSKEY_STEP_FIND_IDENTITY;
+    ngx_http_passkey_bind_step(ctx, NGX_HTTP_PASSKEY_STEP_FIND_IDENTITY,
+                               "looking up the passkey identity");
 
     /* traits.username eq "<JSON string>", then percent-encoded whole */
 
@@ -702,9 +714,9 @@ ngx_http_passkey_create_identity(ngx_http_passkey_ctx_t *ctx)
     static ngx_str_t          path = ngx_string("/identities");
 
     pool = ctx->request->pool;
-    ctx->request->connection->log->action = "creating the passkey identity";
 
-    ctx->step = NGX_HTTP_PASSKEY_STEP_CREATE_IDENTITY;
+    ngx_http_passkey_bind_step(ctx, NGX_HTTP_PASSKEY_STEP_CREATE_IDENTITY,
+                               "creating the passkey identity");
 
     body = ngx_http_passkey_json_object(pool);
     identity = ngx_http_passkey_json_object(pool);
@@ -818,9 +830,8 @@ ngx_http_passkey_create_job(ngx_http_passkey_ctx_t *ctx)
     r = ctx->request;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
-    r->connection->log->action = "creating the passkey binding job";
-
-    ctx->step = NGX_HTTP_PASSKEY_STEP_CREATE_JOB;
+    ngx_http_passkey_bind_step(ctx, NGX_HTTP_PASSKEY_STEP_CREATE_JOB,
+                               "creating the passkey binding job");
 
     path.len = sizeof("/identities/") - 1 + ctx->identity_id.len
                + sizeof("/credential-binding-jobs") - 1;
@@ -1144,9 +1155,16 @@ ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx)
             break;
         }
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "passkey: %V %V failed: %s", &bc->method, &bc->path,
-                      bc->error ? bc->error : "unknown error");
+        if (bc->method.len) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "passkey: %V %V failed: %s", &bc->method,
+                          &bc->path, bc->error ? bc->error : "unknown error");
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "passkey: %s", bc->error ? bc->error
+                                                   : "unknown error");
+        }
 
         ngx_http_passkey_bind_fail(ctx, status, code, detail);
         return;
@@ -1286,7 +1304,9 @@ ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
                                             &ctx->link)
            != NGX_OK)
     {
-        ngx_http_passkey_bind_finalize(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot build the response");
         return;
     }
 
@@ -1301,26 +1321,51 @@ ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
 }
 
 
+/* input the module refuses: logged here, as nothing else logs it */
+
+static void
+ngx_http_passkey_bind_reject(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
+    char *code, char *detail)
+{
+    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                  "passkey: %s: %s", code, detail);
+
+    ngx_http_passkey_bind_fail(ctx, status, code, detail);
+}
+
+
+/* the answer to a failure that was logged where it was noticed */
+
 static void
 ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
     char *code, char *detail)
 {
     ngx_str_t  s;
 
-    if (status < NGX_HTTP_INTERNAL_SERVER_ERROR
-        && status != NGX_HTTP_CONFLICT && status != NGX_HTTP_NOT_FOUND
-        && status != 422)
-    {
-        /* input problems get their log line here; API ones already did */
-        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                      "passkey: %s: %s", code, detail);
-    }
-
     s.data = (u_char *) detail;
     s.len = detail ? ngx_strlen(detail) : 0;
 
     ngx_http_passkey_bind_finalize(ctx,
         ngx_http_passkey_send_problem(ctx->request, status, code, &s));
+}
+
+
+/*
+ * A new step starts with a call that, until it is made, reports an
+ * internal error: so a step that fails to build its request is not
+ * mistaken for the previous step's answer.
+ */
+
+static void
+ngx_http_passkey_bind_step(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_step_e step, char *action)
+{
+    ctx->request->connection->log->action = action;
+    ctx->step = step;
+
+    ngx_memzero(&ctx->bi, sizeof(ngx_http_passkey_bi_call_t));
+    ctx->bi.result = NGX_HTTP_PASSKEY_API_INTERNAL;
+    ctx->bi.error = "cannot build the API request";
 }
 
 

@@ -146,7 +146,7 @@ ngx_http_passkey_json_set_string(ngx_http_passkey_json_t *json, char *key,
 {
     json_t  *v;
 
-    v = json_stringn((char *) value->data, value->len);
+    v = json_stringn(value->len ? (char *) value->data : "", value->len);
     if (v == NULL) {
         /* not valid UTF-8 */
         return NGX_ERROR;

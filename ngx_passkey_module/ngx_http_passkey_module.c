@@ -26,6 +26,11 @@ static ngx_conf_num_bounds_t  ngx_http_passkey_redis_timeout_bounds = {
 };
 
 
+static ngx_conf_num_bounds_t  ngx_http_passkey_api_timeout_bounds = {
+    ngx_conf_check_num_bounds, 1, 3600000
+};
+
+
 static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_api_url"),
@@ -103,14 +108,14 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, http.connect_timeout),
-      NULL },
+      &ngx_http_passkey_api_timeout_bounds },
 
     { ngx_string("passkey_api_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, http.timeout),
-      NULL },
+      &ngx_http_passkey_api_timeout_bounds },
 
     { ngx_string("passkey_api_buffer_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -391,7 +396,13 @@ ngx_http_passkey_init_process(ngx_cycle_t *cycle)
 
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_passkey_module);
-    if (pmcf == NULL) {
+
+    /* only workers serve requests; nothing to do without passkey_bind */
+
+    if (pmcf == NULL || pmcf->tokens.nelts == 0
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
         return NGX_OK;
     }
 
@@ -416,7 +427,11 @@ ngx_http_passkey_exit_process(ngx_cycle_t *cycle)
 
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_passkey_module);
-    if (pmcf == NULL) {
+
+    if (pmcf == NULL || pmcf->tokens.nelts == 0
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
         return;
     }
 

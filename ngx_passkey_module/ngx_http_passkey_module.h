@@ -208,6 +208,7 @@ void ngx_http_passkey_token_exit_process(ngx_cycle_t *cycle,
 ngx_int_t ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_wait_t *w);
 void ngx_http_passkey_token_cancel(ngx_http_passkey_token_wait_t *w);
+ngx_uint_t ngx_http_passkey_token_renewable(ngx_http_passkey_token_t *token);
 void ngx_http_passkey_token_invalidate(ngx_http_passkey_token_t *token,
     ngx_uint_t generation);
 

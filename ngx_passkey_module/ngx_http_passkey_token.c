@@ -72,6 +72,10 @@ static ngx_http_passkey_api_result_e ngx_http_passkey_token_store(
     ngx_http_passkey_token_t *token, ngx_http_passkey_http_call_t *call);
 static void ngx_http_passkey_token_poll(ngx_event_t *ev);
 static void ngx_http_passkey_token_prefetch(ngx_event_t *ev);
+static ngx_uint_t ngx_http_passkey_token_claim(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_token_slot_t *slot, uint64_t now);
+static void ngx_http_passkey_token_unclaim(ngx_http_passkey_token_slot_t *slot,
+    ngx_slab_pool_t *shpool);
 static void ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result, const char *error);
 static uint64_t ngx_http_passkey_token_now(void);
@@ -99,8 +103,15 @@ ngx_http_passkey_token_add(ngx_conf_t *cf, ngx_http_passkey_loc_conf_t *plcf)
     ngx_crc32_update(&key, plcf->client_id.data, plcf->client_id.len);
     ngx_crc32_update(&key, plcf->client_secret.data, plcf->client_secret.len);
     ngx_crc32_update(&key, plcf->api_token.data, plcf->api_token.len);
-    ngx_crc32_update(&key, (u_char *) &plcf->http,
-                     sizeof(ngx_http_passkey_http_conf_t));
+    ngx_crc32_update(&key, (u_char *) &plcf->http.connect_timeout,
+                     sizeof(ngx_msec_t));
+    ngx_crc32_update(&key, (u_char *) &plcf->http.timeout,
+                     sizeof(ngx_msec_t));
+    ngx_crc32_update(&key, (u_char *) &plcf->http.max_response,
+                     sizeof(size_t));
+    ngx_crc32_update(&key, (u_char *) &plcf->http.verify, sizeof(ngx_flag_t));
+    ngx_crc32_update(&key, plcf->http.trusted_certificate.data,
+                     plcf->http.trusted_certificate.len);
     ngx_crc32_final(key);
 
     tokens = pmcf->tokens.elts;
@@ -361,25 +372,18 @@ ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
         return rc;
     }
 
-    if (token->call == NULL
-        && (slot->refresher == 0 || now >= slot->refresh_deadline))
-    {
-        /* this worker fetches; the others wait on the zone */
-        slot->refresher = ngx_pid;
-        slot->refresh_deadline = now + token->http->connect_timeout
-                                 + token->http->timeout + 1000;
-
+    if (ngx_http_passkey_token_claim(token, slot, now)) {
         ngx_shmtx_unlock(&shpool->mutex);
 
         if (ngx_http_passkey_token_refresh(token, w->log) != NGX_OK) {
-            ngx_shmtx_lock(&shpool->mutex);
-            slot->refresher = 0;
-            ngx_shmtx_unlock(&shpool->mutex);
+            ngx_http_passkey_token_unclaim(slot, shpool);
             return NGX_ERROR;
         }
 
     } else {
         ngx_shmtx_unlock(&shpool->mutex);
+
+        /* another worker fetches: look at the zone again soon */
 
         if (token->call == NULL && !token->poll.timer_set) {
             ngx_add_timer(&token->poll, NGX_HTTP_PASSKEY_TOKEN_POLL);
@@ -393,6 +397,15 @@ ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
                    "passkey token: waiting for a refresh");
 
     return NGX_AGAIN;
+}
+
+
+/* a static token cannot be renewed: a rejection of it is final */
+
+ngx_uint_t
+ngx_http_passkey_token_renewable(ngx_http_passkey_token_t *token)
+{
+    return token->static_token.len == 0;
 }
 
 
@@ -570,9 +583,7 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
         slot = ngx_http_passkey_token_slot(token, &shpool);
 
         if (slot) {
-            ngx_shmtx_lock(&shpool->mutex);
-            slot->refresher = 0;
-            ngx_shmtx_unlock(&shpool->mutex);
+            ngx_http_passkey_token_unclaim(slot, shpool);
         }
 
         if (call->result != NGX_HTTP_PASSKEY_HTTP_OK) {
@@ -714,7 +725,6 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
     }
 
     now = ngx_http_passkey_token_now();
-    start = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -724,12 +734,7 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
         return;
     }
 
-    if (slot->refresher == 0 || now >= slot->refresh_deadline) {
-        slot->refresher = ngx_pid;
-        slot->refresh_deadline = now + token->http->connect_timeout
-                                 + token->http->timeout + 1000;
-        start = 1;
-    }
+    start = ngx_http_passkey_token_claim(token, slot, now);
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -739,10 +744,7 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
     }
 
     if (ngx_http_passkey_token_refresh(token, ev->log) != NGX_OK) {
-        ngx_shmtx_lock(&shpool->mutex);
-        slot->refresher = 0;
-        ngx_shmtx_unlock(&shpool->mutex);
-
+        ngx_http_passkey_token_unclaim(slot, shpool);
         ngx_http_passkey_token_wake(token, NGX_HTTP_PASSKEY_API_INTERNAL,
                                     "cannot start token request");
     }
@@ -772,26 +774,50 @@ ngx_http_passkey_token_prefetch(ngx_event_t *ev)
     }
 
     now = ngx_http_passkey_token_now();
-    start = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (!(slot->len && now < slot->expires)
-        && (slot->refresher == 0 || now >= slot->refresh_deadline))
-    {
-        slot->refresher = ngx_pid;
-        slot->refresh_deadline = now + token->http->connect_timeout
-                                 + token->http->timeout + 1000;
-        start = 1;
-    }
+    start = !(slot->len && now < slot->expires)
+            && ngx_http_passkey_token_claim(token, slot, now);
 
     ngx_shmtx_unlock(&shpool->mutex);
 
     if (start && ngx_http_passkey_token_refresh(token, ev->log) != NGX_OK) {
-        ngx_shmtx_lock(&shpool->mutex);
-        slot->refresher = 0;
-        ngx_shmtx_unlock(&shpool->mutex);
+        ngx_http_passkey_token_unclaim(slot, shpool);
     }
+}
+
+
+/*
+ * Called under the zone lock: whether this worker is to fetch a new token
+ * now, because no worker is fetching one or the one that was gave up.
+ */
+
+static ngx_uint_t
+ngx_http_passkey_token_claim(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_token_slot_t *slot, uint64_t now)
+{
+    if (token->call != NULL
+        || (slot->refresher != 0 && now < slot->refresh_deadline))
+    {
+        return 0;
+    }
+
+    slot->refresher = ngx_pid;
+    slot->refresh_deadline = now + token->http->connect_timeout
+                             + token->http->timeout + 1000;
+
+    return 1;
+}
+
+
+static void
+ngx_http_passkey_token_unclaim(ngx_http_passkey_token_slot_t *slot,
+    ngx_slab_pool_t *shpool)
+{
+    ngx_shmtx_lock(&shpool->mutex);
+    slot->refresher = 0;
+    ngx_shmtx_unlock(&shpool->mutex);
 }
 
 

@@ -57,6 +57,7 @@ our @SECRET_PATTERNS = (
     qr/invokeAuthenticator/,
     qr/token=[A-Za-z0-9_-]{20}/,
     qr/Bearer [A-Za-z0-9_-]{20}/,
+    qr/Basic [A-Za-z0-9+\/=]{20}/,
 );
 
 sub defaults {
@@ -109,8 +110,13 @@ sub import {
         fake_setup($tenant, 'config', $block->fake_config);
         fake_setup($tenant, 'faults', $block->fault);
 
-        unless (defined $block->no_error_log || $block->must_die) {
-            $block->set_value('no_error_log', [@SECRET_PATTERNS]);
+        unless ($block->must_die) {
+            # the block's own patterns, and always the secrets
+            my $own = $block->no_error_log;
+            my @own = !defined $own ? ()
+                    : ref $own ? @$own
+                    : grep { /\S/ } split /\n/, $own;
+            $block->set_value('no_error_log', [@own, @SECRET_PATTERNS]);
         }
     });
 

@@ -38,6 +38,9 @@ use HTTP::Response ();
 use Test::Nginx::Lite::Server qw( :settings :functions );
 use Test::Nginx::Lite::Client qw( get_req_from_block send_request
                                   parse_response );
+use Test::Nginx::Lite::TcpServer qw( start_tcp_server
+                                     check_tcp_server_results
+                                     stop_tcp_server );
 
 our $VERSION = '0.33';
 
@@ -84,16 +87,20 @@ for my $var (@UnsupportedEnv) {
 my @UnsupportedSections = qw(
     http2 http3 curl curl_protocol curl_options curl_error
     stap stap_out stap_out_like stap_out_unlike
-    tcp_listen tcp_reply tcp_query tcp_query_len tcp_reply_delay
-    tcp_shutdown tcp_shutdown_delay tcp_no_close tcp_query_auto_timeout
     udp_listen udp_reply udp_reply_delay udp_query
     reload_fails
 );
 
+# Records a failing subtest (so prove reports the file as failed even
+# before any other subtest ran) and stops the test file.
 sub unsupported ($) {
     my $what = shift;
-    die "Test::Nginx::Socket (util/testnginx): unsupported $what "
-        . "(not implemented by this runner; use the real Test::Nginx)\n";
+
+    my $msg = "Test::Nginx::Socket (util/testnginx): unsupported $what "
+              . "(not implemented by this runner; use the real Test::Nginx)";
+
+    Test::More::fail($msg);
+    die "$msg\n";
 }
 
 sub check_supported_sections ($) {
@@ -375,6 +382,9 @@ sub run_test ($) {
     $ErrLogFilePos = 0;
 
     for my $i (1 .. $RepeatEach) {
+        # --- tcp_listen: a fresh one-shot fake server per repetition
+        my $tcp = start_tcp_server($block, $rand_ports);
+
         if ($i > 1) {
             write_user_files($block, $rand_ports);
         }
@@ -384,6 +394,7 @@ sub run_test ($) {
                 Test::More::skip("$name - $skip->{skip_reason}",
                                  $skip->{tests_to_skip});
                 run_requests_and_checks($block, $dry_run, $i - 1);
+                check_tcp_server_results($block, $tcp);
             }
 
         } elsif ($skip->{should_todo}) {
@@ -391,11 +402,15 @@ sub run_test ($) {
                 Test::More::todo_skip("$name - $skip->{todo_reason}",
                                       $skip->{tests_to_skip});
                 run_requests_and_checks($block, $dry_run, $i - 1);
+                check_tcp_server_results($block, $tcp);
             }
 
         } else {
             run_requests_and_checks($block, $dry_run, $i - 1);
+            check_tcp_server_results($block, $tcp);
         }
+
+        stop_tcp_server($name, $tcp);
     }
 
     append_to_total_error_log($name);
@@ -695,7 +710,10 @@ sub run_requests_and_checks ($$$) {
                 $req, $block->raw_request_middle_delay, $timeout, $block);
         }
 
-        # responses still to be parsed from this connection after this one
+        # With --- pipelined_requests all responses arrive on this one
+        # connection and are parsed one after another from the bytes left
+        # over by the previous one.  (Counted down as in the real module,
+        # which also decides where the error log is checked in between.)
         my $pending = 0;
 
         if ($block->pipelined_requests) {
@@ -1199,10 +1217,12 @@ sub value_contains ($$) {
 }
 
 # Each pattern must match some line: one passing subtest per pattern
-# found, one failing subtest per pattern not found.
+# found, one failing subtest per pattern not found.  $what describes the
+# section for the messages: { section, file, suffix, context }.
 sub check_patterns_present ($$$$$) {
     my ($name, $pats, $lines, $dry_run, $what) = @_;
-    # $what: { section, file, suffix }
+
+    $lines ||= [];    # no log file (yet)
 
     $pats = pattern_list($pats);
 
@@ -1238,6 +1258,8 @@ sub check_patterns_present ($$$$$) {
 # number of subtests, so the plan count is not enforced after a failure.)
 sub check_patterns_absent ($$$$$) {
     my ($name, $pats, $lines, $dry_run, $what) = @_;
+
+    $lines ||= [];    # no log file (yet)
 
     $pats = pattern_list($pats);
 
@@ -1547,7 +1569,10 @@ Meta: C<ONLY>, C<LAST>, C<SKIP> (Test::Base).  Server: C<main_config>,
 C<post_main_config>, C<http_config>, C<config> (a block without it reuses
 the previous block's running nginx), C<server_name>, C<log_level>,
 C<error_log_file>, C<user_files>, C<init>, C<post_setup_server_root>,
-C<must_die>, C<suppress_stderr>, C<no_mockeagain>.  Request:
+C<must_die>, C<suppress_stderr>, C<no_mockeagain>.  Fake upstream:
+C<tcp_listen>, C<tcp_reply>, C<tcp_query>, C<tcp_query_len>,
+C<tcp_reply_delay>, C<tcp_shutdown>, C<tcp_shutdown_delay>,
+C<tcp_no_close>, C<tcp_query_auto_timeout>.  Request:
 C<request> (string, or eval array of requests, each a string or an array
 of packets with optional C<delay_before>), C<request_eval>,
 C<pipelined_requests>, C<raw_request>, C<raw_request_middle_delay>,
@@ -1567,7 +1592,7 @@ Ignored as in the real module outside its special modes: C<no_check_leak>,
 C<no_http2>, C<no_http3>, C<quic_max_idle_timeout>.
 
 Unsupported (the block dies): C<http2>, C<http3>, C<curl*>, C<stap*>,
-C<tcp_*>, C<udp_*>, C<reload_fails>.
+C<udp_*>, C<reload_fails>.
 
 =head2 Environment
 
@@ -1646,6 +1671,21 @@ modified in place.
 C<response_headers> subtests run in the order of the section's lines
 (the real module uses hash order).
 
+=item *
+
+The C<tcp_listen> server stops reading when nginx closes the connection
+before C<tcp_query_len> bytes arrived (or, with
+C<tcp_query_auto_timeout>, at any end of stream); the real module spins
+forever there.  Its query file is removed afterwards.
+
 =back
+
+=head2 Running several suites at once
+
+Like the real module, every test file uses port C<TEST_NGINX_PORT>
+(default 1984) and the server root C<TEST_NGINX_SERVROOT> (default
+F<t/servroot>).  Two runs at the same time on one machine must use
+different values (or C<TEST_NGINX_RANDOMIZE=1>), or one run's nginx
+answers the other's requests.
 
 =cut

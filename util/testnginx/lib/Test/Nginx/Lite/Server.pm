@@ -72,6 +72,7 @@ our $OrigLdPreload    = $ENV{LD_PRELOAD};
 our $NginxVersion;       # canonical, e.g. 1.022001
 our $OpenSSLVersion;     # canonical, e.g. 3.000019
 our $ChildPid;           # nginx run in the foreground (valgrind mode)
+our $TcpServerPid;       # the --- tcp_listen server of the current block
 our $ErrLogFilePos = 0;  # where the next error-log read starts
 our $RandPorts = {};     # TEST_NGINX_RAND_PORT_N values of the current block
 
@@ -148,6 +149,11 @@ sub cleanup () {
 
     for my $hdl (@CleanupHandlers) {
         $hdl->();
+    }
+
+    if (defined $TcpServerPid) {
+        kill_process($TcpServerPid, 1, "cleanup");
+        undef $TcpServerPid;
     }
 
     if (defined $ChildPid) {
@@ -706,6 +712,8 @@ sub start_nginx_foreground ($) {
         exec "exec $cmd" or POSIX::_exit(127);
     }
 
+    warn "started nginx in the foreground, pid $pid: $cmd\n" if $Verbose;
+
     $ChildPid = $pid;
     sleep $TestNginxSleep;
 }
@@ -839,6 +847,7 @@ sub stop_foreground_nginx ($) {
     return unless $pid;
 
     if (is_running($pid)) {
+        warn "sending QUIT to nginx $pid\n" if $Verbose;
         kill(SIGQUIT, $pid);
 
         my $left = $Timeout > 30 ? $Timeout : 30;
@@ -855,6 +864,8 @@ sub stop_foreground_nginx ($) {
             waitpid($pid, 0);
         }
     }
+
+    warn "nginx $pid has exited\n" if $Verbose && !is_running($pid);
 
     if (defined $ChildPid) {
         waitpid($ChildPid, WNOHANG);
