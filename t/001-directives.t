@@ -267,3 +267,14 @@ X-Email: from@example.com
 --- response_body_like eval
 [qr/"job_id"/,
  qr/"display_name":"User fromheader".*"primary_email_address":"from\@example\.com".*"username":"fromheader"/]
+
+
+
+=== TEST 19: a zero API timeout
+--- http_config
+    # passkey: no defaults
+    passkey_api_timeout 0;
+--- config
+--- must_die
+--- error_log
+value must be between 1 and 3600000

@@ -274,3 +274,19 @@ POST /passkey/bind
 --- response_body_like eval
 [qr/invalid_username/,
  qr/"create_identity":0,"create_job":0,.*"list_identities":0,/]
+
+
+
+=== TEST 21: an email that is not ASCII, from a variable
+--- config
+    location = /passkey/bind {
+        passkey_email $http_x_email;
+        passkey_bind;
+    }
+--- more_headers eval
+"Content-Type: application/json\r\nX-Email: \xffjo\@example.com"
+--- request
+POST /passkey/bind
+{"username":"jo"}
+--- error_code: 400
+--- response_body_like: "code":"invalid_email"

@@ -164,7 +164,7 @@ lacks access_token or expires_in
 --- http_config
     # passkey: no defaults
     passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
-    passkey_tenant_id staticfile;
+    passkey_tenant_id @TENANT@;
     passkey_realm_id r1;
     passkey_authenticator_config_id 67bb0acf12e5c899;
     passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
@@ -174,7 +174,7 @@ lacks access_token or expires_in
         passkey_bind;
     }
     location = /stats {
-        proxy_pass http://127.0.0.1:$TEST_NGINX_BI_PORT/__fake/stats?tenant=staticfile;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BI_PORT/__fake/stats?tenant=@TENANT@;
     }
 --- request eval
 [main::bind_req("k1"), main::bind_req("k2"), "GET /stats"]
@@ -182,3 +182,30 @@ lacks access_token or expires_in
 [200, 200, 200]
 --- response_body_like eval
 [qr/"job_id"/, qr/"job_id"/, qr/"token":0\}/]
+
+
+
+=== TEST 12: a rejected static token is final (no retry with the same token)
+--- http_config
+    # passkey: no defaults
+    passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_tenant_id @TENANT@;
+    passkey_realm_id r1;
+    passkey_authenticator_config_id 67bb0acf12e5c899;
+    passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
+    passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+    location = /stats {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BI_PORT/__fake/stats?tenant=@TENANT@;
+    }
+--- fault
+{"route":"create_identity","type":"status","status":401}
+--- request eval
+[main::bind_req("l1"), "GET /stats"]
+--- error_code eval
+[502, 200]
+--- response_body_like eval
+[qr/"code":"api_unauthorized"/, qr/"create_identity":1,/]

@@ -2,6 +2,11 @@ package t::Passkey;
 
 # Shared setup for the passkey test files.
 #
+# Sections it adds: "--- fault" and "--- fake_config" (JSON lines sent to
+# the stand-in's control API for the block's tenant), "--- redis_job"
+# (what the job stored in Redis must hold); "@TENANT@" in http_config or
+# config stands for the block's tenant.
+#
 # Every block gets its own tenant at the API stand-in, so blocks never see
 # each other's identities, jobs, tokens or faults, and its own Redis key
 # prefix.  Unless its http_config says "# passkey: no defaults", a block's
@@ -100,6 +105,17 @@ sub import {
         my $tenant = block_tenant($block->seq_num);
 
         my $http = $block->http_config // '';
+
+        # "@TENANT@" in a block's configuration: its tenant, for blocks that
+        # write their own passkey settings
+        for my $section (qw(http_config config)) {
+            my $text = $block->$section;
+            next unless defined $text && $text =~ /\@TENANT\@/;
+            $text =~ s/\@TENANT\@/$tenant/g;
+            $block->set_value($section, $text);
+        }
+
+        $http = $block->http_config // '';
 
         unless ($http =~ /# passkey: no defaults/) {
             $block->set_value('http_config', defaults($tenant) . $http);
