@@ -48,20 +48,20 @@ $(BUILD)/Makefile: config util/configure
 $(MODULE): $(BUILD)/Makefile $(SOURCES)
 	$(MAKE) -f $(BUILD)/Makefile -C "$(NGINX_SRC)" $(TARGET)
 
-test: $(MODULE)
+test: deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests $(TESTS)
 
-test-valgrind: $(MODULE)
+test-valgrind: deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests --valgrind \
 	    $(TESTS)
 
-demo: $(MODULE)
+demo: deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/demo start
 
 demo-stop:
 	util/demo stop
 
-bench: $(MODULE)
+bench: deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/bench
 
 check-style:

@@ -24,15 +24,11 @@
 
 
 static void ngx_http_passkey_bind_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_passkey_bind_read_body(ngx_http_request_t *r,
-    ngx_str_t *body);
 static ngx_int_t ngx_http_passkey_bind_input(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx);
 static ngx_int_t ngx_http_passkey_bind_value(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx, ngx_http_complex_value_t *cv, char *member,
     ngx_str_t *value);
-static ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
-static ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
 static void ngx_http_passkey_bind_cleanup(void *data);
 
 static ngx_int_t ngx_http_passkey_check_redis(ngx_http_passkey_ctx_t *ctx);
@@ -189,7 +185,7 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
 
     r->connection->log->action = "reading passkey binding request";
 
-    rc = ngx_http_passkey_bind_read_body(r, &body);
+    rc = ngx_http_passkey_read_body(r, &body);
 
     if (rc == NGX_ERROR) {
         ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -240,62 +236,6 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
                                      "redis_unavailable",
                                      "job storage is unavailable");
     }
-}
-
-
-static ngx_int_t
-ngx_http_passkey_bind_read_body(ngx_http_request_t *r, ngx_str_t *body)
-{
-    u_char       *p;
-    size_t        len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    body->len = 0;
-    body->data = (u_char *) "";
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
-                          : (size_t) (b->last - b->pos);
-    }
-
-    body->data = ngx_pnalloc(r->pool, len + 1);
-    if (body->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = body->data;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            continue;
-        }
-
-        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                          b->file_pos);
-
-        if (n != b->file_last - b->file_pos) {
-            return NGX_ERROR;
-        }
-
-        p += n;
-    }
-
-    *p = '\0';
-    body->len = len;
-
-    return NGX_OK;
 }
 
 
@@ -385,104 +325,6 @@ ngx_http_passkey_bind_value(ngx_http_request_t *r,
     }
 
     return rc;
-}
-
-
-/*
- * Beyond Identity's rules for usernames and display names: 1 to 64
- * characters, none of {}[]<>;:?\/|*^%$#=~`! (nor control characters).
- */
-
-static ngx_int_t
-ngx_http_passkey_check_name(ngx_str_t *s)
-{
-    u_char      *p, *last;
-    uint32_t     ch;
-    ngx_uint_t   n;
-
-    p = s->data;
-    last = s->data + s->len;
-    n = 0;
-
-    while (p < last) {
-
-        if (*p < 0x80) {
-            ch = *p++;
-
-            if (ch < 0x20 || ch == 0x7f
-                || ngx_strchr("{}[]<>;:?\\/|*^%$#=~`!", (int) ch) != NULL)
-            {
-                return NGX_DECLINED;
-            }
-
-        } else {
-            ch = ngx_utf8_decode(&p, last - p);
-
-            if (ch > 0x10ffff) {
-                return NGX_DECLINED;
-            }
-        }
-
-        if (++n > NGX_HTTP_PASSKEY_USERNAME_MAX) {
-            return NGX_DECLINED;
-        }
-    }
-
-    return n ? NGX_OK : NGX_DECLINED;
-}
-
-
-/* the practical subset of RFC 5321 addresses that mail systems accept */
-
-static ngx_int_t
-ngx_http_passkey_check_email(ngx_str_t *s)
-{
-    u_char      *p, *at, *last;
-    ngx_uint_t   dots;
-
-    if (s->len > NGX_HTTP_PASSKEY_EMAIL_MAX) {
-        return NGX_DECLINED;
-    }
-
-    last = s->data + s->len;
-    at = NULL;
-
-    for (p = s->data; p < last; p++) {
-        if (*p <= 0x20 || *p >= 0x7f || *p == '<' || *p == '>'
-            || *p == '(' || *p == ')' || *p == ',' || *p == ';'
-            || *p == '"' || *p == '\\' || *p == '[' || *p == ']')
-        {
-            return NGX_DECLINED;
-        }
-
-        if (*p == '@') {
-            if (at) {
-                return NGX_DECLINED;
-            }
-
-            at = p;
-        }
-    }
-
-    if (at == NULL || at == s->data || at - s->data > 64
-        || last - at < 4)
-    {
-        return NGX_DECLINED;
-    }
-
-    dots = 0;
-
-    for (p = at + 1; p < last; p++) {
-        if (*p == '.') {
-            if (p == at + 1 || p == last - 1 || p[-1] == '.') {
-                return NGX_DECLINED;
-            }
-
-            dots++;
-        }
-    }
-
-    return dots ? NGX_OK : NGX_DECLINED;
 }
 
 

@@ -189,6 +189,11 @@ ngx_int_t ngx_http_passkey_send_problem(ngx_http_request_t *r,
     ngx_uint_t status, char *code, ngx_str_t *detail);
 void ngx_http_passkey_no_store(ngx_http_request_t *r);
 
+/* ngx_http_passkey_input.c */
+ngx_int_t ngx_http_passkey_read_body(ngx_http_request_t *r, ngx_str_t *body);
+ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
+ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
+
 /* ngx_http_passkey_bind.c */
 ngx_int_t ngx_http_passkey_bind_handler(ngx_http_request_t *r);
 
