@@ -8,6 +8,16 @@ repeat_each(1);
 no_shuffle();
 run_tests();
 
+# "nginx -T" prints the configuration: file names of secrets, never secrets
+{
+    my $conf = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '/conf/nginx.conf';
+    my $bin = $ENV{TEST_NGINX_BINARY} || 'nginx';
+    my $dump = `$bin -T -q -c $conf 2>&1`;
+    like($dump, qr/passkey_client_secret_file \S+client_secret;/,
+         "nginx -T shows the secret file name");
+    unlike($dump, qr/passkey-secret/, "nginx -T does not show the secret");
+}
+
 __DATA__
 
 === TEST 1: a complete configuration loads
@@ -278,3 +288,81 @@ X-Email: from@example.com
 --- must_die
 --- error_log
 value must be between 1 and 3600000
+
+
+
+=== TEST 20: passkey_api_verify takes on or off
+--- http_config
+    # passkey: no defaults
+    passkey_api_verify yes;
+--- config
+--- must_die
+--- error_log
+invalid value "yes" in "passkey_api_verify" directive, it must be "on" or "off"
+
+
+
+=== TEST 21: a bad size
+--- http_config
+    # passkey: no defaults
+    passkey_max_body_size lots;
+--- config
+--- must_die
+--- error_log
+"passkey_max_body_size" directive invalid value
+
+
+
+=== TEST 22: a redis timeout out of bounds
+--- http_config
+    # passkey: no defaults
+    passkey_redis_timeout 0;
+--- config
+--- must_die
+--- error_log
+value must be between 1 and 60000
+
+
+
+=== TEST 23: a redis database out of range
+--- http_config
+    # passkey: no defaults
+    passkey_redis 127.0.0.1:6379 database=x;
+--- config
+--- must_die
+--- error_log
+invalid parameter "database=x" in "passkey_redis"
+
+
+
+=== TEST 24: a blank secret file
+--- http_config
+    # passkey: no defaults
+    passkey_api_token_file /dev/null;
+--- config
+--- must_die
+--- error_log eval
+qr/"passkey_api_token_file": secret file "\/dev\/null" must hold 1 to 4096 bytes/
+
+
+
+=== TEST 25: passkey_username needs a value
+--- http_config
+    # passkey: no defaults
+    passkey_username;
+--- config
+--- must_die
+--- error_log
+invalid number of arguments in "passkey_username" directive
+
+
+
+=== TEST 26: a secret never shows in nginx -T
+--- config
+    location = /t {
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- response_body
+ok
