@@ -77,6 +77,10 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
+    if (ngx_http_passkey_hide_args(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (r->method != NGX_HTTP_POST) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: method %V not allowed", &r->method_name);
@@ -101,19 +105,13 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
                                              "method_not_allowed", NULL);
     }
 
-    type.len = 0;
+    if (ngx_http_passkey_check_content_type(r) != NGX_OK) {
+        type.len = 0;
 
-    if (r->headers_in.content_type) {
-        type = r->headers_in.content_type->value;
-    }
+        if (r->headers_in.content_type) {
+            type = r->headers_in.content_type->value;
+        }
 
-    if (!(type.len >= sizeof("application/json") - 1
-          && ngx_strncasecmp(type.data, (u_char *) "application/json",
-                             sizeof("application/json") - 1) == 0
-          && (type.len == sizeof("application/json") - 1
-              || type.data[sizeof("application/json") - 1] == ';'
-              || type.data[sizeof("application/json") - 1] == ' ')))
-    {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: unsupported content type \"%V\"", &type);
 
@@ -205,6 +203,10 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                           "body_too_large", NULL));
         return;
+    }
+
+    if (body.len == 0) {
+        ngx_str_set(&body, "{}");
     }
 
     rc = ngx_http_passkey_json_parse(r->pool, &body, &ctx->body);

@@ -171,3 +171,80 @@ ngx_http_passkey_check_email(ngx_str_t *s)
 
     return dots ? NGX_OK : NGX_DECLINED;
 }
+
+
+/*
+ * nginx writes the request line into every error_log line of a request,
+ * and $request into the access log: without the query string, a binding
+ * token that a client put there by mistake is never written anywhere.
+ */
+
+ngx_int_t
+ngx_http_passkey_hide_args(ngx_http_request_t *r)
+{
+    u_char     *p;
+    ngx_str_t   line;
+
+    if (r->args.len == 0 && ngx_strlchr(r->unparsed_uri.data,
+                                        r->unparsed_uri.data
+                                        + r->unparsed_uri.len, '?')
+                            == NULL)
+    {
+        return NGX_OK;
+    }
+
+    line.len = r->method_name.len + 1 + r->uri.len
+               + (r->http_protocol.len ? 1 + r->http_protocol.len : 0);
+
+    line.data = ngx_pnalloc(r->pool, line.len);
+    if (line.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(line.data, r->method_name.data, r->method_name.len);
+    *p++ = ' ';
+    p = ngx_cpymem(p, r->uri.data, r->uri.len);
+
+    if (r->http_protocol.len) {
+        *p++ = ' ';
+        ngx_memcpy(p, r->http_protocol.data, r->http_protocol.len);
+    }
+
+    r->request_line = line;
+
+    return NGX_OK;
+}
+
+
+/* a body, if there is one, is JSON: "application/json", maybe with a charset */
+
+ngx_int_t
+ngx_http_passkey_check_content_type(ngx_http_request_t *r)
+{
+    size_t      len;
+    ngx_str_t  *type;
+
+    if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
+        return NGX_OK;
+    }
+
+    if (r->headers_in.content_type == NULL) {
+        return NGX_DECLINED;
+    }
+
+    type = &r->headers_in.content_type->value;
+    len = sizeof("application/json") - 1;
+
+    if (type->len < len
+        || ngx_strncasecmp(type->data, (u_char *) "application/json", len)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (type->len > len && type->data[len] != ';' && type->data[len] != ' ') {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}

@@ -193,6 +193,8 @@ void ngx_http_passkey_no_store(ngx_http_request_t *r);
 ngx_int_t ngx_http_passkey_read_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
+ngx_int_t ngx_http_passkey_hide_args(ngx_http_request_t *r);
+ngx_int_t ngx_http_passkey_check_content_type(ngx_http_request_t *r);
 
 /* ngx_http_passkey_bind.c */
 ngx_int_t ngx_http_passkey_bind_handler(ngx_http_request_t *r);

@@ -290,3 +290,46 @@ POST /passkey/bind
 {"username":"jo"}
 --- error_code: 400
 --- response_body_like: "code":"invalid_email"
+
+
+
+=== TEST 22: a token in the query string is never logged
+nginx's own debug lines show the request as it came (so never run
+production at "debug"); the module's lines and the access log do not.
+--- request
+GET /passkey/bind?job_id=c4fc2d753ca22b14&token=tok.en.in.the.qu.ery
+--- error_code: 405
+--- error_log
+passkey: method GET not allowed
+--- no_error_log eval
+[qr/^(?!.*\[debug\]).*tok\.en\.in\.the/]
+--- no_access_log
+tok.en.in.the
+
+
+
+=== TEST 23: no body at all when every input comes from variables
+--- config
+    location = /passkey/bind {
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+--- more_headers
+X-User: nobody-body
+--- request
+POST /passkey/bind
+--- error_code: 200
+--- response_body_like: "job_id"
+--- redis_job
+username: ^nobody-body$
+
+
+
+=== TEST 24: a body without a content type is refused
+--- more_headers
+X-Nothing: 1
+--- request
+POST /passkey/bind
+{"username":"typeless"}
+--- error_code: 415
+--- response_body_like: "code":"unsupported_media_type"
