@@ -14,6 +14,9 @@ add_block_preprocessor(sub {
     $block->set_value('more_headers', 'Content-Type: application/json')
         unless defined $block->more_headers;
 
+    # loading the system's CA store is slow under valgrind
+    $block->set_value('timeout', 20) unless defined $block->timeout;
+
     $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
     # passkey: no defaults
     passkey_api_url https://127.0.0.1:$TEST_NGINX_BI_TLS_PORT;
