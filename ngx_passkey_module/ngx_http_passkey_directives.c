@@ -464,6 +464,90 @@ ngx_http_passkey_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* passkey_invoke, passkey_job_status, passkey_job_revoke */
+
+char *
+ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_flag_t                *flag;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    flag = (ngx_flag_t *) (p + cmd->offset);
+
+    if (*flag != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    *flag = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /* passkey_invoke checks in the access phase; the content is the app's */
+
+    if (ngx_strcmp(cmd->name.data, "passkey_job_status") == 0) {
+        clcf->handler = ngx_http_passkey_job_status_handler;
+
+    } else if (ngx_strcmp(cmd->name.data, "passkey_job_revoke") == 0) {
+        clcf->handler = ngx_http_passkey_job_revoke_handler;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* passkey_delivery_method RETURN | EMAIL [RETURN | EMAIL]; */
+
+char *
+ngx_http_passkey_delivery_method(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_passkey_loc_conf_t *plcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i, method;
+
+    if (plcf->delivery_methods) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "RETURN") == 0) {
+            method = NGX_HTTP_PASSKEY_RETURN;
+
+        } else if (ngx_strcmp(value[i].data, "EMAIL") == 0) {
+            method = NGX_HTTP_PASSKEY_EMAIL;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"%V\": expected "
+                               "RETURN or EMAIL", &value[i], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        if (plcf->delivery_methods & method) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" names \"%V\" twice",
+                               &cmd->name, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (i == 1) {
+            plcf->delivery_default = method;
+        }
+
+        plcf->delivery_methods |= method;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /*
  * Settings are inherited from http and server level, so whether a bind
  * location has all it needs is only known once they are merged.
@@ -513,6 +597,102 @@ ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"passkey_bind\" requires \"%s\"", missing);
         return NGX_CONF_ERROR;
+    }
+
+    if (plcf->invoke || plcf->job_status || plcf->job_revoke) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_bind\" cannot be combined with "
+                           "another passkey handler in one location");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a redirect built from request data must be checked against a list */
+
+    if (plcf->post_binding_redirect_uri
+        && plcf->post_binding_redirect_uri->lengths
+        && plcf->redirect_origins == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_post_binding_redirect_uri\" with "
+                           "variables requires \"passkey_redirect_origins\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (plcf->token_realm_id.len == 0) {
+        plcf->token_realm_id = plcf->realm_id;
+    }
+
+    if (plcf->http.trusted_certificate.len) {
+        if (ngx_conf_full_name(cf->cycle, &plcf->http.trusted_certificate, 1)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    plcf->token = ngx_http_passkey_token_add(cf, plcf);
+    if (plcf->token == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* passkey_invoke, passkey_job_status and passkey_job_revoke locations */
+
+char *
+ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf)
+{
+    char        *missing, *name;
+    ngx_uint_t   n;
+
+    n = (plcf->invoke ? 1 : 0) + (plcf->job_status ? 1 : 0)
+        + (plcf->job_revoke ? 1 : 0);
+
+    if (n > 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "only one passkey handler may be used in a "
+                           "location");
+        return NGX_CONF_ERROR;
+    }
+
+    name = plcf->invoke ? "passkey_invoke"
+           : plcf->job_status ? "passkey_job_status" : "passkey_job_revoke";
+
+    missing = NULL;
+
+    if (plcf->tenant_id.len == 0) {
+        missing = "passkey_tenant_id";
+
+    } else if (plcf->realm_id.len == 0) {
+        missing = "passkey_realm_id";
+
+    } else if (plcf->redis == NULL) {
+        missing = "passkey_redis";
+
+    } else if (!plcf->invoke && plcf->api_token.len == 0) {
+
+        if (plcf->client_id.len == 0) {
+            missing = "passkey_client_id\" or \"passkey_api_token_file";
+
+        } else if (plcf->client_secret.len == 0) {
+            missing = "passkey_client_secret_file";
+
+        } else if (plcf->application_id.len == 0) {
+            missing = "passkey_application_id";
+        }
+    }
+
+    if (missing) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" requires \"%s\"", name, missing);
+        return NGX_CONF_ERROR;
+    }
+
+    if (plcf->invoke) {
+        return NGX_CONF_OK;
     }
 
     if (plcf->token_realm_id.len == 0) {

@@ -248,3 +248,55 @@ ngx_http_passkey_check_content_type(ngx_http_request_t *r)
 
     return NGX_OK;
 }
+
+
+/* the raw request URI with every "token=" argument's value made "-" */
+
+ngx_int_t
+ngx_http_passkey_safe_uri(ngx_http_request_t *r, ngx_str_t *uri)
+{
+    u_char  *p, *q, *last, *end;
+
+    p = r->unparsed_uri.data;
+    last = p + r->unparsed_uri.len;
+
+    q = ngx_strlchr(p, last, '?');
+
+    if (q == NULL) {
+        *uri = r->unparsed_uri;
+        return NGX_OK;
+    }
+
+    uri->data = ngx_pnalloc(r->pool, r->unparsed_uri.len);
+    if (uri->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    end = ngx_cpymem(uri->data, p, q - p + 1);
+    p = q + 1;
+
+    while (p < last) {
+        q = ngx_strlchr(p, last, '&');
+        if (q == NULL) {
+            q = last;
+        }
+
+        /* never longer than what it replaces: the value is not empty */
+        if (q - p > 6 && ngx_strncasecmp(p, (u_char *) "token=", 6) == 0) {
+            end = ngx_cpymem(end, "token=-", 7);
+
+        } else {
+            end = ngx_cpymem(end, p, q - p);
+        }
+
+        if (q < last) {
+            *end++ = '&';
+        }
+
+        p = q + 1;
+    }
+
+    uri->len = end - uri->data;
+
+    return NGX_OK;
+}

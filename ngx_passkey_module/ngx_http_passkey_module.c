@@ -187,11 +187,67 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       offsetof(ngx_http_passkey_loc_conf_t, max_body_size),
       NULL },
 
+    { ngx_string("passkey_delivery_method"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_passkey_delivery_method,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("passkey_post_binding_redirect_uri"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, post_binding_redirect_uri),
+      NULL },
+
+    { ngx_string("passkey_redirect_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, redirect_origins),
+      NULL },
+
+    { ngx_string("passkey_invoke_redirect"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, invoke_redirect),
+      NULL },
+
+    { ngx_string("passkey_job_refresh_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, job_refresh_interval),
+      NULL },
+
     { ngx_string("passkey_bind"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_passkey_bind,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("passkey_invoke"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_passkey_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, invoke),
+      NULL },
+
+    { ngx_string("passkey_job_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_passkey_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, job_status),
+      NULL },
+
+    { ngx_string("passkey_job_revoke"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_passkey_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, job_revoke),
       NULL },
 
       ngx_null_command
@@ -240,6 +296,8 @@ static ngx_int_t
 ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
 {
     ngx_str_t                      name = ngx_string("request_id");
+    ngx_http_handler_pt           *h;
+    ngx_http_core_main_conf_t     *cmcf;
     ngx_http_passkey_main_conf_t  *pmcf;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_passkey_module);
@@ -248,6 +306,17 @@ ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
     if (pmcf->request_id_index == NGX_ERROR) {
         return NGX_ERROR;
     }
+
+    /* the invoke_url check runs before the content, which is the app's */
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_passkey_invoke_handler;
 
     return ngx_http_passkey_token_init_zone(cf, pmcf);
 }
@@ -314,6 +383,8 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
      *     plcf->api_token = { 0, NULL };
      *     plcf->http.trusted_certificate = { 0, NULL };
      *     plcf->redis_prefix = { 0, NULL };
+     *     plcf->delivery_methods = 0;
+     *     plcf->delivery_default = 0;
      *     plcf->token = NULL;
      */
 
@@ -330,7 +401,15 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
     plcf->display_name = NGX_CONF_UNSET_PTR;
     plcf->max_body_size = NGX_CONF_UNSET_SIZE;
 
+    plcf->post_binding_redirect_uri = NGX_CONF_UNSET_PTR;
+    plcf->redirect_origins = NGX_CONF_UNSET_PTR;
+    plcf->invoke_redirect = NGX_CONF_UNSET_PTR;
+    plcf->job_refresh_interval = NGX_CONF_UNSET_MSEC;
+
     plcf->bind = NGX_CONF_UNSET;
+    plcf->invoke = NGX_CONF_UNSET;
+    plcf->job_status = NGX_CONF_UNSET;
+    plcf->job_revoke = NGX_CONF_UNSET;
 
     return plcf;
 }
@@ -376,16 +455,51 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               16 * 1024);
 
-    /* a content handler is not inherited by nested locations */
+    if (conf->delivery_methods == 0) {
+        conf->delivery_methods = prev->delivery_methods
+                                 ? prev->delivery_methods
+                                 : NGX_HTTP_PASSKEY_RETURN;
+        conf->delivery_default = prev->delivery_default
+                                 ? prev->delivery_default
+                                 : NGX_HTTP_PASSKEY_RETURN;
+    }
+
+    ngx_conf_merge_ptr_value(conf->post_binding_redirect_uri,
+                             prev->post_binding_redirect_uri, NULL);
+    ngx_conf_merge_ptr_value(conf->redirect_origins, prev->redirect_origins,
+                             NULL);
+    ngx_conf_merge_ptr_value(conf->invoke_redirect, prev->invoke_redirect,
+                             NULL);
+    ngx_conf_merge_msec_value(conf->job_refresh_interval,
+                              prev->job_refresh_interval, 5000);
+
+    /* handlers are not inherited by nested locations */
+
     if (conf->bind == NGX_CONF_UNSET) {
         conf->bind = 0;
     }
 
-    if (!conf->bind) {
-        return NGX_CONF_OK;
+    if (conf->invoke == NGX_CONF_UNSET) {
+        conf->invoke = 0;
     }
 
-    return ngx_http_passkey_check_bind_conf(cf, conf);
+    if (conf->job_status == NGX_CONF_UNSET) {
+        conf->job_status = 0;
+    }
+
+    if (conf->job_revoke == NGX_CONF_UNSET) {
+        conf->job_revoke = 0;
+    }
+
+    if (conf->bind) {
+        return ngx_http_passkey_check_bind_conf(cf, conf);
+    }
+
+    if (conf->invoke || conf->job_status || conf->job_revoke) {
+        return ngx_http_passkey_check_handler_conf(cf, conf);
+    }
+
+    return NGX_CONF_OK;
 }
 
 

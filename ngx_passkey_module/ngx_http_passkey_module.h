@@ -21,6 +21,9 @@
 #define NGX_HTTP_PASSKEY_EMAIL_MAX      254
 #define NGX_HTTP_PASSKEY_SECRET_MAX     4096
 
+#define NGX_HTTP_PASSKEY_RETURN         0x01
+#define NGX_HTTP_PASSKEY_EMAIL          0x02
+
 
 /* how a call to Beyond Identity ended, whatever the HTTP status */
 typedef enum {
@@ -67,7 +70,19 @@ typedef struct {
     ngx_http_complex_value_t         *display_name;
     size_t                            max_body_size;
 
+    /* the delivery methods a bind may use; the first one is the default */
+    ngx_uint_t                        delivery_methods;
+    ngx_uint_t                        delivery_default;
+    ngx_http_complex_value_t         *post_binding_redirect_uri;
+    ngx_array_t                      *redirect_origins;   /* ngx_str_t */
+
+    ngx_http_complex_value_t         *invoke_redirect;
+    ngx_msec_t                        job_refresh_interval;
+
     ngx_flag_t                        bind;
+    ngx_flag_t                        invoke;
+    ngx_flag_t                        job_status;
+    ngx_flag_t                        job_revoke;
     ngx_http_passkey_token_t         *token;
 } ngx_http_passkey_loc_conf_t;
 
@@ -150,7 +165,14 @@ typedef struct {
     ngx_str_t                         job_state;
     ngx_str_t                         expire_time;
     ngx_str_t                         link;
+    ngx_str_t                         delivery_method;
+    ngx_str_t                         post_binding_redirect_uri;
     time_t                            expires;
+
+    /* the /bind URL that an emailed link led to, as the browser sent it */
+    ngx_str_t                         binding_link;
+    ngx_int_t                         rc;
+    unsigned                          done:1;
 
     ngx_str_t                         conflict;
 
@@ -176,6 +198,12 @@ char *ngx_http_passkey_conf_set_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_passkey_delivery_method(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf);
 char *ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf);
 
@@ -194,10 +222,28 @@ ngx_int_t ngx_http_passkey_read_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_hide_args(ngx_http_request_t *r);
+ngx_int_t ngx_http_passkey_safe_uri(ngx_http_request_t *r, ngx_str_t *uri);
 ngx_int_t ngx_http_passkey_check_content_type(ngx_http_request_t *r);
 
 /* ngx_http_passkey_bind.c */
 ngx_int_t ngx_http_passkey_bind_handler(ngx_http_request_t *r);
+
+/* ngx_http_passkey_invoke.c */
+ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);
+
+/* ngx_http_passkey_status.c */
+ngx_int_t ngx_http_passkey_job_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_passkey_job_revoke_handler(ngx_http_request_t *r);
+
+/* ngx_http_passkey_store.c */
+ngx_int_t ngx_http_passkey_job_key(ngx_http_request_t *r, ngx_str_t *job_id,
+    ngx_str_t *key);
+void ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
+    ngx_http_passkey_redis_op_t *op, ngx_http_passkey_redis_done_pt handler,
+    void *data);
+void ngx_http_passkey_rfc3339(time_t t, u_char *buf);
+ngx_uint_t ngx_http_passkey_final_state(ngx_str_t *state);
+ngx_int_t ngx_http_passkey_valid_id(ngx_str_t *id);
 
 /* ngx_http_passkey_bi.c */
 ngx_int_t ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc);

@@ -15,6 +15,8 @@ static ngx_int_t ngx_http_passkey_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_passkey_json_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_passkey_request_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_passkey_vars[] = {
@@ -30,6 +32,22 @@ static ngx_http_variable_t  ngx_http_passkey_vars[] = {
     { ngx_string("passkey_job_state"), NULL, ngx_http_passkey_ctx_variable,
       offsetof(ngx_http_passkey_ctx_t, job_state),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("passkey_binding_link"), NULL,
+      ngx_http_passkey_ctx_variable,
+      offsetof(ngx_http_passkey_ctx_t, binding_link),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("passkey_delivery_method"), NULL,
+      ngx_http_passkey_ctx_variable,
+      offsetof(ngx_http_passkey_ctx_t, delivery_method),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("passkey_request"), NULL,
+      ngx_http_passkey_request_variable, 1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("passkey_request_uri"), NULL,
+      ngx_http_passkey_request_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("passkey_json_"), NULL, ngx_http_passkey_json_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
@@ -141,6 +159,59 @@ ngx_http_passkey_json_variable(ngx_http_request_t *r,
     v->no_cacheable = 1;
     v->not_found = 0;
     v->data = value.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $passkey_request_uri: $request_uri with the value of every "token"
+ * argument replaced by "-"; $passkey_request: the request line made the
+ * same way.  For access logs: binding links and /bind URLs carry bearer
+ * tokens in their query strings.
+ */
+
+static ngx_int_t
+ngx_http_passkey_request_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   uri;
+
+    if (ngx_http_passkey_safe_uri(r, &uri) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (data == 0) {
+        v->data = uri.data;
+        v->len = uri.len;
+
+    } else {
+        len = r->method_name.len + 1 + uri.len
+              + (r->http_protocol.len ? 1 + r->http_protocol.len : 0);
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->data = p;
+        v->len = len;
+
+        p = ngx_cpymem(p, r->method_name.data, r->method_name.len);
+        *p++ = ' ';
+        p = ngx_cpymem(p, uri.data, uri.len);
+
+        if (r->http_protocol.len) {
+            *p++ = ' ';
+            ngx_memcpy(p, r->http_protocol.data, r->http_protocol.len);
+        }
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
 
     return NGX_OK;
 }
