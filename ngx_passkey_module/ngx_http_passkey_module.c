@@ -307,11 +307,14 @@ ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    /* the invoke_url check runs before the content, which is the app's */
+    /*
+     * the invoke_url check runs before the content, which is the app's;
+     * in the preaccess phase, so that "satisfy any" cannot skip it
+     */
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }

@@ -87,6 +87,14 @@ typedef struct {
 } ngx_http_passkey_loc_conf_t;
 
 
+/* an answer to a failure, for ngx_http_passkey_send_problem() */
+typedef struct {
+    ngx_uint_t                        status;
+    char                             *code;
+    char                             *detail;
+} ngx_http_passkey_problem_t;
+
+
 typedef struct ngx_http_passkey_bi_call_s  ngx_http_passkey_bi_call_t;
 typedef struct ngx_http_passkey_token_wait_s  ngx_http_passkey_token_wait_t;
 
@@ -248,6 +256,9 @@ ngx_int_t ngx_http_passkey_valid_id(ngx_str_t *id);
 /* ngx_http_passkey_bi.c */
 ngx_int_t ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc);
 void ngx_http_passkey_bi_cancel(ngx_http_passkey_bi_call_t *bc);
+void ngx_http_passkey_bi_problem(ngx_http_request_t *r,
+    ngx_http_passkey_bi_call_t *bc, ngx_uint_t creating_identity,
+    ngx_http_passkey_problem_t *pb);
 
 /* ngx_http_passkey_token.c */
 ngx_http_passkey_token_t *ngx_http_passkey_token_add(ngx_conf_t *cf,
