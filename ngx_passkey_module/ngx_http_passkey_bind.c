@@ -26,6 +26,8 @@
 static void ngx_http_passkey_bind_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_passkey_bind_input(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx);
+static ngx_int_t ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx);
 static ngx_int_t ngx_http_passkey_bind_value(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx, ngx_http_complex_value_t *cv, char *member,
     ngx_str_t *value);
@@ -302,8 +304,96 @@ ngx_http_passkey_bind_input(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    if (ngx_http_passkey_bind_delivery(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
+
+
+/*
+ * The delivery method: the request may name one of those the location
+ * allows; and the redirect after binding, which never comes raw from the
+ * client: it is configured, and checked against passkey_redirect_origins.
+ */
+
+static ngx_int_t
+ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_str_t                     method;
+    ngx_uint_t                    bit;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    bit = plcf->delivery_default;
+
+    switch (ngx_http_passkey_json_string(r->pool, ctx->body,
+                                         "delivery_method", &method))
+    {
+    case NGX_OK:
+        bit = (method.len == 6 && ngx_strncmp(method.data, "RETURN", 6) == 0)
+              ? NGX_HTTP_PASSKEY_RETURN
+              : (method.len == 5 && ngx_strncmp(method.data, "EMAIL", 5) == 0)
+                ? NGX_HTTP_PASSKEY_EMAIL : 0;
+
+        if (!(bit & plcf->delivery_methods)) {
+            ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_delivery_method",
+                                         "this delivery method is not "
+                                         "allowed here");
+            return NGX_ERROR;
+        }
+
+        break;
+
+    case NGX_DECLINED:
+        break;
+
+    default:
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error", "out of memory");
+        return NGX_ERROR;
+    }
+
+    if (bit == NGX_HTTP_PASSKEY_EMAIL) {
+        ngx_str_set(&ctx->delivery_method, "EMAIL");
+
+    } else {
+        ngx_str_set(&ctx->delivery_method, "RETURN");
+    }
+
+    if (plcf->post_binding_redirect_uri == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, plcf->post_binding_redirect_uri,
+                               &ctx->post_binding_redirect_uri)
+        != NGX_OK)
+    {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot evaluate the redirect");
+        return NGX_ERROR;
+    }
+
+    if (ctx->post_binding_redirect_uri.len
+        && ngx_http_passkey_check_redirect(&ctx->post_binding_redirect_uri,
+                                           plcf->redirect_origins)
+           != NGX_OK)
+    {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_redirect",
+                                     "the redirect after binding is not "
+                                     "allowed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
 
 
 /* a configured complex value, or by default the JSON body member */
@@ -666,7 +756,7 @@ ngx_http_passkey_identity_created(ngx_http_passkey_bi_call_t *bc)
 static ngx_int_t
 ngx_http_passkey_create_job(ngx_http_passkey_ctx_t *ctx)
 {
-    ngx_str_t                     s, path;
+    ngx_str_t                     path;
     ngx_http_request_t           *r;
     ngx_http_passkey_json_t      *body, *job;
     ngx_http_passkey_loc_conf_t  *plcf;
@@ -694,10 +784,14 @@ ngx_http_passkey_create_job(ngx_http_passkey_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    ngx_str_set(&s, "RETURN");
-
-    if (ngx_http_passkey_json_set_string(job, "delivery_method", &s)
+    if (ngx_http_passkey_json_set_string(job, "delivery_method",
+                                         &ctx->delivery_method)
         != NGX_OK
+        || (ctx->post_binding_redirect_uri.len
+            && ngx_http_passkey_json_set_string(job,
+                                            "post_binding_redirect_uri",
+                                            &ctx->post_binding_redirect_uri)
+               != NGX_OK)
         || ngx_http_passkey_json_set_string(job, "authenticator_config_id",
                                             &plcf->authenticator_config_id)
            != NGX_OK
@@ -734,11 +828,12 @@ ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc)
                                         "credential_binding_job.state",
                                         &ctx->job_state)
            != NGX_OK
-        || ngx_http_passkey_json_string(pool, bc->json,
-                                        "credential_binding_link",
-                                        &ctx->link)
-           != NGX_OK
-        || ctx->link.len == 0)
+        || (ctx->delivery_method.data[0] == 'R'
+            && (ngx_http_passkey_json_string(pool, bc->json,
+                                             "credential_binding_link",
+                                             &ctx->link)
+                != NGX_OK
+                || ctx->link.len == 0)))
     {
         bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
         bc->error = "the new job lacks its id, state or binding link";
@@ -827,7 +922,7 @@ ngx_http_passkey_store_job(ngx_http_passkey_ctx_t *ctx)
     ngx_str_set(&argv[9], "username");
     argv[10] = ctx->username;
     ngx_str_set(&argv[11], "delivery_method");
-    ngx_str_set(&argv[12], "RETURN");
+    argv[12] = ctx->delivery_method;
     ngx_str_set(&argv[13], "state");
     argv[14] = ctx->job_state;
     ngx_str_set(&argv[15], "expire_time");
@@ -984,9 +1079,14 @@ ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
         || ngx_http_passkey_json_set_string(json, "expire_time",
                                             &ctx->expire_time)
            != NGX_OK
-        || ngx_http_passkey_json_set_string(json, "credential_binding_link",
-                                            &ctx->link)
-           != NGX_OK)
+        || ngx_http_passkey_json_set_string(json, "delivery_method",
+                                            &ctx->delivery_method)
+           != NGX_OK
+        || (ctx->link.len
+            && ngx_http_passkey_json_set_string(json,
+                                                "credential_binding_link",
+                                                &ctx->link)
+               != NGX_OK))
     {
         ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                      "internal_error",

@@ -300,3 +300,75 @@ ngx_http_passkey_safe_uri(ngx_http_request_t *r, ngx_str_t *uri)
 
     return NGX_OK;
 }
+
+
+/*
+ * An absolute http(s) URL without credentials, whose origin is one of
+ * origins (when given; compared without case).
+ */
+
+ngx_int_t
+ngx_http_passkey_check_redirect(ngx_str_t *uri, ngx_array_t *origins)
+{
+    u_char      *p, *host, *last;
+    size_t       len;
+    ngx_str_t   *o;
+    ngx_uint_t   i;
+
+    p = uri->data;
+    last = uri->data + uri->len;
+
+    if (uri->len > 8 && ngx_strncasecmp(p, (u_char *) "https://", 8) == 0) {
+        host = p + 8;
+
+    } else if (uri->len > 7
+               && ngx_strncasecmp(p, (u_char *) "http://", 7) == 0)
+    {
+        host = p + 7;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    for (p = host; p < last; p++) {
+        if (*p == '/' || *p == '?' || *p == '#') {
+            break;
+        }
+
+        /* "user@host" would make the origin something else than it seems */
+        if (*p == '@' || *p == '\\' || *p <= 0x20 || *p >= 0x7f) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (p == host) {
+        return NGX_DECLINED;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (origins == NULL) {
+        return NGX_OK;
+    }
+
+    for (p = host; p < last && *p != '/' && *p != '?' && *p != '#'; p++) {
+        /* void */
+    }
+
+    len = p - uri->data;
+    o = origins->elts;
+
+    for (i = 0; i < origins->nelts; i++) {
+        if (o[i].len == len
+            && ngx_strncasecmp(o[i].data, uri->data, len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}

@@ -231,6 +231,8 @@ ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_hide_args(ngx_http_request_t *r);
 ngx_int_t ngx_http_passkey_safe_uri(ngx_http_request_t *r, ngx_str_t *uri);
+ngx_int_t ngx_http_passkey_check_redirect(ngx_str_t *uri,
+    ngx_array_t *origins);
 ngx_int_t ngx_http_passkey_check_content_type(ngx_http_request_t *r);
 
 /* ngx_http_passkey_bind.c */
