@@ -498,6 +498,67 @@ ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* passkey_redirect_origins origin ...; may be repeated */
+
+char *
+ngx_http_passkey_redirect_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_passkey_loc_conf_t *plcf = conf;
+
+    u_char      *p, *host, *last;
+    ngx_str_t   *value, *o;
+    ngx_uint_t   i;
+
+    if (plcf->redirect_origins == NGX_CONF_UNSET_PTR) {
+        plcf->redirect_origins = ngx_array_create(cf->pool, 4,
+                                                  sizeof(ngx_str_t));
+        if (plcf->redirect_origins == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        p = value[i].data;
+        last = p + value[i].len;
+
+        host = (value[i].len > 8
+                && ngx_strncasecmp(p, (u_char *) "https://", 8) == 0)
+               ? p + 8
+               : (value[i].len > 7
+                  && ngx_strncasecmp(p, (u_char *) "http://", 7) == 0)
+                 ? p + 7 : NULL;
+
+        if (host != NULL) {
+            for (p = host; p < last; p++) {
+                if (*p == '/' || *p == '?' || *p == '#' || *p == '@') {
+                    break;
+                }
+            }
+        }
+
+        if (host == NULL || p != last) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid origin \"%V\" in \"%V\": expected "
+                               "scheme://host[:port]", &value[i],
+                               &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        o = ngx_array_push(plcf->redirect_origins);
+        if (o == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *o = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* passkey_delivery_method RETURN | EMAIL [RETURN | EMAIL]; */
 
 char *

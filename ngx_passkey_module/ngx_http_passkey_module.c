@@ -203,9 +203,9 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_redirect_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_str_array_slot,
+      ngx_http_passkey_redirect_origins,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_passkey_loc_conf_t, redirect_origins),
+      0,
       NULL },
 
     { ngx_string("passkey_invoke_redirect"),

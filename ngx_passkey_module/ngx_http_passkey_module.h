@@ -210,6 +210,8 @@ char *ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_passkey_delivery_method(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_passkey_redirect_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf);
 char *ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
