@@ -16,6 +16,8 @@ static ngx_int_t ngx_http_passkey_send(ngx_http_request_t *r,
 static ngx_int_t ngx_http_passkey_add_header(ngx_http_request_t *r,
     char *name, char *value);
 static char *ngx_http_passkey_status_title(ngx_uint_t status);
+static ngx_int_t ngx_http_passkey_html_escape(ngx_pool_t *pool,
+    ngx_str_t *s);
 
 
 void
@@ -217,6 +219,8 @@ ngx_http_passkey_status_title(ngx_uint_t status)
         return "Method Not Allowed";
     case NGX_HTTP_CONFLICT:
         return "Conflict";
+    case 410:
+        return "Gone";
     case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
         return "Content Too Large";
     case NGX_HTTP_UNSUPPORTED_MEDIA_TYPE:
@@ -234,4 +238,111 @@ ngx_http_passkey_status_title(ngx_uint_t status)
     default:
         return "Internal Server Error";
     }
+}
+
+
+static char  ngx_http_passkey_html_page[] =
+    "<!DOCTYPE html>\n"
+    "<html lang=\"en\">\n"
+    "<head>\n"
+    "<meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width, "
+    "initial-scale=1\">\n"
+    "<meta name=\"referrer\" content=\"no-referrer\">\n"
+    "<meta name=\"robots\" content=\"noindex\">\n"
+    "<title>%V</title>\n"
+    "</head>\n"
+    "<body>\n"
+    "<h1>%V</h1>\n"
+    "<p>%ui %V</p>\n"
+    "<p><small>code: %s; request: %V</small></p>\n"
+    "</body>\n"
+    "</html>";
+
+
+/*
+ * A refusal for a person who followed a link: a fixed page with the
+ * status, a message and the code, all of the module's own.  Nothing from
+ * the request is put in it: the link it answers is a bearer secret.
+ */
+
+ngx_int_t
+ngx_http_passkey_send_problem_html(ngx_http_request_t *r, ngx_uint_t status,
+    char *code, char *title_text)
+{
+    u_char                        *p;
+    size_t                         len;
+    ngx_str_t                      body, text, id, title;
+    ngx_http_variable_value_t     *vv;
+    ngx_http_passkey_main_conf_t  *pmcf;
+    ngx_str_t                      type =
+                                       ngx_string("text/html; charset=utf-8");
+
+    text.data = (u_char *) title_text;
+    text.len = ngx_strlen(title_text);
+
+    if (ngx_http_passkey_html_escape(r->pool, &text) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    title.data = (u_char *) ngx_http_passkey_status_title(status);
+    title.len = ngx_strlen(title.data);
+
+    ngx_str_null(&id);
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_passkey_module);
+
+    vv = ngx_http_get_indexed_variable(r, pmcf->request_id_index);
+
+    if (vv != NULL && !vv->not_found && vv->len) {
+        id.data = vv->data;
+        id.len = vv->len;
+
+        if (ngx_http_passkey_html_escape(r->pool, &id) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    len = sizeof(ngx_http_passkey_html_page) - 1 + 2 * text.len
+          + NGX_INT_T_LEN + title.len + ngx_strlen(code) + id.len;
+
+    body.data = ngx_pnalloc(r->pool, len);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the code is one of the module's, made of letters and "_" */
+
+    p = ngx_snprintf(body.data, len, ngx_http_passkey_html_page, &text,
+                     &text, status, &title, code, &id);
+
+    body.len = p - body.data;
+
+    return ngx_http_passkey_send(r, status, &type, &body);
+}
+
+
+static ngx_int_t
+ngx_http_passkey_html_escape(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p;
+    size_t   n;
+
+    n = ngx_escape_html(NULL, s->data, s->len);
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(pool, s->len + n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_escape_html(p, s->data, s->len);
+
+    s->data = p;
+    s->len += n;
+
+    return NGX_OK;
 }
