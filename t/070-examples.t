@@ -119,7 +119,7 @@ for my $name ('nginx.conf', 'behind-auth.conf') {
     stop($prefix);
 
     my $log = `cat $prefix/logs/access.log`;
-    like($log, qr/"POST \/passkey\/bind" 200 .* job=\Q$job\E/,
+    like($log, qr/"POST \/passkey\/bind HTTP\/1\.1" 200 .* job=\Q$job\E/,
          'examples/nginx.conf: the access log has the job id');
     unlike($log . `cat $prefix/logs/error.log`,
            qr/token=|passkey-secret|invokeAuthenticator/,
