@@ -11,6 +11,14 @@
 #include "ngx_http_passkey_module.h"
 
 
+#define NGX_HTTP_PASSKEY_NEED_CONFIG  0x01
+#define NGX_HTTP_PASSKEY_NEED_API     0x02
+
+
+static ngx_int_t ngx_http_passkey_check_needs(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf, char *name, ngx_uint_t needs);
+static char *ngx_http_passkey_api_client(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf);
 static ngx_int_t ngx_http_passkey_read_secret(ngx_conf_t *cf,
     ngx_str_t *name, ngx_str_t *secret, ngx_str_t *directive);
 static ngx_int_t ngx_http_passkey_parse_redis_address(ngx_conf_t *cf,
@@ -618,45 +626,11 @@ char *
 ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf)
 {
-    char  *missing;
-
-    missing = NULL;
-
-    if (plcf->tenant_id.len == 0) {
-        missing = "passkey_tenant_id";
-
-    } else if (plcf->realm_id.len == 0) {
-        missing = "passkey_realm_id";
-
-    } else if (plcf->authenticator_config_id.len == 0) {
-        missing = "passkey_authenticator_config_id";
-
-    } else if (plcf->redis == NULL) {
-        missing = "passkey_redis";
-
-    } else if (plcf->api_token.len == 0) {
-
-        if (plcf->client_id.len == 0) {
-            missing = "passkey_client_id\" or \"passkey_api_token_file";
-
-        } else if (plcf->client_secret.len == 0) {
-            missing = "passkey_client_secret_file";
-
-        } else if (plcf->application_id.len == 0) {
-            missing = "passkey_application_id";
-        }
-
-    } else if (plcf->client_id.len || plcf->client_secret.len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"passkey_api_token_file\" cannot be combined "
-                           "with \"passkey_client_id\" or "
-                           "\"passkey_client_secret_file\"");
-        return NGX_CONF_ERROR;
-    }
-
-    if (missing) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"passkey_bind\" requires \"%s\"", missing);
+    if (ngx_http_passkey_check_needs(cf, plcf, "passkey_bind",
+                                     NGX_HTTP_PASSKEY_NEED_CONFIG
+                                     |NGX_HTTP_PASSKEY_NEED_API)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -679,24 +653,7 @@ ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (plcf->token_realm_id.len == 0) {
-        plcf->token_realm_id = plcf->realm_id;
-    }
-
-    if (plcf->http.trusted_certificate.len) {
-        if (ngx_conf_full_name(cf->cycle, &plcf->http.trusted_certificate, 1)
-            != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    plcf->token = ngx_http_passkey_token_add(cf, plcf);
-    if (plcf->token == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_passkey_api_client(cf, plcf);
 }
 
 
@@ -706,7 +663,7 @@ char *
 ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf)
 {
-    char        *missing, *name;
+    char        *name;
     ngx_uint_t   n;
 
     n = (plcf->invoke ? 1 : 0) + (plcf->job_status ? 1 : 0)
@@ -722,6 +679,36 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     name = plcf->invoke ? "passkey_invoke"
            : plcf->job_status ? "passkey_job_status" : "passkey_job_revoke";
 
+    /* the invoke check needs only Redis; the others call the API */
+
+    if (ngx_http_passkey_check_needs(cf, plcf, name,
+                                     plcf->invoke
+                                     ? 0 : NGX_HTTP_PASSKEY_NEED_API)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (plcf->invoke) {
+        return NGX_CONF_OK;
+    }
+
+    return ngx_http_passkey_api_client(cf, plcf);
+}
+
+
+/*
+ * What a passkey location needs once settings are inherited: tenant and
+ * realm, the authenticator config (to create jobs), Redis, and API
+ * credentials (to call the API), one kind of them only.
+ */
+
+static ngx_int_t
+ngx_http_passkey_check_needs(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf, char *name, ngx_uint_t needs)
+{
+    char  *missing;
+
     missing = NULL;
 
     if (plcf->tenant_id.len == 0) {
@@ -730,10 +717,18 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     } else if (plcf->realm_id.len == 0) {
         missing = "passkey_realm_id";
 
+    } else if ((needs & NGX_HTTP_PASSKEY_NEED_CONFIG)
+               && plcf->authenticator_config_id.len == 0)
+    {
+        missing = "passkey_authenticator_config_id";
+
     } else if (plcf->redis == NULL) {
         missing = "passkey_redis";
 
-    } else if (!plcf->invoke && plcf->api_token.len == 0) {
+    } else if (!(needs & NGX_HTTP_PASSKEY_NEED_API)) {
+        /* nothing else */
+
+    } else if (plcf->api_token.len == 0) {
 
         if (plcf->client_id.len == 0) {
             missing = "passkey_client_id\" or \"passkey_api_token_file";
@@ -744,18 +739,30 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
         } else if (plcf->application_id.len == 0) {
             missing = "passkey_application_id";
         }
+
+    } else if (plcf->client_id.len || plcf->client_secret.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_api_token_file\" cannot be combined "
+                           "with \"passkey_client_id\" or "
+                           "\"passkey_client_secret_file\"");
+        return NGX_ERROR;
     }
 
     if (missing) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%s\" requires \"%s\"", name, missing);
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
-    if (plcf->invoke) {
-        return NGX_CONF_OK;
-    }
+    return NGX_OK;
+}
 
+
+/* the API client of a location, and its share of the token cache */
+
+static char *
+ngx_http_passkey_api_client(ngx_conf_t *cf, ngx_http_passkey_loc_conf_t *plcf)
+{
     if (plcf->token_realm_id.len == 0) {
         plcf->token_realm_id = plcf->realm_id;
     }
