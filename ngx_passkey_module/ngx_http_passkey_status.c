@@ -11,17 +11,1209 @@
 #include "ngx_http_passkey_module.h"
 
 
+/*
+ * The job endpoints: passkey_job_status answers GET <location>/<job_id>
+ * with the job kept in Redis, refreshed from Beyond Identity at most once
+ * per passkey_job_refresh_interval; passkey_job_revoke answers
+ * POST <location>/<job_id>[:revoke] by revoking the job at Beyond Identity
+ * and recording that.  Like the bind flow, each request holds a reference
+ * of its own while Redis or the API is asked, and a pool cleanup cancels
+ * whatever is in flight when the request goes away.
+ *
+ * Besides the fields the bind handler stores, a job's hash may get:
+ *
+ *     refresh_claimed_ms  when a request last claimed the refresh, in
+ *                         milliseconds since the epoch (nginx's clock)
+ *     refreshed_at        when the state was last read from the API
+ *     revoked_at          when this module revoked the job
+ *     gone_at             when the API answered 404 for the job
+ *
+ * All but the first in the RFC 3339 form of created_at.
+ */
+
+
+#define NGX_HTTP_PASSKEY_STATUS_NOW_LEN  (sizeof("1970-01-01T00:00:00Z") - 1)
+#define NGX_HTTP_PASSKEY_STATE_MAX       64
+
+
+/* what became of this request's refresh */
+
+typedef enum {
+    NGX_HTTP_PASSKEY_REFRESH_NONE = 0,     /* not due, or a final state */
+    NGX_HTTP_PASSKEY_REFRESH_OK,
+    NGX_HTTP_PASSKEY_REFRESH_FAILED
+} ngx_http_passkey_refresh_e;
+
+
+typedef struct {
+    /* first: the $passkey_* variables find it as the module's context */
+    ngx_http_passkey_ctx_t            ctx;
+
+    ngx_str_t                         key;
+    ngx_str_t                         created_at;
+    ngx_str_t                         opened_at;
+    ngx_str_t                         refreshed_at;
+    ngx_str_t                         revoked_at;
+    ngx_str_t                         gone_at;
+
+    /* the answer once Redis has recorded what the API said */
+    ngx_uint_t                        status;
+    char                             *code;
+    char                             *detail;
+
+    ngx_http_passkey_refresh_e        refresh;
+
+    unsigned                          revoke:1;
+    unsigned                          claimed:1;
+} ngx_http_passkey_status_ctx_t;
+
+
+typedef struct {
+    ngx_str_t                         name;
+    size_t                            offset;
+    ngx_uint_t                        answer;    /* a member of the answer */
+} ngx_http_passkey_status_field_t;
+
+
+static ngx_int_t ngx_http_passkey_status_not_allowed(ngx_http_request_t *r,
+    char *allow);
+static ngx_int_t ngx_http_passkey_status_start(ngx_http_request_t *r,
+    ngx_uint_t revoke);
+static ngx_int_t ngx_http_passkey_status_job_id(ngx_http_request_t *r,
+    ngx_uint_t revoke, ngx_str_t *id);
+static void ngx_http_passkey_status_cleanup(void *data);
+static ngx_int_t ngx_http_passkey_status_read(
+    ngx_http_passkey_status_ctx_t *sc);
+static void ngx_http_passkey_status_job_read(
+    ngx_http_passkey_redis_op_t *op);
+static ngx_int_t ngx_http_passkey_status_fields(
+    ngx_http_passkey_status_ctx_t *sc, ngx_array_t *elements,
+    ngx_uint_t first);
+static void ngx_http_passkey_status_refreshed(ngx_http_passkey_bi_call_t *bc);
+static void ngx_http_passkey_status_refresh_failed(
+    ngx_http_passkey_status_ctx_t *sc);
+static void ngx_http_passkey_status_revoke(ngx_http_passkey_status_ctx_t *sc);
+static void ngx_http_passkey_status_revoked(ngx_http_passkey_bi_call_t *bc);
+static void ngx_http_passkey_status_gone(ngx_http_passkey_status_ctx_t *sc);
+static ngx_int_t ngx_http_passkey_status_call(
+    ngx_http_passkey_status_ctx_t *sc, char *method, char *suffix,
+    ngx_http_passkey_bi_done_pt handler);
+static void ngx_http_passkey_status_update(ngx_http_passkey_status_ctx_t *sc,
+    ngx_uint_t n, ngx_str_t *fields);
+static void ngx_http_passkey_status_updated(ngx_http_passkey_redis_op_t *op);
+static void ngx_http_passkey_status_reply(ngx_http_passkey_status_ctx_t *sc);
+static void ngx_http_passkey_status_send_job(
+    ngx_http_passkey_status_ctx_t *sc);
+static void ngx_http_passkey_status_fail(ngx_http_passkey_status_ctx_t *sc,
+    ngx_uint_t status, char *code, char *detail);
+static void ngx_http_passkey_status_finalize(ngx_http_passkey_status_ctx_t *sc,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_passkey_status_now(ngx_pool_t *pool, ngx_str_t *s);
+static ngx_int_t ngx_http_passkey_status_valid(ngx_str_t *s, ngx_uint_t time);
+static ngx_int_t ngx_http_passkey_status_set_flag(ngx_pool_t *pool,
+    ngx_http_passkey_json_t *json, char *key, ngx_uint_t value);
+
+
+/* the same states as ngx_http_passkey_final_state() */
+
+#define NGX_HTTP_PASSKEY_FINAL_LUA                                            \
+    "local final = {COMPLETE = true, EXPIRED = true, REVOKED = true, "        \
+    "FAILED_TO_SEND = true} "
+
+
+/*
+ * Reads the job and, in the same atomic step, decides whether this
+ * request refreshes it: one request per interval, whichever worker or
+ * node it reaches.  ARGV: now and the interval, in milliseconds.  The
+ * reply is the claim ("1" or "0") followed by the hash, or empty.
+ *
+ * The clock is nginx's, as for every other time the module stores; nodes
+ * sharing a Redis should keep their clocks in step.  A claim more than an
+ * hour ahead of this node's clock is taken for a clock error and ignored,
+ * so that it cannot stop refreshes for the rest of the job's life.
+ */
+
+static ngx_str_t  ngx_http_passkey_status_read_script = ngx_string(
+    NGX_HTTP_PASSKEY_FINAL_LUA
+    "local j = redis.call('HGETALL', KEYS[1]) "
+    "if #j == 0 then return j end "
+    "local h = {} "
+    "for i = 1, #j, 2 do h[j[i]] = j[i + 1] end "
+    "local c = tonumber(h.refresh_claimed_ms or '') "
+    "local n = tonumber(ARGV[1]) "
+    "local claim = '0' "
+    "if not h.gone_at and h.state and not final[h.state] "
+    "and (not c or n - c >= tonumber(ARGV[2]) or c - n > 3600000) then "
+    "redis.call('HSET', KEYS[1], 'refresh_claimed_ms', ARGV[1]) "
+    "claim = '1' end "
+    "table.insert(j, 1, claim) "
+    "return j");
+
+
+/*
+ * Records what the API said, on a job that still exists: an HSET on a
+ * key whose TTL ended meanwhile would bring it back without one.  With
+ * ARGV[1] "1" (a refresh), a final state already stored is kept: it was
+ * written by a revoke that finished while the refresh was under way, and
+ * a job never leaves a final state.  The reply is the state now stored,
+ * or nil if the job is gone.
+ */
+
+static ngx_str_t  ngx_http_passkey_status_update_script = ngx_string(
+    NGX_HTTP_PASSKEY_FINAL_LUA
+    "local s = redis.call('HGET', KEYS[1], 'state') "
+    "if not s then return false end "
+    "if ARGV[1] == '1' and final[s] then return s end "
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
+    "return redis.call('HGET', KEYS[1], 'state')");
+
+
+/* the hash fields this file reads, in the order the answer gives them */
+
+static ngx_http_passkey_status_field_t  ngx_http_passkey_status_job_fields[] = {
+
+    { ngx_string("identity_id"),
+      offsetof(ngx_http_passkey_status_ctx_t, ctx.identity_id), 1 },
+
+    { ngx_string("state"),
+      offsetof(ngx_http_passkey_status_ctx_t, ctx.job_state), 1 },
+
+    { ngx_string("delivery_method"),
+      offsetof(ngx_http_passkey_status_ctx_t, ctx.delivery_method), 1 },
+
+    { ngx_string("expire_time"),
+      offsetof(ngx_http_passkey_status_ctx_t, ctx.expire_time), 1 },
+
+    { ngx_string("created_at"),
+      offsetof(ngx_http_passkey_status_ctx_t, created_at), 1 },
+
+    { ngx_string("opened_at"),
+      offsetof(ngx_http_passkey_status_ctx_t, opened_at), 1 },
+
+    { ngx_string("refreshed_at"),
+      offsetof(ngx_http_passkey_status_ctx_t, refreshed_at), 1 },
+
+    { ngx_string("revoked_at"),
+      offsetof(ngx_http_passkey_status_ctx_t, revoked_at), 1 },
+
+    { ngx_string("gone_at"),
+      offsetof(ngx_http_passkey_status_ctx_t, gone_at), 0 },
+
+    { ngx_null_string, 0, 0 }
+};
+
+
 ngx_int_t
 ngx_http_passkey_job_status_handler(ngx_http_request_t *r)
 {
-    /* TODO: being written */
-    return NGX_HTTP_NOT_IMPLEMENTED;
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_passkey_status_not_allowed(r, "GET, HEAD");
+    }
+
+    return ngx_http_passkey_status_start(r, 0);
 }
 
 
 ngx_int_t
 ngx_http_passkey_job_revoke_handler(ngx_http_request_t *r)
 {
-    /* TODO: being written */
-    return NGX_HTTP_NOT_IMPLEMENTED;
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_http_passkey_status_not_allowed(r, "POST");
+    }
+
+    return ngx_http_passkey_status_start(r, 1);
+}
+
+
+static ngx_int_t
+ngx_http_passkey_status_not_allowed(ngx_http_request_t *r, char *allow)
+{
+    ngx_table_elt_t  *h;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "passkey: method %V not allowed", &r->method_name);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Allow");
+    h->value.data = (u_char *) allow;
+    h->value.len = ngx_strlen(allow);
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_passkey_send_problem(r, NGX_HTTP_NOT_ALLOWED,
+                                         "method_not_allowed", NULL);
+}
+
+
+static ngx_int_t
+ngx_http_passkey_status_start(ngx_http_request_t *r, ngx_uint_t revoke)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       id, detail;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_passkey_status_ctx_t  *sc;
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_passkey_status_job_id(r, revoke, &id) != NGX_OK) {
+        /* not the URI: it may hold anything, control characters too */
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: invalid_job_id: the job id must be 1 to 128 "
+                      "letters, digits, \"-\" or \"_\"");
+
+        ngx_str_set(&detail, "the job id must be 1 to 128 letters, digits, "
+                             "\"-\" or \"_\"");
+
+        return ngx_http_passkey_send_problem(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_job_id", &detail);
+    }
+
+    sc = ngx_pcalloc(r->pool, sizeof(ngx_http_passkey_status_ctx_t));
+    if (sc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sc->ctx.request = r;
+    sc->ctx.job_id = id;
+    sc->revoke = revoke;
+
+    /* whatever happens to the request, nothing may call back into it */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_passkey_status_cleanup;
+    cln->data = sc;
+
+    ngx_http_set_ctx(r, &sc->ctx, ngx_http_passkey_module);
+
+    if (ngx_http_passkey_job_key(r, &id, &sc->key) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_passkey_status_read(sc) != NGX_OK) {
+        ngx_str_set(&detail, "job storage is unavailable");
+
+        return ngx_http_passkey_send_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "redis_unavailable", &detail);
+    }
+
+    /* held until the last step finalizes the request */
+    r->main->count++;
+
+    /*
+     * A client that goes away ends the work, and the cleanup cancels it;
+     * unless a body is still being discarded, which needs the read events.
+     */
+
+    if (!r->discard_body) {
+        r->read_event_handler = ngx_http_test_reading;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* the last path segment; a revoke may end it with ":revoke" */
+
+static ngx_int_t
+ngx_http_passkey_status_job_id(ngx_http_request_t *r, ngx_uint_t revoke,
+    ngx_str_t *id)
+{
+    size_t   n;
+    u_char  *p, *last;
+
+    last = r->uri.data + r->uri.len;
+
+    for (p = last; p > r->uri.data && p[-1] != '/'; p--) {
+        /* void */
+    }
+
+    id->data = p;
+    id->len = last - p;
+
+    n = sizeof(":revoke") - 1;
+
+    if (revoke && id->len > n
+        && ngx_strncmp(last - n, ":revoke", n) == 0)
+    {
+        id->len -= n;
+    }
+
+    return ngx_http_passkey_valid_id(id);
+}
+
+
+static void
+ngx_http_passkey_status_cleanup(void *data)
+{
+    ngx_http_passkey_status_ctx_t *sc = data;
+
+    ngx_http_passkey_bi_cancel(&sc->ctx.bi);
+
+    if (sc->ctx.waiting_redis) {
+        ngx_http_passkey_redis_cancel(&sc->ctx.redis);
+        sc->ctx.waiting_redis = 0;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_passkey_status_read(ngx_http_passkey_status_ctx_t *sc)
+{
+    ngx_str_t                     argv[6];
+    ngx_time_t                   *tp;
+    ngx_uint_t                    argc;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = sc->ctx.request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    r->connection->log->action = "reading the passkey binding job";
+
+    if (sc->revoke) {
+        /* a revoke always asks the API: no refresh to claim */
+
+        ngx_str_set(&argv[0], "HGETALL");
+        argv[1] = sc->key;
+        argc = 2;
+
+    } else {
+        /* EVAL script 1 key now interval */
+
+        ngx_str_set(&argv[0], "EVAL");
+        argv[1] = ngx_http_passkey_status_read_script;
+        ngx_str_set(&argv[2], "1");
+        argv[3] = sc->key;
+
+        argv[4].data = ngx_pnalloc(r->pool, 2 * NGX_INT64_LEN);
+        if (argv[4].data == NULL) {
+            return NGX_ERROR;
+        }
+
+        tp = ngx_timeofday();
+
+        argv[4].len = ngx_sprintf(argv[4].data, "%L",
+                                  (int64_t) tp->sec * 1000 + tp->msec)
+                      - argv[4].data;
+
+        argv[5].data = argv[4].data + argv[4].len;
+        argv[5].len = ngx_sprintf(argv[5].data, "%M",
+                                  plcf->job_refresh_interval)
+                      - argv[5].data;
+
+        argc = 6;
+    }
+
+    ngx_http_passkey_redis_op_init(r, &sc->ctx.redis,
+                                   ngx_http_passkey_status_job_read, sc);
+
+    if (ngx_http_passkey_redis_send(plcf->redis, &sc->ctx.redis, argc, argv)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: cannot send the read of binding job %V to "
+                      "redis \"%V\"", &sc->ctx.job_id, &plcf->redis->name);
+        return NGX_ERROR;
+    }
+
+    sc->ctx.waiting_redis = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_passkey_status_job_read(ngx_http_passkey_redis_op_t *op)
+{
+    ngx_http_passkey_status_ctx_t *sc = op->data;
+
+    ngx_str_t                    *e;
+    ngx_uint_t                    first;
+    ngx_connection_t             *c;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = sc->ctx.request;
+    c = r->connection;
+
+    sc->ctx.waiting_redis = 0;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
+        || op->type != NGX_HTTP_PASSKEY_REDIS_ARRAY)
+    {
+        if (op->result != NGX_HTTP_PASSKEY_REDIS_OK) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "passkey: cannot read binding job %V: redis "
+                          "\"%V\" %s", &sc->ctx.job_id, &plcf->redis->name,
+                          op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
+                          ? "timed out" : "is unavailable");
+
+        } else if (op->type == NGX_HTTP_PASSKEY_REDIS_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "passkey: cannot read binding job %V: redis "
+                          "\"%V\" failed: \"%V\"", &sc->ctx.job_id,
+                          &plcf->redis->name, &op->str);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "passkey: cannot read binding job %V: redis "
+                          "\"%V\" gave an unexpected answer",
+                          &sc->ctx.job_id, &plcf->redis->name);
+        }
+
+        ngx_http_passkey_status_fail(sc, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "redis_unavailable",
+                                     "job storage is unavailable");
+        return;
+    }
+
+    e = op->elements->elts;
+    first = 0;
+
+    if (!sc->revoke && op->elements->nelts) {
+        sc->claimed = (e[0].len == 1 && e[0].data[0] == '1');
+        first = 1;
+    }
+
+    if (op->elements->nelts <= first) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "passkey: binding job %V is not known",
+                      &sc->ctx.job_id);
+
+        ngx_http_passkey_status_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
+                                     "no binding job of this id is known");
+        return;
+    }
+
+    if (ngx_http_passkey_status_fields(sc, op->elements, first) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "passkey: binding job %V in redis has no valid "
+                      "identity_id or state", &sc->ctx.job_id);
+
+        ngx_http_passkey_status_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
+                                     "no binding job of this id is known");
+        return;
+    }
+
+    if (sc->gone_at.data) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "passkey: binding job %V is no longer known to "
+                      "Beyond Identity (since %V)", &sc->ctx.job_id,
+                      &sc->gone_at);
+
+        ngx_http_passkey_status_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
+                                     "Beyond Identity no longer knows this "
+                                     "job");
+        return;
+    }
+
+    if (sc->revoke) {
+        ngx_http_passkey_status_revoke(sc);
+        return;
+    }
+
+    /* Redis decides on the claim; a final state is never refreshed anyway */
+
+    if (!sc->claimed || ngx_http_passkey_final_state(&sc->ctx.job_state)) {
+        ngx_http_passkey_status_send_job(sc);
+        return;
+    }
+
+    c->log->action = "refreshing the passkey binding job";
+
+    if (ngx_http_passkey_status_call(sc, "GET", "",
+                                     ngx_http_passkey_status_refreshed)
+        != NGX_OK)
+    {
+        ngx_http_passkey_status_refresh_failed(sc);
+    }
+}
+
+
+/* NGX_DECLINED: a hash without a usable identity_id or state */
+
+static ngx_int_t
+ngx_http_passkey_status_fields(ngx_http_passkey_status_ctx_t *sc,
+    ngx_array_t *elements, ngx_uint_t first)
+{
+    ngx_str_t                        *e, *value;
+    ngx_uint_t                        i;
+    ngx_http_passkey_status_field_t  *f;
+
+    e = elements->elts;
+
+    for (i = first; i + 1 < elements->nelts; i += 2) {
+
+        for (f = ngx_http_passkey_status_job_fields; f->name.len; f++) {
+            if (e[i].len == f->name.len
+                && ngx_strncmp(e[i].data, f->name.data, f->name.len) == 0)
+            {
+                value = (ngx_str_t *) ((u_char *) sc + f->offset);
+                *value = e[i + 1];
+                break;
+            }
+        }
+    }
+
+    if (sc->ctx.job_state.len == 0
+        || ngx_http_passkey_valid_id(&sc->ctx.identity_id) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A failed refresh is not the client's problem: the stored state is
+ * still the best answer there is, marked "refreshed":false.  A 404,
+ * though, means Beyond Identity does not know the job (its identity was
+ * deleted, say), and no link of it can work any more.  The job is then
+ * marked gone in Redis, rather than deleted, and answered as unknown from
+ * then on without further calls: a stable answer for clients that poll,
+ * and the record stays for an operator until its TTL ends.
+ */
+
+static void
+ngx_http_passkey_status_refreshed(ngx_http_passkey_bi_call_t *bc)
+{
+    ngx_http_passkey_status_ctx_t *sc = bc->data;
+
+    ngx_str_t            state, id, expire, now, fields[7];
+    ngx_pool_t          *pool;
+    ngx_uint_t           n;
+    ngx_http_request_t  *r;
+
+    r = sc->ctx.request;
+    pool = r->pool;
+
+    if (bc->result == NGX_HTTP_PASSKEY_API_OK
+        && bc->status == NGX_HTTP_NOT_FOUND)
+    {
+        ngx_http_passkey_status_gone(sc);
+        return;
+    }
+
+    if (bc->result != NGX_HTTP_PASSKEY_API_OK || bc->status != NGX_HTTP_OK) {
+        ngx_http_passkey_status_refresh_failed(sc);
+        return;
+    }
+
+    /* the API answers the bare job; unknown states are passed through */
+
+    if (ngx_http_passkey_json_string(pool, bc->json, "state", &state)
+        != NGX_OK
+        || ngx_http_passkey_status_valid(&state, 0) != NGX_OK)
+    {
+        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+        bc->error = "the job has no valid state";
+        ngx_http_passkey_status_refresh_failed(sc);
+        return;
+    }
+
+    if (ngx_http_passkey_json_string(pool, bc->json, "id", &id) == NGX_OK
+        && (id.len != sc->ctx.job_id.len
+            || ngx_strncmp(id.data, sc->ctx.job_id.data, id.len) != 0))
+    {
+        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+        bc->error = "the answer is about another job";
+        ngx_http_passkey_status_refresh_failed(sc);
+        return;
+    }
+
+    if (ngx_http_passkey_json_string(pool, bc->json, "expire_time", &expire)
+        != NGX_OK
+        || ngx_http_passkey_status_valid(&expire, 1) != NGX_OK)
+    {
+        ngx_str_null(&expire);
+    }
+
+    if (ngx_http_passkey_status_now(pool, &now) != NGX_OK) {
+        ngx_http_passkey_status_fail(sc, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error", "out of memory");
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "passkey: binding job %V refreshed: %V",
+                   &sc->ctx.job_id, &state);
+
+    sc->refresh = NGX_HTTP_PASSKEY_REFRESH_OK;
+    sc->ctx.job_state = state;
+    sc->refreshed_at = now;
+
+    if (expire.len) {
+        sc->ctx.expire_time = expire;
+    }
+
+    sc->status = NGX_HTTP_OK;
+
+    /* the key's TTL stays: it was set from the expire_time at creation */
+
+    ngx_str_set(&fields[0], "1");
+    ngx_str_set(&fields[1], "state");
+    fields[2] = state;
+    ngx_str_set(&fields[3], "refreshed_at");
+    fields[4] = now;
+    n = 5;
+
+    if (expire.len) {
+        ngx_str_set(&fields[5], "expire_time");
+        fields[6] = expire;
+        n = 7;
+    }
+
+    ngx_http_passkey_status_update(sc, n, fields);
+}
+
+
+static void
+ngx_http_passkey_status_refresh_failed(ngx_http_passkey_status_ctx_t *sc)
+{
+    ngx_http_passkey_bi_call_t  *bc;
+
+    bc = &sc->ctx.bi;
+
+    if (bc->result != NGX_HTTP_PASSKEY_API_OK) {
+        ngx_log_error(NGX_LOG_ERR, sc->ctx.request->connection->log, 0,
+                      "passkey: refreshing binding job %V failed, answering "
+                      "the stored state: %s", &sc->ctx.job_id,
+                      bc->error ? bc->error : "unknown error");
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, sc->ctx.request->connection->log, 0,
+                      "passkey: refreshing binding job %V failed, answering "
+                      "the stored state: %V %V answered %ui \"%V\" \"%V\"",
+                      &sc->ctx.job_id, &bc->method, &bc->path, bc->status,
+                      &bc->api_code, &bc->api_message);
+    }
+
+    sc->refresh = NGX_HTTP_PASSKEY_REFRESH_FAILED;
+
+    ngx_http_passkey_status_send_job(sc);
+}
+
+
+/*
+ * A job revoked already is answered as it is, and a complete one is
+ * refused, without asking the API: neither state can change any more.
+ * Other final states (EXPIRED, FAILED_TO_SEND) are left to the API.
+ */
+
+static void
+ngx_http_passkey_status_revoke(ngx_http_passkey_status_ctx_t *sc)
+{
+    ngx_str_t           *state;
+    ngx_http_request_t  *r;
+
+    r = sc->ctx.request;
+    state = &sc->ctx.job_state;
+
+    if (state->len == sizeof("REVOKED") - 1
+        && ngx_strncmp(state->data, "REVOKED", state->len) == 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "passkey: binding job %V was revoked already",
+                      &sc->ctx.job_id);
+
+        ngx_http_passkey_status_send_job(sc);
+        return;
+    }
+
+    if (state->len == sizeof("COMPLETE") - 1
+        && ngx_strncmp(state->data, "COMPLETE", state->len) == 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: binding job %V is complete and cannot be "
+                      "revoked", &sc->ctx.job_id);
+
+        ngx_http_passkey_status_fail(sc, NGX_HTTP_CONFLICT, "job_complete",
+                                     "the job is complete and cannot be "
+                                     "revoked");
+        return;
+    }
+
+    r->connection->log->action = "revoking the passkey binding job";
+
+    if (ngx_http_passkey_status_call(sc, "POST", ":revoke",
+                                     ngx_http_passkey_status_revoked)
+        != NGX_OK)
+    {
+        ngx_http_passkey_status_revoked(&sc->ctx.bi);
+    }
+}
+
+
+static void
+ngx_http_passkey_status_revoked(ngx_http_passkey_bi_call_t *bc)
+{
+    ngx_http_passkey_status_ctx_t *sc = bc->data;
+
+    ngx_str_t                    now, fields[5];
+    ngx_http_request_t          *r;
+    ngx_http_passkey_problem_t   pb;
+
+    r = sc->ctx.request;
+
+    if (bc->result != NGX_HTTP_PASSKEY_API_OK
+        || (bc->status != NGX_HTTP_OK && bc->status != NGX_HTTP_CONFLICT
+            && bc->status != NGX_HTTP_NOT_FOUND))
+    {
+        ngx_http_passkey_bi_problem(r, bc, 0, &pb);
+        ngx_http_passkey_status_fail(sc, pb.status, pb.code, pb.detail);
+        return;
+    }
+
+    if (bc->status == NGX_HTTP_NOT_FOUND) {
+        ngx_http_passkey_status_gone(sc);
+        return;
+    }
+
+    if (ngx_http_passkey_status_now(r->pool, &now) != NGX_OK) {
+        ngx_http_passkey_status_fail(sc, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error", "out of memory");
+        return;
+    }
+
+    /* what the API says is final: stored whatever Redis holds */
+
+    ngx_str_set(&fields[0], "0");
+    ngx_str_set(&fields[1], "state");
+
+    if (bc->status == NGX_HTTP_CONFLICT) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: binding job %V is complete and cannot be "
+                      "revoked (%V %V answered 409)", &sc->ctx.job_id,
+                      &bc->method, &bc->path);
+
+        ngx_str_set(&sc->ctx.job_state, "COMPLETE");
+
+        sc->status = NGX_HTTP_CONFLICT;
+        sc->code = "job_complete";
+        sc->detail = "the job is complete and cannot be revoked";
+
+        fields[2] = sc->ctx.job_state;
+
+        ngx_http_passkey_status_update(sc, 3, fields);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "passkey: binding job %V of identity %V revoked",
+                  &sc->ctx.job_id, &sc->ctx.identity_id);
+
+    ngx_str_set(&sc->ctx.job_state, "REVOKED");
+    sc->revoked_at = now;
+    sc->status = NGX_HTTP_OK;
+
+    fields[2] = sc->ctx.job_state;
+    ngx_str_set(&fields[3], "revoked_at");
+    fields[4] = now;
+
+    ngx_http_passkey_status_update(sc, 5, fields);
+}
+
+
+/* the API answered 404 for the job: see ngx_http_passkey_status_refreshed */
+
+static void
+ngx_http_passkey_status_gone(ngx_http_passkey_status_ctx_t *sc)
+{
+    ngx_str_t                    fields[3];
+    ngx_http_passkey_bi_call_t  *bc;
+
+    bc = &sc->ctx.bi;
+
+    ngx_log_error(NGX_LOG_ERR, sc->ctx.request->connection->log, 0,
+                  "passkey: Beyond Identity does not know binding job %V "
+                  "(%V %V answered 404 \"%V\" \"%V\"), marking it gone",
+                  &sc->ctx.job_id, &bc->method, &bc->path, &bc->api_code,
+                  &bc->api_message);
+
+    sc->status = NGX_HTTP_NOT_FOUND;
+    sc->code = "unknown_job";
+    sc->detail = "Beyond Identity no longer knows this job";
+
+    if (ngx_http_passkey_status_now(sc->ctx.request->pool, &fields[2])
+        != NGX_OK)
+    {
+        ngx_http_passkey_status_reply(sc);
+        return;
+    }
+
+    ngx_str_set(&fields[0], "0");
+    ngx_str_set(&fields[1], "gone_at");
+
+    ngx_http_passkey_status_update(sc, 3, fields);
+}
+
+
+static ngx_int_t
+ngx_http_passkey_status_call(ngx_http_passkey_status_ctx_t *sc, char *method,
+    char *suffix, ngx_http_passkey_bi_done_pt handler)
+{
+    ngx_http_request_t          *r;
+    ngx_http_passkey_bi_call_t  *bc;
+
+    r = sc->ctx.request;
+    bc = &sc->ctx.bi;
+
+    ngx_memzero(bc, sizeof(ngx_http_passkey_bi_call_t));
+
+    /* until it is made, the call reports why it was not */
+    bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
+    bc->error = "cannot build the API request";
+    bc->handler = handler;
+    bc->data = sc;
+
+    bc->pool = r->pool;
+    bc->log = r->connection->log;
+    bc->conf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+    bc->method.data = (u_char *) method;
+    bc->method.len = ngx_strlen(method);
+
+    bc->path.len = sizeof("/identities/") - 1 + sc->ctx.identity_id.len
+                   + sizeof("/credential-binding-jobs/") - 1
+                   + sc->ctx.job_id.len + ngx_strlen(suffix);
+    bc->path.data = ngx_pnalloc(r->pool, bc->path.len);
+    if (bc->path.data == NULL) {
+        bc->path.len = 0;
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(bc->path.data, "/identities/%V/credential-binding-jobs/%V%s",
+                &sc->ctx.identity_id, &sc->ctx.job_id, suffix);
+
+    if (bc->method.data[0] == 'P') {
+        ngx_str_set(&bc->body, "{}");
+    }
+
+    if (ngx_http_passkey_bi_start(bc) != NGX_OK) {
+        bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
+        bc->error = "cannot start the API call";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * fields: "1" to keep a final state already stored, or "0", then field
+ * and value pairs.  The answer in sc->status goes out once Redis has
+ * replied; a failure to record is logged, and the answer still says what
+ * the API said.
+ */
+
+static void
+ngx_http_passkey_status_update(ngx_http_passkey_status_ctx_t *sc,
+    ngx_uint_t n, ngx_str_t *fields)
+{
+    ngx_str_t                     argv[4 + 7];
+    ngx_uint_t                    i;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = sc->ctx.request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    r->connection->log->action = "storing the passkey binding job state";
+
+    /* EVAL script 1 key keep_final field value ... */
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1] = ngx_http_passkey_status_update_script;
+    ngx_str_set(&argv[2], "1");
+    argv[3] = sc->key;
+
+    for (i = 0; i < n; i++) {
+        argv[4 + i] = fields[i];
+    }
+
+    ngx_http_passkey_redis_op_init(r, &sc->ctx.redis,
+                                   ngx_http_passkey_status_updated, sc);
+
+    if (ngx_http_passkey_redis_send(plcf->redis, &sc->ctx.redis, 4 + n, argv)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: cannot send the update of binding job %V to "
+                      "redis \"%V\"", &sc->ctx.job_id, &plcf->redis->name);
+
+        ngx_http_passkey_status_reply(sc);
+        return;
+    }
+
+    sc->ctx.waiting_redis = 1;
+}
+
+
+static void
+ngx_http_passkey_status_updated(ngx_http_passkey_redis_op_t *op)
+{
+    ngx_http_passkey_status_ctx_t *sc = op->data;
+
+    ngx_connection_t             *c;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    c = sc->ctx.request->connection;
+
+    sc->ctx.waiting_redis = 0;
+
+    plcf = ngx_http_get_module_loc_conf(sc->ctx.request,
+                                        ngx_http_passkey_module);
+
+    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "passkey: cannot store the state of binding job %V: "
+                      "redis \"%V\" %s", &sc->ctx.job_id, &plcf->redis->name,
+                      op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
+                      ? "timed out" : "is unavailable");
+
+    } else if (op->type == NGX_HTTP_PASSKEY_REDIS_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "passkey: cannot store the state of binding job %V: "
+                      "redis \"%V\" failed: \"%V\"", &sc->ctx.job_id,
+                      &plcf->redis->name, &op->str);
+
+    } else if (op->type == NGX_HTTP_PASSKEY_REDIS_STRING
+               && sc->refresh == NGX_HTTP_PASSKEY_REFRESH_OK
+               && (op->str.len != sc->ctx.job_state.len
+                   || ngx_strncmp(op->str.data, sc->ctx.job_state.data,
+                                  op->str.len)
+                      != 0))
+    {
+        /* a revoke finished meanwhile: its final state stays, and is told */
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "passkey: binding job %V is %V meanwhile",
+                       &sc->ctx.job_id, &op->str);
+
+        sc->ctx.job_state = op->str;
+        ngx_str_null(&sc->refreshed_at);
+    }
+
+    ngx_http_passkey_status_reply(sc);
+}
+
+
+static void
+ngx_http_passkey_status_reply(ngx_http_passkey_status_ctx_t *sc)
+{
+    if (sc->status == NGX_HTTP_OK) {
+        ngx_http_passkey_status_send_job(sc);
+        return;
+    }
+
+    ngx_http_passkey_status_fail(sc, sc->status, sc->code, sc->detail);
+}
+
+
+/*
+ * The job as stored, with what this request learnt.  "refreshed" is there
+ * only when this request asked the API: true when the state is fresh,
+ * false when the call failed and the state is the stored one.  There is
+ * never a binding link: none is stored.
+ */
+
+static void
+ngx_http_passkey_status_send_job(ngx_http_passkey_status_ctx_t *sc)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                        *value;
+    ngx_http_request_t               *r;
+    ngx_http_passkey_json_t          *json;
+    ngx_http_passkey_status_field_t  *f;
+
+    r = sc->ctx.request;
+    r->connection->log->action = "sending the passkey binding job";
+
+    json = ngx_http_passkey_json_object(r->pool);
+
+    if (json == NULL
+        || ngx_http_passkey_json_set_string(json, "job_id", &sc->ctx.job_id)
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    for (f = ngx_http_passkey_status_job_fields; f->name.len; f++) {
+        value = (ngx_str_t *) ((u_char *) sc + f->offset);
+
+        if (f->answer && value->data != NULL
+            && ngx_http_passkey_json_set_string(json, (char *) f->name.data,
+                                                value)
+               != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    if (sc->refresh != NGX_HTTP_PASSKEY_REFRESH_NONE
+        && ngx_http_passkey_status_set_flag(r->pool, json, "refreshed",
+                                            sc->refresh
+                                            == NGX_HTTP_PASSKEY_REFRESH_OK)
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "passkey: binding job %V is %V",
+                   &sc->ctx.job_id, &sc->ctx.job_state);
+
+    rc = ngx_http_passkey_send_json(r, NGX_HTTP_OK, json);
+
+    ngx_http_passkey_status_finalize(sc, rc);
+
+    return;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "passkey: cannot build the answer for binding job %V",
+                  &sc->ctx.job_id);
+
+    ngx_http_passkey_status_fail(sc, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "internal_error",
+                                 "cannot build the response");
+}
+
+
+/* the answer to a failure that was logged where it was noticed */
+
+static void
+ngx_http_passkey_status_fail(ngx_http_passkey_status_ctx_t *sc,
+    ngx_uint_t status, char *code, char *detail)
+{
+    ngx_str_t  s;
+
+    s.data = (u_char *) detail;
+    s.len = detail ? ngx_strlen(detail) : 0;
+
+    ngx_http_passkey_status_finalize(sc,
+        ngx_http_passkey_send_problem(sc->ctx.request, status, code, &s));
+}
+
+
+static void
+ngx_http_passkey_status_finalize(ngx_http_passkey_status_ctx_t *sc,
+    ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = sc->ctx.request;
+    c = r->connection;
+
+    c->log->action = NULL;
+
+    ngx_http_finalize_request(r, rc);
+
+    /* called from API and redis events, not from the request's own */
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* "1970-01-01T00:00:00Z" of now, into pool */
+
+static ngx_int_t
+ngx_http_passkey_status_now(ngx_pool_t *pool, ngx_str_t *s)
+{
+    s->data = ngx_pnalloc(pool, NGX_HTTP_PASSKEY_STATUS_NOW_LEN);
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_passkey_rfc3339(ngx_time(), s->data);
+    s->len = NGX_HTTP_PASSKEY_STATUS_NOW_LEN;
+
+    return NGX_OK;
+}
+
+
+/*
+ * What the API sends is stored and answered as it is, so it must look
+ * like what it is: a state is 1 to 64 letters, digits, "_", "-" or ".",
+ * which any future state will be; a time also has ":" and "+".
+ */
+
+static ngx_int_t
+ngx_http_passkey_status_valid(ngx_str_t *s, ngx_uint_t time)
+{
+    u_char      ch;
+    ngx_uint_t  i;
+
+    if (s->len == 0 || s->len > NGX_HTTP_PASSKEY_STATE_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        ch = s->data[i];
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'
+            || ch == '.' || (time && (ch == ':' || ch == '+')))
+        {
+            continue;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The JSON adapter builds strings, integers and objects only; a boolean
+ * is taken from a parsed literal, which json_object_set() then shares.
+ */
+
+static ngx_int_t
+ngx_http_passkey_status_set_flag(ngx_pool_t *pool,
+    ngx_http_passkey_json_t *json, char *key, ngx_uint_t value)
+{
+    ngx_str_t                 text;
+    ngx_http_passkey_json_t  *doc, *v;
+
+    if (value) {
+        ngx_str_set(&text, "{\"v\":true}");
+
+    } else {
+        ngx_str_set(&text, "{\"v\":false}");
+    }
+
+    if (ngx_http_passkey_json_parse(pool, &text, &doc) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_http_passkey_json_child(doc, "v");
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_passkey_json_set_object(json, key, v);
 }
