@@ -153,13 +153,17 @@ static ngx_http_passkey_link_answer_t  ngx_http_passkey_link_answers[] = {
  * gets through.  ARGV: identity_id, now (RFC 3339 UTC), "1" to use the
  * link up (GET) or "0" to only check it (HEAD).  An expire_time that is
  * not RFC 3339 is left to the key's TTL, which the bind handler set from
- * it (7 days at most when it could not be read).
+ * it (7 days at most when it could not be read).  A job Beyond Identity
+ * no longer knows (gone_at, set by the status handler) is unknown; one
+ * whose email could not be sent has no valid link either.
  */
 
 static ngx_str_t  ngx_http_passkey_open_script = ngx_string(
     "local j = redis.call('HMGET', KEYS[1], 'identity_id', "
-    "'delivery_method', 'state', 'expire_time', 'opened_at') "
-    "if j[1] ~= ARGV[1] or j[2] ~= 'EMAIL' then return 'unknown' end "
+    "'delivery_method', 'state', 'expire_time', 'opened_at', 'gone_at') "
+    "if j[1] ~= ARGV[1] or j[2] ~= 'EMAIL' or j[6] then "
+    "return 'unknown' end "
+    "if j[3] == 'FAILED_TO_SEND' then return 'unknown' end "
     "if j[3] == 'COMPLETE' then return 'complete' end "
     "if j[3] == 'REVOKED' then return 'revoked' end "
     "if j[3] == 'EXPIRED' then return 'expired' end "

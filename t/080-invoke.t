@@ -375,6 +375,8 @@ $Flows{'expired, revoked and complete jobs'} = sub {
         ['state', 'EXPIRED', 410, 'link_expired'],
         ['state', 'REVOKED', 410, 'job_revoked'],
         ['state', 'COMPLETE', 410, 'job_complete'],
+        ['state', 'FAILED_TO_SEND', 404, 'unknown_job'],
+        ['gone_at', '2026-01-01T00:00:00Z', 404, 'unknown_job'],
     );
 
     my $i = 0;
