@@ -350,6 +350,19 @@ ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
         break;
 
     case NGX_DECLINED:
+
+        /* present but not a string: not a silent fallback to the default */
+
+        if (ngx_http_passkey_json_child(ctx->body, "delivery_method")
+            != NULL)
+        {
+            ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_delivery_method",
+                                         "the delivery method must be "
+                                         "\"RETURN\" or \"EMAIL\"");
+            return NGX_ERROR;
+        }
+
         break;
 
     default:

@@ -493,7 +493,7 @@ ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    /* passkey_invoke checks in the access phase; the content is the app's */
+    /* passkey_invoke checks in the preaccess phase; the content is the app's */
 
     if (ngx_strcmp(cmd->name.data, "passkey_job_status") == 0) {
         clcf->handler = ngx_http_passkey_job_status_handler;

@@ -514,9 +514,10 @@ ngx_http_passkey_init_process(ngx_cycle_t *cycle)
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_passkey_module);
 
-    /* only workers serve requests; nothing to do without passkey_bind */
+    /* only workers serve requests; nothing to do without passkey locations */
 
-    if (pmcf == NULL || pmcf->tokens.nelts == 0
+    if (pmcf == NULL
+        || (pmcf->tokens.nelts == 0 && pmcf->redis_servers.nelts == 0)
         || (ngx_process != NGX_PROCESS_WORKER
             && ngx_process != NGX_PROCESS_SINGLE))
     {
@@ -545,7 +546,8 @@ ngx_http_passkey_exit_process(ngx_cycle_t *cycle)
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_passkey_module);
 
-    if (pmcf == NULL || pmcf->tokens.nelts == 0
+    if (pmcf == NULL
+        || (pmcf->tokens.nelts == 0 && pmcf->redis_servers.nelts == 0)
         || (ngx_process != NGX_PROCESS_WORKER
             && ngx_process != NGX_PROCESS_SINGLE))
     {

@@ -79,11 +79,13 @@ POST /passkey/bind
 --- request eval
 ["POST /passkey/bind\n{\"username\":\"olga\",\"email\":\"o\@example.com\",\"delivery_method\":\"EMAIL\"}",
  "POST /passkey/bind\n{\"username\":\"olga\",\"delivery_method\":\"SMS\"}",
+ "POST /passkey/bind\n{\"username\":\"olga\",\"delivery_method\":1}",
  "GET /fake/stats"]
 --- error_code eval
-[400, 400, 200]
+[400, 400, 400, 200]
 --- response_body_like eval
 [qr/"code":"invalid_delivery_method"/, qr/"code":"invalid_delivery_method"/,
+ qr/"code":"invalid_delivery_method"/,
  qr/"create_identity":0,"create_job":0,/]
 
 
