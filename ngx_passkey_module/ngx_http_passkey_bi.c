@@ -42,6 +42,8 @@ ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
 
     if (ngx_http_passkey_bi_authorize(bc) != NGX_OK) {
         bc->active = 0;
+        bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
+        bc->error = "cannot start the API call";
         return NGX_ERROR;
     }
 

@@ -57,8 +57,6 @@ static void ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx,
     ngx_uint_t status, char *code, char *detail);
-static void ngx_http_passkey_bind_finalize(ngx_http_passkey_ctx_t *ctx,
-    ngx_int_t rc);
 static time_t ngx_http_passkey_parse_rfc3339(ngx_str_t *s);
 
 
@@ -1045,13 +1043,7 @@ ngx_http_passkey_bi_call(ngx_http_passkey_ctx_t *ctx, char *method,
     bc->handler = handler;
     bc->data = ctx;
 
-    if (ngx_http_passkey_bi_start(bc) != NGX_OK) {
-        bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
-        bc->error = "cannot start the API call";
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_passkey_bi_start(bc);
 }
 
 
@@ -1114,7 +1106,7 @@ ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
 
     rc = ngx_http_passkey_send_json(r, NGX_HTTP_OK, json);
 
-    ngx_http_passkey_bind_finalize(ctx, rc);
+    ngx_http_passkey_finalize(ctx->request, rc);
 }
 
 
@@ -1142,7 +1134,7 @@ ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
     s.data = (u_char *) detail;
     s.len = detail ? ngx_strlen(detail) : 0;
 
-    ngx_http_passkey_bind_finalize(ctx,
+    ngx_http_passkey_finalize(ctx->request,
         ngx_http_passkey_send_problem(ctx->request, status, code, &s));
 }
 
@@ -1163,24 +1155,6 @@ ngx_http_passkey_bind_step(ngx_http_passkey_ctx_t *ctx,
     ngx_memzero(&ctx->bi, sizeof(ngx_http_passkey_bi_call_t));
     ctx->bi.result = NGX_HTTP_PASSKEY_API_INTERNAL;
     ctx->bi.error = "cannot build the API request";
-}
-
-
-static void
-ngx_http_passkey_bind_finalize(ngx_http_passkey_ctx_t *ctx, ngx_int_t rc)
-{
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
-    c->log->action = NULL;
-
-    ngx_http_finalize_request(r, rc);
-
-    /* called from API and redis events, not from the request's own */
-    ngx_http_run_posted_requests(c);
 }
 
 

@@ -226,6 +226,7 @@ ngx_int_t ngx_http_passkey_send_json(ngx_http_request_t *r,
 ngx_int_t ngx_http_passkey_send_problem(ngx_http_request_t *r,
     ngx_uint_t status, char *code, ngx_str_t *detail);
 void ngx_http_passkey_no_store(ngx_http_request_t *r);
+void ngx_http_passkey_finalize(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_http_passkey_send_problem_html(ngx_http_request_t *r,
     ngx_uint_t status, char *code, char *title_text);
 

@@ -346,3 +346,22 @@ ngx_http_passkey_html_escape(ngx_pool_t *pool, ngx_str_t *s)
 
     return NGX_OK;
 }
+
+
+/*
+ * Ends a request from an API or Redis event rather than from the
+ * request's own: posted subrequests and the like must run now.
+ */
+
+void
+ngx_http_passkey_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+    c->log->action = NULL;
+
+    ngx_http_finalize_request(r, rc);
+
+    ngx_http_run_posted_requests(c);
+}

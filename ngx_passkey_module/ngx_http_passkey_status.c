@@ -106,8 +106,6 @@ static void ngx_http_passkey_status_send_job(
     ngx_http_passkey_status_ctx_t *sc);
 static void ngx_http_passkey_status_fail(ngx_http_passkey_status_ctx_t *sc,
     ngx_uint_t status, char *code, char *detail);
-static void ngx_http_passkey_status_finalize(ngx_http_passkey_status_ctx_t *sc,
-    ngx_int_t rc);
 static ngx_int_t ngx_http_passkey_status_now(ngx_pool_t *pool, ngx_str_t *s);
 static ngx_int_t ngx_http_passkey_status_valid(ngx_str_t *s, ngx_uint_t time);
 static ngx_int_t ngx_http_passkey_status_set_flag(ngx_pool_t *pool,
@@ -910,13 +908,7 @@ ngx_http_passkey_status_call(ngx_http_passkey_status_ctx_t *sc, char *method,
         ngx_str_set(&bc->body, "{}");
     }
 
-    if (ngx_http_passkey_bi_start(bc) != NGX_OK) {
-        bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
-        bc->error = "cannot start the API call";
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_passkey_bi_start(bc);
 }
 
 
@@ -1086,7 +1078,7 @@ ngx_http_passkey_status_send_job(ngx_http_passkey_status_ctx_t *sc)
 
     rc = ngx_http_passkey_send_json(r, NGX_HTTP_OK, json);
 
-    ngx_http_passkey_status_finalize(sc, rc);
+    ngx_http_passkey_finalize(sc->ctx.request, rc);
 
     return;
 
@@ -1113,28 +1105,11 @@ ngx_http_passkey_status_fail(ngx_http_passkey_status_ctx_t *sc,
     s.data = (u_char *) detail;
     s.len = detail ? ngx_strlen(detail) : 0;
 
-    ngx_http_passkey_status_finalize(sc,
+    ngx_http_passkey_finalize(sc->ctx.request,
         ngx_http_passkey_send_problem(sc->ctx.request, status, code, &s));
 }
 
 
-static void
-ngx_http_passkey_status_finalize(ngx_http_passkey_status_ctx_t *sc,
-    ngx_int_t rc)
-{
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = sc->ctx.request;
-    c = r->connection;
-
-    c->log->action = NULL;
-
-    ngx_http_finalize_request(r, rc);
-
-    /* called from API and redis events, not from the request's own */
-    ngx_http_run_posted_requests(c);
-}
 
 
 /* "1970-01-01T00:00:00Z" of now, into pool */
