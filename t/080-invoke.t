@@ -250,16 +250,8 @@ CONF
 CONF
 });
 
-add_response_body_check(sub {
-    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
-
-    return if $dry_run;
-
-    my ($key) = $block->name =~ /\bTEST \d+: (.*)$/;
-    my $flow = $Flows{$key} or return;
-
-    $flow->($block, $block->name);
-});
+# each flow runs while its block's nginx is up, after its request
+run_flows(\%Flows);
 
 
 $Flows{'a good link reaches the app byte for byte, once'} = sub {

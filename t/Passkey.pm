@@ -24,7 +24,7 @@ use IO::Socket::INET;
 use HTTP::Tiny;
 use File::Basename qw(basename);
 
-our @EXPORT = qw(redis_cmd block_tenant block_prefix);
+our @EXPORT = qw(redis_cmd block_tenant block_prefix run_flows);
 use base 'Exporter';
 
 BEGIN {
@@ -197,6 +197,24 @@ sub fake_setup {
         die "stand-in refused $what $json: $res->{status} $res->{content}"
             unless $res->{success};
     }
+}
+
+# Perl flows that need values from earlier answers (eval sections are
+# evaluated before a block runs): $flows->{name} runs, with the block and
+# its name, after the request of the block "TEST n: name".
+sub run_flows {
+    my ($flows) = @_;
+
+    Test::Nginx::Socket::add_response_body_check(sub {
+        my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+
+        return if $dry_run;
+
+        my ($key) = $block->name =~ /\bTEST \d+: (.*)$/;
+        my $flow = $key && $flows->{$key} or return;
+
+        $flow->($block, $block->name);
+    });
 }
 
 # A minimal RESP client for assertions on what the module stored.
