@@ -90,7 +90,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       NULL },
 
     { ngx_string("passkey_client_secret_file"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_passkey_conf_set_secret_file,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, client_secret),
@@ -383,6 +383,7 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
      *     plcf->application_id = { 0, NULL };
      *     plcf->client_id = { 0, NULL };
      *     plcf->client_secret = { 0, NULL };
+     *     plcf->client_secret2 = { 0, NULL };
      *     plcf->api_token = { 0, NULL };
      *     plcf->http.trusted_certificate = { 0, NULL };
      *     plcf->redis_prefix = { 0, NULL };
@@ -435,6 +436,12 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->token_realm_id, prev->token_realm_id, "");
     ngx_conf_merge_str_value(conf->application_id, prev->application_id, "");
     ngx_conf_merge_str_value(conf->client_id, prev->client_id, "");
+    /* the second secret belongs to the first: both are inherited or none */
+
+    if (conf->client_secret.data == NULL) {
+        conf->client_secret2 = prev->client_secret2;
+    }
+
     ngx_conf_merge_str_value(conf->client_secret, prev->client_secret, "");
     ngx_conf_merge_str_value(conf->api_token, prev->api_token, "");
 

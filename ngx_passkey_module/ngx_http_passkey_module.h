@@ -57,6 +57,7 @@ typedef struct {
     ngx_str_t                         application_id;
     ngx_str_t                         client_id;
     ngx_str_t                         client_secret;   /* file contents */
+    ngx_str_t                         client_secret2;  /* for rotation */
     ngx_str_t                         api_token;       /* file contents */
 
     ngx_http_passkey_http_conf_t      http;
