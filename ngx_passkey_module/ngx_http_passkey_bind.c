@@ -33,8 +33,17 @@ static ngx_int_t ngx_http_passkey_bind_value(ngx_http_request_t *r,
     ngx_str_t *value);
 static void ngx_http_passkey_bind_cleanup(void *data);
 
-static ngx_int_t ngx_http_passkey_check_redis(ngx_http_passkey_ctx_t *ctx);
-static void ngx_http_passkey_redis_checked(ngx_http_passkey_redis_op_t *op);
+static ngx_int_t ngx_http_passkey_bind_caller(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx);
+static ngx_int_t ngx_http_passkey_bind_same(ngx_http_passkey_ctx_t *ctx,
+    char *member, ngx_str_t *verified);
+static void ngx_http_passkey_guard_done(ngx_http_passkey_redis_op_t *op);
+static void ngx_http_passkey_guard_refused(ngx_http_passkey_ctx_t *ctx);
+static ngx_int_t ngx_http_passkey_redis_down(ngx_http_passkey_ctx_t *ctx,
+    char *what);
+static void ngx_http_passkey_bind_job(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_signup_existing(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_cooldown_done(ngx_http_passkey_redis_op_t *op);
 static ngx_int_t ngx_http_passkey_find_identity(ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc);
 static ngx_int_t ngx_http_passkey_create_identity(
@@ -55,6 +64,12 @@ static ngx_int_t ngx_http_passkey_bi_call(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_json_t *body, ngx_http_passkey_bi_done_pt handler);
 static void ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_bind_accepted(ngx_http_passkey_ctx_t *ctx);
+static void ngx_http_passkey_bind_answer(ngx_http_passkey_ctx_t *ctx,
+    ngx_uint_t status, ngx_http_passkey_json_t *json);
+static void ngx_http_passkey_answer_saved(ngx_http_passkey_redis_op_t *op);
+static void ngx_http_passkey_bind_send(ngx_http_passkey_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *body);
 static void ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx,
     ngx_uint_t status, char *code, char *detail);
 static time_t ngx_http_passkey_parse_rfc3339(ngx_str_t *s);
@@ -68,6 +83,7 @@ static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
 ngx_int_t
 ngx_http_passkey_bind_handler(ngx_http_request_t *r)
 {
+    char                         *reason;
     ngx_int_t                     rc;
     ngx_str_t                     type;
     ngx_table_elt_t              *h;
@@ -103,6 +119,20 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
 
         return ngx_http_passkey_send_problem(r, NGX_HTTP_NOT_ALLOWED,
                                              "method_not_allowed", NULL);
+    }
+
+    if (ngx_http_passkey_check_origin(r, plcf->allowed_origins, &reason)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: cross-site request refused: %s", reason);
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_passkey_send_problem(r, NGX_HTTP_FORBIDDEN,
+                                             "forbidden_origin", NULL);
     }
 
     if (ngx_http_passkey_check_content_type(r) != NGX_OK) {
@@ -205,6 +235,8 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
         return;
     }
 
+    ctx->raw_body = body;
+
     if (body.len == 0) {
         ngx_str_set(&body, "{}");
     }
@@ -233,11 +265,26 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
     /* from here on, a client that goes away ends the work */
     r->read_event_handler = ngx_http_test_reading;
 
-    if (ngx_http_passkey_check_redis(ctx) != NGX_OK) {
-        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     "redis_unavailable",
-                                     "job storage is unavailable");
+    r->connection->log->action = "checking passkey rate limits";
+    ctx->step = NGX_HTTP_PASSKEY_STEP_GUARD;
+
+    rc = ngx_http_passkey_guard_start(ctx, ngx_http_passkey_guard_done);
+
+    if (rc == NGX_OK) {
+        ctx->waiting_redis = 1;
+        return;
     }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_idempotency_key",
+                                     "the Idempotency-Key must be 16 to 255 "
+                                     "visible ASCII characters");
+        return;
+    }
+
+    ctx->guard.result = NGX_HTTP_PASSKEY_GUARD_DOWN;
+    ngx_http_passkey_guard_refused(ctx);
 }
 
 
@@ -262,6 +309,12 @@ ngx_http_passkey_bind_input(ngx_http_request_t *r,
         ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                      "internal_error",
                                      "cannot evaluate the input values");
+        return NGX_ERROR;
+    }
+
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
+        && ngx_http_passkey_bind_caller(r, ctx) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -437,6 +490,7 @@ ngx_http_passkey_bind_cleanup(void *data)
     ngx_http_passkey_ctx_t *ctx = data;
 
     ngx_http_passkey_bi_cancel(&ctx->bi);
+    ngx_http_passkey_redis_cancel(&ctx->guard.release);
 
     if (ctx->waiting_redis) {
         ngx_http_passkey_redis_cancel(&ctx->redis);
@@ -446,63 +500,90 @@ ngx_http_passkey_bind_cleanup(void *data)
 
 
 /*
- * A job that Beyond Identity created but Redis could not keep is lost to
- * the deployment, so Redis is asked first.
+ * passkey_bind_mode authenticated: who the request is for comes from
+ * nginx (auth_request_set, $remote_user, a client certificate, a header
+ * of a trusted upstream), never from the body; a body that names someone
+ * else is an attempt worth refusing loudly rather than ignoring.
  */
 
 static ngx_int_t
-ngx_http_passkey_check_redis(ngx_http_passkey_ctx_t *ctx)
+ngx_http_passkey_bind_caller(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx)
 {
-    ngx_str_t                     argv[1];
-    ngx_http_request_t           *r;
     ngx_http_passkey_loc_conf_t  *plcf;
 
-    r = ctx->request;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
-    r->connection->log->action = "checking the passkey job storage";
-    ctx->step = NGX_HTTP_PASSKEY_STEP_REDIS_CHECK;
-
-    ngx_str_set(&argv[0], "PING");
-
-    ngx_memzero(&ctx->redis, sizeof(ngx_http_passkey_redis_op_t));
-    ctx->redis.pool = r->pool;
-    ctx->redis.log = r->connection->log;
-    ctx->redis.timeout = plcf->redis_timeout;
-    ctx->redis.handler = ngx_http_passkey_redis_checked;
-    ctx->redis.data = ctx;
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 1, argv)
-        != NGX_OK)
-    {
+    if (ctx->username.len == 0) {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_UNAUTHORIZED,
+                                     "unauthenticated",
+                                     "sign in first: no verified user");
         return NGX_ERROR;
     }
 
-    ctx->waiting_redis = 1;
+    if (ngx_http_passkey_bind_same(ctx, "username", &ctx->username)
+        != NGX_OK
+        || (plcf->email
+            && ngx_http_passkey_bind_same(ctx, "email", &ctx->email)
+               != NGX_OK))
+    {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_FORBIDDEN,
+                                     "identity_mismatch",
+                                     "the request names another user than "
+                                     "the signed-in one");
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
 
 
+/* absent, or the same as the verified value (names without case) */
+
+static ngx_int_t
+ngx_http_passkey_bind_same(ngx_http_passkey_ctx_t *ctx, char *member,
+    ngx_str_t *verified)
+{
+    ngx_str_t  v;
+
+    if (ngx_http_passkey_json_child(ctx->body, member) == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_passkey_json_string(ctx->request->pool, ctx->body, member,
+                                     &v)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (v.len != verified->len
+        || ngx_strncasecmp(v.data, verified->data, v.len) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The guard's answer.  Redis is asked before the API: a job that Beyond
+ * Identity created but Redis could not keep would be lost to the
+ * deployment, and a refused request must not cost an API call.
+ */
+
 static void
-ngx_http_passkey_redis_checked(ngx_http_passkey_redis_op_t *op)
+ngx_http_passkey_guard_done(ngx_http_passkey_redis_op_t *op)
 {
     ngx_http_passkey_ctx_t *ctx = op->data;
 
-    ngx_http_passkey_loc_conf_t  *plcf;
-
     ctx->waiting_redis = 0;
 
-    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
-        || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
-    {
-        plcf = ngx_http_get_module_loc_conf(ctx->request,
-                                            ngx_http_passkey_module);
-
+    if (ngx_http_passkey_guard_result(ctx, op) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                      "passkey: redis \"%V\" %s", &plcf->redis->name,
-                      op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
-                      ? "timed out" : "is unavailable");
+                      "passkey: unexpected answer from redis to the rate "
+                      "limit and idempotency check");
 
         ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                    "redis_unavailable",
@@ -510,7 +591,222 @@ ngx_http_passkey_redis_checked(ngx_http_passkey_redis_op_t *op)
         return;
     }
 
+    if (ctx->guard.result != NGX_HTTP_PASSKEY_GUARD_PASS) {
+        ngx_http_passkey_guard_refused(ctx);
+        return;
+    }
+
     if (ngx_http_passkey_create_identity(ctx) != NGX_OK) {
+        ngx_http_passkey_api_failed(ctx);
+    }
+}
+
+
+static void
+ngx_http_passkey_guard_refused(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_str_t                  *lim;
+    ngx_http_request_t         *r;
+    ngx_http_passkey_guard_t   *g;
+
+    r = ctx->request;
+    g = &ctx->guard;
+
+    switch (g->result) {
+
+    case NGX_HTTP_PASSKEY_GUARD_DOWN:
+
+        if (ngx_http_passkey_redis_down(ctx, "rate limits and idempotency")
+            != NGX_OK)
+        {
+            return;
+        }
+
+        if (ngx_http_passkey_create_identity(ctx) != NGX_OK) {
+            ngx_http_passkey_api_failed(ctx);
+        }
+
+        return;
+
+    case NGX_HTTP_PASSKEY_GUARD_REPLAY:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "passkey: replaying the answer to an earlier request "
+                      "with this Idempotency-Key");
+
+        if (ngx_http_passkey_add_header(r, "Idempotent-Replayed", "true")
+            != NGX_OK)
+        {
+            ngx_http_passkey_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_http_passkey_bind_send(ctx, g->status, &g->body);
+        return;
+
+    default:
+        break;
+    }
+
+    if (ngx_http_passkey_guard_headers(r, g) != NGX_OK) {
+        ngx_http_passkey_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    switch (g->result) {
+
+    case NGX_HTTP_PASSKEY_GUARD_LIMITED:
+        lim = &g->limit->text;
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: rate limit \"%V\" reached", lim);
+
+        ngx_http_passkey_bind_fail(ctx, 429, "rate_limited",
+                                   "too many requests; see Retry-After");
+        return;
+
+    case NGX_HTTP_PASSKEY_GUARD_PENDING:
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_CONFLICT,
+                                     "request_in_progress",
+                                     "a request with this Idempotency-Key "
+                                     "is still being processed");
+        return;
+
+    case NGX_HTTP_PASSKEY_GUARD_DUPLICATE:
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_CONFLICT,
+                                     "duplicate_request",
+                                     "the same request was just made");
+        return;
+
+    default: /* NGX_HTTP_PASSKEY_GUARD_MISMATCH */
+        ngx_http_passkey_bind_reject(ctx, 422, "idempotency_key_reused",
+                                     "this Idempotency-Key was used with "
+                                     "another request body");
+        return;
+    }
+}
+
+
+/*
+ * passkey_redis_down: NGX_OK to go on without what Redis was asked for,
+ * or the request was answered.
+ */
+
+static ngx_int_t
+ngx_http_passkey_redis_down(ngx_http_passkey_ctx_t *ctx, char *what)
+{
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(ctx->request,
+                                        ngx_http_passkey_module);
+
+    if (plcf->redis_down == NGX_HTTP_PASSKEY_ALLOW) {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "passkey: redis \"%V\" is unavailable, going on "
+                      "without %s (passkey_redis_down allow)",
+                      &plcf->redis->name, what);
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                  "passkey: redis \"%V\" is unavailable", &plcf->redis->name);
+
+    ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "redis_unavailable",
+                               "job storage is unavailable");
+    return NGX_ERROR;
+}
+
+
+/*
+ * The identity is known: an email to an existing one waits for the
+ * cooldown, so that nobody can fill someone's mailbox.
+ */
+
+static void
+ngx_http_passkey_bind_job(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(ctx->request,
+                                        ngx_http_passkey_module);
+
+    if (!ctx->created && plcf->email_cooldown
+        && ctx->delivery_method.data[0] == 'E')
+    {
+        ngx_http_passkey_bind_step(ctx, NGX_HTTP_PASSKEY_STEP_COOLDOWN,
+                                   "checking the passkey email cooldown");
+
+        if (ngx_http_passkey_guard_cooldown(ctx,
+                                            ngx_http_passkey_cooldown_done)
+            == NGX_OK)
+        {
+            ctx->waiting_redis = 1;
+            return;
+        }
+
+        if (ngx_http_passkey_redis_down(ctx, "the email cooldown")
+            != NGX_OK)
+        {
+            return;
+        }
+    }
+
+    if (ngx_http_passkey_create_job(ctx) != NGX_OK) {
+        ngx_http_passkey_api_failed(ctx);
+    }
+}
+
+
+static void
+ngx_http_passkey_cooldown_done(ngx_http_passkey_redis_op_t *op)
+{
+    ngx_http_passkey_ctx_t *ctx = op->data;
+
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    ctx->waiting_redis = 0;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
+        || op->type != NGX_HTTP_PASSKEY_REDIS_INTEGER)
+    {
+        if (ngx_http_passkey_redis_down(ctx, "the email cooldown")
+            != NGX_OK)
+        {
+            return;
+        }
+
+    } else if (op->integer > 0) {
+
+        if (plcf->bind_mode == NGX_HTTP_PASSKEY_SIGNUP) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "passkey: no email to identity %V: it had one "
+                          "less than passkey_email_cooldown ago",
+                          &ctx->identity_id);
+
+            ngx_http_passkey_bind_accepted(ctx);
+            return;
+        }
+
+        ctx->guard.result = NGX_HTTP_PASSKEY_GUARD_LIMITED;
+        ctx->guard.retry = op->integer;
+        ctx->guard.limit = NULL;
+
+        if (ngx_http_passkey_guard_headers(r, &ctx->guard) != NGX_OK) {
+            ngx_http_passkey_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_http_passkey_bind_reject(ctx, 429, "email_cooldown",
+                                     "an email with a binding link was sent "
+                                     "to this user a moment ago");
+        return;
+    }
+
+    if (ngx_http_passkey_create_job(ctx) != NGX_OK) {
         ngx_http_passkey_api_failed(ctx);
     }
 }
@@ -630,10 +926,12 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "passkey: found identity %V", &ctx->identity_id);
 
-        if (ngx_http_passkey_create_job(ctx) != NGX_OK) {
-            ngx_http_passkey_api_failed(ctx);
+        if (ctx->existing) {
+            ngx_http_passkey_signup_existing(ctx);
+            return;
         }
 
+        ngx_http_passkey_bind_job(ctx);
         return;
     }
 
@@ -703,9 +1001,11 @@ ngx_http_passkey_identity_created(ngx_http_passkey_bi_call_t *bc)
 {
     ngx_http_passkey_ctx_t *ctx = bc->data;
 
-    ngx_http_request_t  *r;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
 
     r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     if (bc->result == NGX_HTTP_PASSKEY_API_OK
         && bc->status == NGX_HTTP_CONFLICT)
@@ -717,6 +1017,8 @@ ngx_http_passkey_identity_created(ngx_http_passkey_bi_call_t *bc)
 
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "passkey: identity exists, looking it up");
+
+        ctx->existing = (plcf->bind_mode == NGX_HTTP_PASSKEY_SIGNUP);
 
         if (bc->api_message.len) {
             ctx->conflict.len = ngx_min(bc->api_message.len, 200);
@@ -758,9 +1060,43 @@ ngx_http_passkey_identity_created(ngx_http_passkey_bi_call_t *bc)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "passkey: created identity %V", &ctx->identity_id);
 
-    if (ngx_http_passkey_create_job(ctx) != NGX_OK) {
-        ngx_http_passkey_api_failed(ctx);
+    ngx_http_passkey_bind_job(ctx);
+}
+
+
+/*
+ * Sign-up with a username that is taken: never a link for it; by
+ * passkey_signup_existing, nothing, or an email to the address Beyond
+ * Identity holds, which only the owner reads.  Either way the answer is
+ * the one every sign-up by email gets.
+ */
+
+static void
+ngx_http_passkey_signup_existing(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (plcf->signup_existing == NGX_HTTP_PASSKEY_REFUSE) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "passkey: sign-up refused: the username is taken by "
+                      "identity %V", &ctx->identity_id);
+
+        ngx_http_passkey_bind_accepted(ctx);
+        return;
     }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "passkey: sign-up with a taken username: emailing "
+                  "identity %V", &ctx->identity_id);
+
+    ngx_str_set(&ctx->delivery_method, "EMAIL");
+    ngx_str_null(&ctx->post_binding_redirect_uri);
+
+    ngx_http_passkey_bind_job(ctx);
 }
 
 
@@ -825,6 +1161,23 @@ ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc)
 
     pool = ctx->request->pool;
 
+    /* e.g. 422 for an identity without an email address: tell no one */
+
+    if (ctx->existing && bc->result == NGX_HTTP_PASSKEY_API_OK
+        && bc->status >= NGX_HTTP_BAD_REQUEST
+        && bc->status < NGX_HTTP_INTERNAL_SERVER_ERROR
+        && bc->status != NGX_HTTP_UNAUTHORIZED
+        && bc->status != NGX_HTTP_FORBIDDEN && bc->status != 429)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "passkey: no email to identity %V: Beyond Identity "
+                      "answered %ui \"%V\"", &ctx->identity_id, bc->status,
+                      &bc->api_message);
+
+        ngx_http_passkey_bind_accepted(ctx);
+        return;
+    }
+
     if (bc->result != NGX_HTTP_PASSKEY_API_OK || bc->status != NGX_HTTP_OK) {
         ngx_http_passkey_api_failed(ctx);
         return;
@@ -864,9 +1217,9 @@ ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc)
                       "but cannot be stored in redis",
                       &ctx->job_id, &ctx->identity_id);
 
-        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   "redis_unavailable",
-                                   "job storage is unavailable");
+        if (ngx_http_passkey_redis_down(ctx, "storing the job") == NGX_OK) {
+            ngx_http_passkey_bind_done(ctx);
+        }
     }
 }
 
@@ -1003,9 +1356,9 @@ ngx_http_passkey_job_stored(ngx_http_passkey_redis_op_t *op)
                       ? "timed out" : "is unavailable");
     }
 
-    ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                               "redis_unavailable",
-                               "job storage is unavailable");
+    if (ngx_http_passkey_redis_down(ctx, "storing the job") == NGX_OK) {
+        ngx_http_passkey_bind_done(ctx);
+    }
 }
 
 
@@ -1064,11 +1417,12 @@ ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx)
 static void
 ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
 {
-    ngx_int_t                 rc;
-    ngx_http_request_t       *r;
-    ngx_http_passkey_json_t  *json;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_json_t      *json;
+    ngx_http_passkey_loc_conf_t  *plcf;
 
     r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
     r->connection->log->action = "sending the passkey binding job";
 
     json = ngx_http_passkey_json_object(r->pool);
@@ -1104,9 +1458,138 @@ ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
                   &ctx->job_id, &ctx->identity_id,
                   ctx->created ? "new identity" : "existing identity");
 
-    rc = ngx_http_passkey_send_json(r, NGX_HTTP_OK, json);
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_SIGNUP && ctx->link.len == 0) {
+        ngx_http_passkey_bind_accepted(ctx);
+        return;
+    }
 
-    ngx_http_passkey_finalize(ctx->request, rc);
+    ngx_http_passkey_bind_answer(ctx, NGX_HTTP_OK, json);
+}
+
+
+/*
+ * The one answer of sign-up by email, whether the username was free or
+ * taken, emailed or not: nothing in it tells them apart.
+ */
+
+static void
+ngx_http_passkey_bind_accepted(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_str_t                 s;
+    ngx_http_passkey_json_t  *json;
+
+    ctx->request->connection->log->action = "sending the passkey binding job";
+
+    json = ngx_http_passkey_json_object(ctx->request->pool);
+
+    ngx_str_set(&s, "accepted");
+
+    if (json == NULL
+        || ngx_http_passkey_json_set_string(json, "state", &s) != NGX_OK)
+    {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot build the response");
+        return;
+    }
+
+    ngx_str_set(&s, "EMAIL");
+
+    if (ngx_http_passkey_json_set_string(json, "delivery_method", &s)
+        != NGX_OK)
+    {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot build the response");
+        return;
+    }
+
+    ngx_http_passkey_bind_answer(ctx, NGX_HTTP_ACCEPTED, json);
+}
+
+
+/* a success is kept for Idempotency-Key replays before it is sent */
+
+static void
+ngx_http_passkey_bind_answer(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
+    ngx_http_passkey_json_t *json)
+{
+    ngx_int_t            rc;
+    ngx_str_t            body;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ngx_http_passkey_json_dump(r->pool, json, &body) != NGX_OK) {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot build the response");
+        return;
+    }
+
+    ctx->step = NGX_HTTP_PASSKEY_STEP_SAVE_ANSWER;
+    ctx->guard.status = status;
+    ctx->guard.body = body;
+
+    rc = ngx_http_passkey_guard_save(ctx, status, &body,
+                                     ngx_http_passkey_answer_saved);
+
+    if (rc == NGX_OK) {
+        ctx->waiting_redis = 1;
+        return;
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: the answer cannot be kept for "
+                      "Idempotency-Key replays");
+        ngx_http_passkey_guard_release(ctx);
+    }
+
+    ngx_http_passkey_bind_send(ctx, status, &body);
+}
+
+
+static void
+ngx_http_passkey_answer_saved(ngx_http_passkey_redis_op_t *op)
+{
+    ngx_http_passkey_ctx_t *ctx = op->data;
+
+    ctx->waiting_redis = 0;
+
+    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
+        || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "passkey: the answer cannot be kept for "
+                      "Idempotency-Key replays: redis %s",
+                      op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
+                      ? "timed out" : "is unavailable");
+
+        /* a retry must not wait for a claim that nothing will fill */
+
+        ctx->guard.held = 1;
+        ngx_http_passkey_guard_release(ctx);
+    }
+
+    ngx_http_passkey_bind_send(ctx, ctx->guard.status, &ctx->guard.body);
+}
+
+
+static void
+ngx_http_passkey_bind_send(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ngx_http_passkey_guard_headers(r, &ctx->guard) != NGX_OK) {
+        ngx_http_passkey_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_passkey_finalize(r, ngx_http_passkey_send_raw(r, status, body));
 }
 
 
@@ -1133,6 +1616,8 @@ ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
 
     s.data = (u_char *) detail;
     s.len = detail ? ngx_strlen(detail) : 0;
+
+    ngx_http_passkey_guard_release(ctx);
 
     ngx_http_passkey_finalize(ctx->request,
         ngx_http_passkey_send_problem(ctx->request, status, code, &s));

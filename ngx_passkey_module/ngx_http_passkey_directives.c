@@ -121,13 +121,20 @@ ngx_http_passkey_conf_set_id(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * passkey_client_secret_file file [file]; passkey_api_token_file file;
+ * only the first takes a second file (NGX_CONF_TAKE12): the secret that
+ * is tried when the token endpoint rejects the first one
+ */
+
 char *
 ngx_http_passkey_conf_set_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     char  *p = conf;
 
-    ngx_str_t  *field, *value;
+    ngx_str_t                    *field, *value;
+    ngx_http_passkey_loc_conf_t  *plcf;
 
     field = (ngx_str_t *) (p + cmd->offset);
 
@@ -143,13 +150,42 @@ ngx_http_passkey_conf_set_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    if (cf->args->nelts == 2) {
+        return NGX_CONF_OK;
+    }
+
+    plcf = conf;
+
+    if (ngx_http_passkey_read_secret(cf, &value[2], &plcf->client_secret2,
+                                     &cmd->name)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the rotation is over: a second try with the same secret is useless */
+
+    if (plcf->client_secret2.len == field->len
+        && ngx_strncmp(plcf->client_secret2.data, field->data, field->len)
+           == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"%V\": secret files \"%V\" and \"%V\" hold "
+                           "the same secret, the second one is ignored",
+                           &cmd->name, &value[1], &value[2]);
+
+        plcf->client_secret2.len = 0;
+        plcf->client_secret2.data = NULL;
+    }
+
     return NGX_CONF_OK;
 }
 
 
 /*
  * Secrets live in files so that neither nginx.conf nor "nginx -T" shows
- * them; the file is read once per configuration load, by the master.
+ * them; the file is read on every configuration load (start and reload),
+ * by the master, and refused if other users may read or change it.
  */
 
 static ngx_int_t
@@ -191,6 +227,19 @@ ngx_http_passkey_read_secret(ngx_conf_t *cf, ngx_str_t *name,
                            "\"%V\": secret file \"%V\" must hold "
                            "1 to %d bytes", directive, &file,
                            NGX_HTTP_PASSKEY_SECRET_MAX);
+        goto failed;
+    }
+
+    /*
+     * the mode of the file that was opened, not of whatever the name
+     * points to by now; the group may read it (root:nginx 0640)
+     */
+
+    if (ngx_file_access(&fi) & S_IRWXO) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": secret file \"%V\" is accessible by "
+                           "other users, run \"chmod o-rwx %V\"",
+                           directive, &file, &file);
         goto failed;
     }
 
@@ -506,27 +555,40 @@ ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* passkey_redirect_origins origin ...; may be repeated */
+/*
+ * passkey_redirect_origins and passkey_allowed_origins: origin ...;
+ * may be repeated; the latter also takes "off"
+ */
 
 char *
-ngx_http_passkey_redirect_origins(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+ngx_http_passkey_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_passkey_loc_conf_t *plcf = conf;
+    char  *c = conf;
 
-    u_char      *p, *host, *last;
-    ngx_str_t   *value, *o;
-    ngx_uint_t   i;
+    u_char        *p, *host, *last;
+    ngx_str_t     *value, *o;
+    ngx_uint_t     i;
+    ngx_array_t  **origins;
 
-    if (plcf->redirect_origins == NGX_CONF_UNSET_PTR) {
-        plcf->redirect_origins = ngx_array_create(cf->pool, 4,
-                                                  sizeof(ngx_str_t));
-        if (plcf->redirect_origins == NULL) {
+    origins = (ngx_array_t **) (c + cmd->offset);
+
+    if (*origins == NGX_CONF_UNSET_PTR) {
+        *origins = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (*origins == NULL) {
             return NGX_CONF_ERROR;
         }
     }
 
     value = cf->args->elts;
+
+    /* passkey_allowed_origins off: an empty list, no check */
+
+    if (cf->args->nelts == 2
+        && cmd->name.data[sizeof("passkey_") - 1] == 'a'
+        && ngx_strcmp(value[1].data, "off") == 0)
+    {
+        return NGX_CONF_OK;
+    }
 
     for (i = 1; i < cf->args->nelts; i++) {
         p = value[i].data;
@@ -555,12 +617,50 @@ ngx_http_passkey_redirect_origins(ngx_conf_t *cf, ngx_command_t *cmd,
             return NGX_CONF_ERROR;
         }
 
-        o = ngx_array_push(plcf->redirect_origins);
+        o = ngx_array_push(*origins);
         if (o == NULL) {
             return NGX_CONF_ERROR;
         }
 
         *o = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a time, or "off" for 0: what turns a safeguard off must be explicit */
+
+char *
+ngx_http_passkey_conf_set_time_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *c = conf;
+
+    ngx_str_t   *value;
+    ngx_msec_t  *msp;
+
+    msp = (ngx_msec_t *) (c + cmd->offset);
+
+    if (*msp != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *msp = 0;
+        return NGX_CONF_OK;
+    }
+
+    *msp = ngx_parse_time(&value[1], 0);
+
+    if (*msp == (ngx_msec_t) NGX_ERROR || *msp == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected a "
+                           "time such as 10s, 5m, 24h, or \"off\"",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -639,6 +739,28 @@ ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
                            "\"passkey_bind\" cannot be combined with "
                            "another passkey handler in one location");
         return NGX_CONF_ERROR;
+    }
+
+    /* the verified identity is what "authenticated" means */
+
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
+        && plcf->username == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_bind_mode authenticated\" requires "
+                           "\"passkey_username\" with the variable that "
+                           "holds the verified user name");
+        return NGX_CONF_ERROR;
+    }
+
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_SIGNUP
+        && (plcf->delivery_methods & NGX_HTTP_PASSKEY_RETURN))
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"passkey_bind_mode signup\" with RETURN "
+                           "delivery: an answer with a link tells a free "
+                           "username from a taken one; use "
+                           "\"passkey_delivery_method EMAIL\" to hide them");
     }
 
     /* a redirect built from request data must be checked against a list */

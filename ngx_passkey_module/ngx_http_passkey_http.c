@@ -9,7 +9,7 @@
 #include <ngx_event.h>
 
 #include <curl/curl.h>
-#include <openssl/err.h>
+#include "ngx_http_passkey_crypto.h"
 
 #include "ngx_http_passkey_http.h"
 
@@ -263,7 +263,7 @@ ngx_http_passkey_http_exit_process(ngx_cycle_t *cycle)
 
     curl_global_cleanup();
 
-    ERR_clear_error();
+    ngx_http_passkey_clear_ssl_errors();
 }
 
 
@@ -752,7 +752,7 @@ ngx_http_passkey_http_detach(ngx_http_passkey_http_ctx_t *ctx)
 
     /* closing a connection may have sent a TLS alert */
 
-    ERR_clear_error();
+    ngx_http_passkey_clear_ssl_errors();
 }
 
 
@@ -960,7 +960,7 @@ ngx_http_passkey_http_timer_handler(ngx_event_t *ev)
     rc = curl_multi_socket_action(wk->multi, CURL_SOCKET_TIMEOUT, 0,
                                   &running);
 
-    ERR_clear_error();
+    ngx_http_passkey_clear_ssl_errors();
 
     if (rc != CURLM_OK) {
         ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
@@ -1003,7 +1003,7 @@ ngx_http_passkey_http_event_handler(ngx_event_t *ev)
                                             : CURL_CSELECT_IN,
                                   &running);
 
-    ERR_clear_error();
+    ngx_http_passkey_clear_ssl_errors();
 
     if (rc != CURLM_OK) {
         ngx_log_error(NGX_LOG_ALERT, log, 0,

@@ -11,6 +11,10 @@
 #include "ngx_http_passkey_module.h"
 
 
+static ngx_uint_t ngx_http_passkey_same_host(ngx_http_request_t *r,
+    ngx_str_t *url);
+
+
 /*
  * What a client sends: the request body in one piece, and the checks that
  * keep names and addresses Beyond Identity would refuse away from the API.
@@ -371,4 +375,131 @@ ngx_http_passkey_check_redirect(ngx_str_t *uri, ngx_array_t *origins)
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * Cross-site requests.  Browsers send Origin with every POST that is not
+ * same-origin, and current ones with every POST; Sec-Fetch-Site and
+ * Referer decide for those that lack it.  A request with none of the
+ * three does not come from a browser page, which is what CSRF needs.
+ */
+
+ngx_int_t
+ngx_http_passkey_check_origin(ngx_http_request_t *r, ngx_array_t *origins,
+    char **reason)
+{
+    ngx_str_t         origin;
+    ngx_table_elt_t  *h;
+
+    if (origins && origins->nelts == 0) {
+        return NGX_OK;                                 /* "off" */
+    }
+
+    h = ngx_http_passkey_header_in(r, "Origin", sizeof("Origin") - 1);
+
+    if (h == NULL) {
+        h = ngx_http_passkey_header_in(r, "Sec-Fetch-Site",
+                                       sizeof("Sec-Fetch-Site") - 1);
+        if (h != NULL) {
+            if ((h->value.len == 11
+                 && ngx_strncasecmp(h->value.data, (u_char *) "same-origin",
+                                    11) == 0)
+                || (h->value.len == 4
+                    && ngx_strncasecmp(h->value.data, (u_char *) "none", 4)
+                       == 0))
+            {
+                return NGX_OK;
+            }
+
+            *reason = "Sec-Fetch-Site is not same-origin";
+            return NGX_DECLINED;
+        }
+
+        h = r->headers_in.referer;
+
+        if (h == NULL) {
+            return NGX_OK;
+        }
+
+        *reason = "the Referer is not an allowed origin";
+
+    } else {
+        *reason = "the Origin is not allowed";
+    }
+
+    origin = h->value;
+
+    if (ngx_http_passkey_check_redirect(&origin, origins) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (origins) {
+        return NGX_OK;
+    }
+
+    /* no list: the origin's host[:port] must be the Host the request names */
+
+    return ngx_http_passkey_same_host(r, &origin) ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_table_elt_t *
+ngx_http_passkey_header_in(ngx_http_request_t *r, char *name, size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_passkey_same_host(ngx_http_request_t *r, ngx_str_t *url)
+{
+    u_char     *p, *host, *last;
+    ngx_str_t  *want;
+
+    if (r->headers_in.host == NULL) {
+        return 0;
+    }
+
+    want = &r->headers_in.host->value;
+
+    last = url->data + url->len;
+    host = ngx_strlchr(url->data, last, ':');
+
+    if (host == NULL || last - host < 3) {
+        return 0;
+    }
+
+    host += 3;
+
+    for (p = host; p < last && *p != '/' && *p != '?' && *p != '#'; p++) {
+        /* void */
+    }
+
+    return (size_t) (p - host) == want->len
+           && ngx_strncasecmp(host, want->data, want->len) == 0;
 }

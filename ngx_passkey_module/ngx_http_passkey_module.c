@@ -31,6 +31,27 @@ static ngx_conf_num_bounds_t  ngx_http_passkey_api_timeout_bounds = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_passkey_bind_modes[] = {
+    { ngx_string("signup"), NGX_HTTP_PASSKEY_SIGNUP },
+    { ngx_string("authenticated"), NGX_HTTP_PASSKEY_AUTHENTICATED },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_passkey_signup_existing[] = {
+    { ngx_string("refuse"), NGX_HTTP_PASSKEY_REFUSE },
+    { ngx_string("email"), NGX_HTTP_PASSKEY_SEND_EMAIL },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_passkey_redis_down[] = {
+    { ngx_string("refuse"), NGX_HTTP_PASSKEY_REFUSE },
+    { ngx_string("allow"), NGX_HTTP_PASSKEY_ALLOW },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_api_url"),
@@ -203,9 +224,65 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_redirect_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_passkey_redirect_origins,
+      ngx_http_passkey_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, redirect_origins),
+      NULL },
+
+    { ngx_string("passkey_bind_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, bind_mode),
+      &ngx_http_passkey_bind_modes },
+
+    { ngx_string("passkey_signup_existing"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, signup_existing),
+      &ngx_http_passkey_signup_existing },
+
+    { ngx_string("passkey_allowed_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_passkey_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, allowed_origins),
+      NULL },
+
+    { ngx_string("passkey_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      ngx_http_passkey_limit,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("passkey_email_cooldown"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_time_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, email_cooldown),
+      NULL },
+
+    { ngx_string("passkey_redis_down"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, redis_down),
+      &ngx_http_passkey_redis_down },
+
+    { ngx_string("passkey_idempotency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_time_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, idempotency),
+      NULL },
+
+    { ngx_string("passkey_duplicate_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_time_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, duplicate_window),
       NULL },
 
     { ngx_string("passkey_invoke_redirect"),
@@ -408,6 +485,15 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
     plcf->post_binding_redirect_uri = NGX_CONF_UNSET_PTR;
     plcf->redirect_origins = NGX_CONF_UNSET_PTR;
     plcf->invoke_redirect = NGX_CONF_UNSET_PTR;
+
+    plcf->bind_mode = NGX_CONF_UNSET_UINT;
+    plcf->signup_existing = NGX_CONF_UNSET_UINT;
+    plcf->allowed_origins = NGX_CONF_UNSET_PTR;
+    plcf->limits = NGX_CONF_UNSET_PTR;
+    plcf->email_cooldown = NGX_CONF_UNSET_MSEC;
+    plcf->redis_down = NGX_CONF_UNSET_UINT;
+    plcf->idempotency = NGX_CONF_UNSET_MSEC;
+    plcf->duplicate_window = NGX_CONF_UNSET_MSEC;
     plcf->job_refresh_interval = NGX_CONF_UNSET_MSEC;
 
     plcf->bind = NGX_CONF_UNSET;
@@ -480,6 +566,22 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              NULL);
     ngx_conf_merge_ptr_value(conf->invoke_redirect, prev->invoke_redirect,
                              NULL);
+
+    ngx_conf_merge_uint_value(conf->bind_mode, prev->bind_mode,
+                              NGX_HTTP_PASSKEY_SIGNUP);
+    ngx_conf_merge_uint_value(conf->signup_existing, prev->signup_existing,
+                              NGX_HTTP_PASSKEY_REFUSE);
+    ngx_conf_merge_ptr_value(conf->allowed_origins, prev->allowed_origins,
+                             NULL);
+    ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
+    ngx_conf_merge_msec_value(conf->email_cooldown, prev->email_cooldown,
+                              60000);
+    ngx_conf_merge_uint_value(conf->redis_down, prev->redis_down,
+                              NGX_HTTP_PASSKEY_REFUSE);
+    ngx_conf_merge_msec_value(conf->idempotency, prev->idempotency,
+                              24 * 3600 * 1000);
+    ngx_conf_merge_msec_value(conf->duplicate_window,
+                              prev->duplicate_window, 5000);
     ngx_conf_merge_msec_value(conf->job_refresh_interval,
                               prev->job_refresh_interval, 5000);
 

@@ -15,6 +15,7 @@
 #include "ngx_http_passkey_http.h"
 #include "ngx_http_passkey_redis.h"
 #include "ngx_http_passkey_json.h"
+#include "ngx_http_passkey_crypto.h"
 
 
 #define NGX_HTTP_PASSKEY_USERNAME_MAX   64
@@ -23,6 +24,18 @@
 
 #define NGX_HTTP_PASSKEY_RETURN         0x01
 #define NGX_HTTP_PASSKEY_EMAIL          0x02
+
+#define NGX_HTTP_PASSKEY_SIGNUP         0
+#define NGX_HTTP_PASSKEY_AUTHENTICATED  1
+
+#define NGX_HTTP_PASSKEY_REFUSE         0
+#define NGX_HTTP_PASSKEY_ALLOW          1     /* passkey_redis_down */
+#define NGX_HTTP_PASSKEY_SEND_EMAIL     1     /* passkey_signup_existing */
+
+#define NGX_HTTP_PASSKEY_LIMIT_MAX      8
+
+#define NGX_HTTP_PASSKEY_IDEMPOTENCY_KEY_MIN  16
+#define NGX_HTTP_PASSKEY_IDEMPOTENCY_KEY_MAX  255
 
 
 /* how a call to Beyond Identity ended, whatever the HTTP status */
@@ -45,6 +58,16 @@ typedef struct {
     ngx_shm_zone_t                   *token_zone;
     ngx_int_t                         request_id_index;
 } ngx_http_passkey_main_conf_t;
+
+
+/* one passkey_limit: a token bucket in Redis */
+typedef struct {
+    ngx_http_complex_value_t          key;
+    ngx_str_t                         text;      /* as written: names keys */
+    ngx_uint_t                        rate;      /* tokens per period */
+    ngx_msec_t                        period;
+    ngx_uint_t                        burst;
+} ngx_http_passkey_limit_t;
 
 
 typedef struct {
@@ -76,6 +99,16 @@ typedef struct {
     ngx_uint_t                        delivery_default;
     ngx_http_complex_value_t         *post_binding_redirect_uri;
     ngx_array_t                      *redirect_origins;   /* ngx_str_t */
+
+    /* who may bind what, and how often */
+    ngx_uint_t                        bind_mode;
+    ngx_uint_t                        signup_existing;
+    ngx_array_t                      *allowed_origins;    /* ngx_str_t */
+    ngx_array_t                      *limits;   /* ngx_http_passkey_limit_t */
+    ngx_msec_t                        email_cooldown;
+    ngx_uint_t                        redis_down;
+    ngx_msec_t                        idempotency;
+    ngx_msec_t                        duplicate_window;
 
     ngx_http_complex_value_t         *invoke_redirect;
     ngx_msec_t                        job_refresh_interval;
@@ -153,12 +186,51 @@ struct ngx_http_passkey_bi_call_s {
 
 typedef enum {
     NGX_HTTP_PASSKEY_STEP_NONE = 0,
-    NGX_HTTP_PASSKEY_STEP_REDIS_CHECK,
+    NGX_HTTP_PASSKEY_STEP_GUARD,
     NGX_HTTP_PASSKEY_STEP_FIND_IDENTITY,
     NGX_HTTP_PASSKEY_STEP_CREATE_IDENTITY,
+    NGX_HTTP_PASSKEY_STEP_COOLDOWN,
     NGX_HTTP_PASSKEY_STEP_CREATE_JOB,
-    NGX_HTTP_PASSKEY_STEP_STORE_JOB
+    NGX_HTTP_PASSKEY_STEP_STORE_JOB,
+    NGX_HTTP_PASSKEY_STEP_SAVE_ANSWER
 } ngx_http_passkey_step_e;
+
+
+/* what the guard (rate limits, idempotency, duplicates) decided */
+typedef enum {
+    NGX_HTTP_PASSKEY_GUARD_PASS = 0,
+    NGX_HTTP_PASSKEY_GUARD_LIMITED,
+    NGX_HTTP_PASSKEY_GUARD_REPLAY,
+    NGX_HTTP_PASSKEY_GUARD_PENDING,
+    NGX_HTTP_PASSKEY_GUARD_MISMATCH,
+    NGX_HTTP_PASSKEY_GUARD_DUPLICATE,
+    NGX_HTTP_PASSKEY_GUARD_DOWN            /* redis failed */
+} ngx_http_passkey_guard_e;
+
+
+typedef struct {
+    ngx_http_passkey_guard_e          result;
+
+    /* the idempotency key or the duplicate lock this request holds */
+    ngx_str_t                         key;
+    ngx_str_t                         secret;       /* Idempotency-Key */
+    ngx_str_t                         fingerprint;
+    unsigned                          idempotent:1;
+    unsigned                          held:1;
+
+    /* the limits that applied, by bucket; the tightest one */
+    ngx_http_passkey_limit_t         *limits[NGX_HTTP_PASSKEY_LIMIT_MAX];
+    ngx_http_passkey_limit_t         *limit;
+    ngx_uint_t                        remaining;
+    ngx_msec_t                        reset;
+    ngx_msec_t                        retry;
+
+    /* a replayed answer */
+    ngx_uint_t                        status;
+    ngx_str_t                         body;
+
+    ngx_http_passkey_redis_op_t       release;
+} ngx_http_passkey_guard_t;
 
 
 typedef struct {
@@ -184,12 +256,16 @@ typedef struct {
     unsigned                          done:1;
 
     ngx_str_t                         conflict;
+    ngx_str_t                         raw_body;
+
+    ngx_http_passkey_guard_t          guard;
 
     ngx_http_passkey_step_e           step;
     ngx_http_passkey_bi_call_t        bi;
     ngx_http_passkey_redis_op_t       redis;
 
     unsigned                          created:1;
+    unsigned                          existing:1;   /* sign-up: taken */
     unsigned                          waiting_redis:1;
     unsigned                          body_read:1;
 } ngx_http_passkey_ctx_t;
@@ -211,8 +287,10 @@ char *ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_passkey_delivery_method(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-char *ngx_http_passkey_redirect_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+char *ngx_http_passkey_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_passkey_conf_set_time_or_off(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf);
 char *ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
@@ -222,6 +300,10 @@ char *ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
 ngx_int_t ngx_http_passkey_add_variables(ngx_conf_t *cf);
 
 /* ngx_http_passkey_reply.c */
+ngx_int_t ngx_http_passkey_send_raw(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
+ngx_int_t ngx_http_passkey_add_header(ngx_http_request_t *r, char *name,
+    char *value);
 ngx_int_t ngx_http_passkey_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_http_passkey_json_t *json);
 ngx_int_t ngx_http_passkey_send_problem(ngx_http_request_t *r,
@@ -240,6 +322,24 @@ ngx_int_t ngx_http_passkey_safe_uri(ngx_http_request_t *r, ngx_str_t *uri);
 ngx_int_t ngx_http_passkey_check_redirect(ngx_str_t *uri,
     ngx_array_t *origins);
 ngx_int_t ngx_http_passkey_check_content_type(ngx_http_request_t *r);
+ngx_int_t ngx_http_passkey_check_origin(ngx_http_request_t *r,
+    ngx_array_t *origins, char **reason);
+ngx_table_elt_t *ngx_http_passkey_header_in(ngx_http_request_t *r,
+    char *name, size_t len);
+
+/* ngx_http_passkey_guard.c */
+char *ngx_http_passkey_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_redis_done_pt handler);
+ngx_int_t ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_redis_op_t *op);
+ngx_int_t ngx_http_passkey_guard_save(ngx_http_passkey_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *body, ngx_http_passkey_redis_done_pt handler);
+void ngx_http_passkey_guard_release(ngx_http_passkey_ctx_t *ctx);
+ngx_int_t ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_redis_done_pt handler);
+ngx_int_t ngx_http_passkey_guard_headers(ngx_http_request_t *r,
+    ngx_http_passkey_guard_t *g);
 
 /* ngx_http_passkey_bind.c */
 ngx_int_t ngx_http_passkey_bind_handler(ngx_http_request_t *r);

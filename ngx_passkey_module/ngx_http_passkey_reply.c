@@ -13,8 +13,6 @@
 
 static ngx_int_t ngx_http_passkey_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
-static ngx_int_t ngx_http_passkey_add_header(ngx_http_request_t *r,
-    char *name, char *value);
 static char *ngx_http_passkey_status_title(ngx_uint_t status);
 static ngx_int_t ngx_http_passkey_html_escape(ngx_pool_t *pool,
     ngx_str_t *s);
@@ -41,6 +39,18 @@ ngx_http_passkey_send_json(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     return ngx_http_passkey_send(r, status, &type, &body);
+}
+
+
+/* an answer kept as text: a replay of an idempotent request */
+
+ngx_int_t
+ngx_http_passkey_send_raw(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    ngx_str_t  type = ngx_string("application/json");
+
+    return ngx_http_passkey_send(r, status, &type, body);
 }
 
 
@@ -178,7 +188,7 @@ ngx_http_passkey_send(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_passkey_add_header(ngx_http_request_t *r, char *name, char *value)
 {
     ngx_table_elt_t  *h;

@@ -43,6 +43,16 @@ static ngx_http_variable_t  ngx_http_passkey_vars[] = {
       offsetof(ngx_http_passkey_ctx_t, delivery_method),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    /* the checked input, for keys of passkey_limit and for logs */
+
+    { ngx_string("passkey_username"), NULL, ngx_http_passkey_ctx_variable,
+      offsetof(ngx_http_passkey_ctx_t, username),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("passkey_email"), NULL, ngx_http_passkey_ctx_variable,
+      offsetof(ngx_http_passkey_ctx_t, email),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("passkey_request"), NULL,
       ngx_http_passkey_request_variable, 1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 

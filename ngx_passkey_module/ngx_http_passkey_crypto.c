@@ -1,0 +1,217 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "ngx_http_passkey_crypto.h"
+
+
+#define NGX_HTTP_PASSKEY_NONCE_LEN  12
+#define NGX_HTTP_PASSKEY_TAG_LEN    16
+
+
+static ngx_int_t ngx_http_passkey_sha256(ngx_str_t *parts, ngx_uint_t n,
+    u_char *md);
+static ngx_int_t ngx_http_passkey_seal_key(ngx_str_t *secret, u_char *key);
+
+
+ngx_int_t
+ngx_http_passkey_digest(ngx_pool_t *pool, ngx_str_t *parts, ngx_uint_t n,
+    ngx_str_t *hex)
+{
+    u_char  md[32];
+
+    if (ngx_http_passkey_sha256(parts, n, md) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    hex->data = ngx_pnalloc(pool, NGX_HTTP_PASSKEY_DIGEST_HEX_LEN);
+    if (hex->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    hex->len = ngx_hex_dump(hex->data, md, sizeof(md)) - hex->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_passkey_seal(ngx_pool_t *pool, ngx_str_t *secret, ngx_str_t *plain,
+    ngx_str_t *sealed)
+{
+    int              len;
+    u_char          *p;
+    u_char           key[32];
+    ngx_int_t        rc;
+    EVP_CIPHER_CTX  *c;
+
+    if (ngx_http_passkey_seal_key(secret, key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    sealed->len = NGX_HTTP_PASSKEY_NONCE_LEN + plain->len
+                  + NGX_HTTP_PASSKEY_TAG_LEN;
+    sealed->data = ngx_pnalloc(pool, sealed->len);
+    if (sealed->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = sealed->data;
+
+    if (RAND_bytes(p, NGX_HTTP_PASSKEY_NONCE_LEN) != 1) {
+        ERR_clear_error();
+        return NGX_ERROR;
+    }
+
+    c = EVP_CIPHER_CTX_new();
+    if (c == NULL) {
+        ERR_clear_error();
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    if (EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, p) == 1
+        && EVP_EncryptUpdate(c, p + NGX_HTTP_PASSKEY_NONCE_LEN, &len,
+                             plain->data, (int) plain->len) == 1
+        && (size_t) len == plain->len
+        && EVP_EncryptFinal_ex(c, p + NGX_HTTP_PASSKEY_NONCE_LEN + len, &len)
+           == 1
+        && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG,
+                               NGX_HTTP_PASSKEY_TAG_LEN,
+                               p + NGX_HTTP_PASSKEY_NONCE_LEN + plain->len)
+           == 1)
+    {
+        rc = NGX_OK;
+    }
+
+    EVP_CIPHER_CTX_free(c);
+    ngx_explicit_memzero(key, sizeof(key));
+    ERR_clear_error();
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_passkey_unseal(ngx_pool_t *pool, ngx_str_t *secret,
+    ngx_str_t *sealed, ngx_str_t *plain)
+{
+    int              len;
+    u_char          *p;
+    u_char           key[32];
+    ngx_int_t        rc;
+    EVP_CIPHER_CTX  *c;
+
+    if (sealed->len < NGX_HTTP_PASSKEY_NONCE_LEN + NGX_HTTP_PASSKEY_TAG_LEN) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_passkey_seal_key(secret, key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    p = sealed->data;
+
+    plain->len = sealed->len - NGX_HTTP_PASSKEY_NONCE_LEN
+                 - NGX_HTTP_PASSKEY_TAG_LEN;
+    plain->data = ngx_pnalloc(pool, plain->len + 1);
+    if (plain->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    c = EVP_CIPHER_CTX_new();
+    if (c == NULL) {
+        ERR_clear_error();
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, p) == 1
+        && EVP_DecryptUpdate(c, plain->data, &len,
+                             p + NGX_HTTP_PASSKEY_NONCE_LEN, (int) plain->len)
+           == 1
+        && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG,
+                               NGX_HTTP_PASSKEY_TAG_LEN,
+                               p + sealed->len - NGX_HTTP_PASSKEY_TAG_LEN)
+           == 1)
+    {
+        /* the tag decides: a wrong secret or altered data is refused */
+        rc = EVP_DecryptFinal_ex(c, plain->data + len, &len) == 1
+             ? NGX_OK : NGX_DECLINED;
+    }
+
+    EVP_CIPHER_CTX_free(c);
+    ngx_explicit_memzero(key, sizeof(key));
+    ERR_clear_error();
+
+    return rc;
+}
+
+
+void
+ngx_http_passkey_clear_ssl_errors(void)
+{
+    ERR_clear_error();
+}
+
+
+static ngx_int_t
+ngx_http_passkey_sha256(ngx_str_t *parts, ngx_uint_t n, u_char *md)
+{
+    u_char       len[NGX_SIZE_T_LEN + 1];
+    ngx_int_t    rc;
+    ngx_uint_t   i;
+    EVP_MD_CTX  *c;
+
+    c = EVP_MD_CTX_new();
+    if (c == NULL) {
+        ERR_clear_error();
+        return NGX_ERROR;
+    }
+
+    rc = EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 ? NGX_OK : NGX_ERROR;
+
+    /* "5:alice" and "3:bob": no two lists of parts hash alike */
+
+    for (i = 0; rc == NGX_OK && i < n; i++) {
+        if (EVP_DigestUpdate(c, len, ngx_sprintf(len, "%uz:", parts[i].len)
+                                     - len)
+            != 1
+            || EVP_DigestUpdate(c, parts[i].data, parts[i].len) != 1)
+        {
+            rc = NGX_ERROR;
+        }
+    }
+
+    if (rc == NGX_OK && EVP_DigestFinal_ex(c, md, NULL) != 1) {
+        rc = NGX_ERROR;
+    }
+
+    EVP_MD_CTX_free(c);
+    ERR_clear_error();
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_passkey_seal_key(ngx_str_t *secret, u_char *key)
+{
+    ngx_str_t  parts[2];
+
+    ngx_str_set(&parts[0], "ngx_passkey_module seal");
+    parts[1] = *secret;
+
+    return ngx_http_passkey_sha256(parts, 2, key);
+}

@@ -1,0 +1,825 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_passkey_module.h"
+
+
+/*
+ * What stands between a request and the API: rate limits, the
+ * Idempotency-Key, and the lock that turns a double click into one job.
+ * All of it lives in Redis, so that every worker of every node sees the
+ * same counters, and all of it is decided by one script, atomically.
+ */
+
+
+static ngx_int_t ngx_http_passkey_guard_key(ngx_http_request_t *r,
+    char *kind, ngx_str_t *parts, ngx_uint_t n, ngx_str_t *key);
+static ngx_int_t ngx_http_passkey_guard_number(ngx_array_t *a, ngx_uint_t i,
+    ngx_int_t *n);
+static ngx_int_t ngx_http_passkey_guard_arg(ngx_pool_t *pool, ngx_str_t *arg,
+    ngx_int_t n);
+static char *ngx_http_passkey_time_header(ngx_pool_t *pool, ngx_msec_t ms);
+static void ngx_http_passkey_guard_released(ngx_http_passkey_redis_op_t *op);
+
+
+/*
+ * KEYS[1]: the idempotency key, the duplicate lock, or unused; KEYS[2..]:
+ * the buckets.  ARGV: mode ("k", "d" or "-"), fingerprint, TTL of the
+ * claim in ms, then per bucket its interval (ms per token) and burst.
+ *
+ * A bucket holds the "theoretical arrival time" of the generic cell rate
+ * algorithm: a request fits while that time is at most burst intervals
+ * ahead of now.  Nothing is written unless every bucket has room.
+ */
+
+static ngx_str_t  ngx_http_passkey_guard_script = ngx_string(
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local mode = ARGV[1] "
+    "if mode == 'k' then "
+    "  local h = redis.call('HMGET', KEYS[1], 'fp', 'status', 'body') "
+    "  if h[1] then "
+    "    if h[1] ~= ARGV[2] then return {'mismatch'} end "
+    "    if not h[2] then return {'pending', redis.call('PTTL', KEYS[1])} end "
+    "    return {'replay', h[2], h[3]} "
+    "  end "
+    "elseif mode == 'd' then "
+    "  local ttl = redis.call('PTTL', KEYS[1]) "
+    "  if ttl > 0 then return {'duplicate', ttl} end "
+    "end "
+    "local best, rem, reset, tats = 0, -1, 0, {} "
+    "for i = 2, #KEYS do "
+    "  local T = tonumber(ARGV[2 * i]) "
+    "  local B = tonumber(ARGV[2 * i + 1]) "
+    "  local tat = tonumber(redis.call('GET', KEYS[i]) or now) "
+    "  if tat < now then tat = now end "
+    "  local new = tat + T "
+    "  if new - now > T * B then "
+    "    return {'limited', i - 1, new - now - T * B, tat - now} "
+    "  end "
+    "  tats[i] = new "
+    "  local r = math.floor((now + T * B - new) / T) "
+    "  if rem < 0 or r < rem then best, rem, reset = i - 1, r, new - now end "
+    "end "
+    "for i = 2, #KEYS do "
+    "  redis.call('SET', KEYS[i], tats[i], 'PX', tats[i] - now) "
+    "end "
+    "if rem < 0 then rem = 0 end "
+    "if mode == 'k' then "
+    "  redis.call('HSET', KEYS[1], 'fp', ARGV[2]) "
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3]) "
+    "elseif mode == 'd' then "
+    "  redis.call('SET', KEYS[1], '1', 'PX', ARGV[3]) "
+    "end "
+    "return {'ok', best, rem, reset}");
+
+
+static ngx_str_t  ngx_http_passkey_cooldown_script = ngx_string(
+    "if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then "
+    "  return 0 "
+    "end "
+    "return math.max(redis.call('PTTL', KEYS[1]), 1)");
+
+
+static ngx_str_t  ngx_http_passkey_save_script = ngx_string(
+    "redis.call('HSET', KEYS[1], 'status', ARGV[1], 'body', ARGV[2]) "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[3])");
+
+
+/* passkey_limit key rate=N/period [burst=N]; */
+
+char *
+ngx_http_passkey_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_passkey_loc_conf_t *plcf = conf;
+
+    u_char                            *p, *slash;
+    ngx_str_t                         *value, s;
+    ngx_int_t                          n;
+    ngx_uint_t                         i;
+    ngx_http_passkey_limit_t          *lim;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (plcf->limits == NGX_CONF_UNSET_PTR) {
+        plcf->limits = ngx_array_create(cf->pool, 2,
+                                        sizeof(ngx_http_passkey_limit_t));
+        if (plcf->limits == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (plcf->limits->nelts == NGX_HTTP_PASSKEY_LIMIT_MAX) {
+        return "is used more than 8 times in one place";
+    }
+
+    lim = ngx_array_push(plcf->limits);
+    if (lim == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(lim, sizeof(ngx_http_passkey_limit_t));
+
+    value = cf->args->elts;
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = &lim->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
+            p = value[i].data + 5;
+            slash = ngx_strlchr(p, value[i].data + value[i].len, '/');
+
+            if (slash == NULL) {
+                goto invalid;
+            }
+
+            n = ngx_atoi(p, slash - p);
+            if (n <= 0) {
+                goto invalid;
+            }
+
+            lim->rate = n;
+
+            /* "5/m" is "5/1m" */
+
+            s.data = slash + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            if (s.len == 1) {
+                s.data = ngx_pnalloc(cf->pool, 2);
+                if (s.data == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+                s.data[0] = '1';
+                s.data[1] = slash[1];
+                s.len = 2;
+            }
+
+            lim->period = ngx_parse_time(&s, 0);
+
+            if (lim->period == (ngx_msec_t) NGX_ERROR
+                || lim->period < lim->rate)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
+            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            if (n <= 0) {
+                goto invalid;
+            }
+
+            lim->burst = n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (lim->rate == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" needs a rate, such as rate=5/m",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (lim->burst == 0) {
+        lim->burst = lim->rate;
+    }
+
+    /* the same key, rate and burst count together everywhere */
+
+    lim->text.len = value[1].len + NGX_INT_T_LEN * 3 + 3;
+    lim->text.data = ngx_pnalloc(cf->pool, lim->text.len);
+    if (lim->text.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lim->text.len = ngx_sprintf(lim->text.data, "%V %ui/%M %ui", &value[1],
+                                lim->rate, lim->period, lim->burst)
+                    - lim->text.data;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"%V\": expected "
+                       "rate=N/period (such as 5/m, 20/1h) and burst=N",
+                       &value[i], &cmd->name);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * NGX_DECLINED: the Idempotency-Key is not acceptable; the request has
+ * not been sent.
+ */
+
+ngx_int_t
+ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_redis_done_pt handler)
+{
+    u_char                       *p;
+    ngx_str_t                    *argv, value, parts[5], *loc, user, ikey;
+    ngx_str_t                     keys[1 + NGX_HTTP_PASSKEY_LIMIT_MAX];
+    ngx_str_t                     params[3 + 2 * NGX_HTTP_PASSKEY_LIMIT_MAX];
+    ngx_uint_t                    i, n, argc, nkeys;
+    ngx_msec_t                    claim;
+    ngx_table_elt_t              *h;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_limit_t     *lim;
+    ngx_http_passkey_guard_t     *g;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    g = &ctx->guard;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    loc = &clcf->name;
+    ngx_str_null(&user);
+
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED) {
+        user = ctx->username;
+    }
+
+    ngx_str_set(&params[0], "-");
+    ngx_str_set(&params[1], "-");
+    claim = 0;
+
+    h = plcf->idempotency
+        ? ngx_http_passkey_header_in(r, "Idempotency-Key",
+                                     sizeof("Idempotency-Key") - 1)
+        : NULL;
+
+    if (h != NULL) {
+        ikey = h->value;
+
+        if (ikey.len < NGX_HTTP_PASSKEY_IDEMPOTENCY_KEY_MIN
+            || ikey.len > NGX_HTTP_PASSKEY_IDEMPOTENCY_KEY_MAX)
+        {
+            return NGX_DECLINED;
+        }
+
+        for (p = ikey.data; p < ikey.data + ikey.len; p++) {
+            if (*p <= 0x20 || *p >= 0x7f) {
+                return NGX_DECLINED;
+            }
+        }
+
+        /* only who knows the key finds the answer, and can read it */
+
+        ngx_str_set(&parts[0], "idempotency");
+        parts[1] = *loc;
+        parts[2] = user;
+        parts[3] = ikey;
+
+        if (ngx_http_passkey_guard_key(r, "idem:", parts, 4, &keys[0])
+            != NGX_OK
+            || ngx_http_passkey_digest(r->pool, &ctx->raw_body, 1,
+                                       &g->fingerprint)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        g->secret.len = ikey.len + 1 + loc->len + 1 + user.len;
+        g->secret.data = ngx_pnalloc(r->pool, g->secret.len);
+        if (g->secret.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(g->secret.data, "%V\n%V\n%V", &ikey, loc, &user);
+
+        /* a claim outlives the slowest bind: API calls and a token fetch */
+
+        claim = 5 * plcf->http.timeout + 10000;
+
+        ngx_str_set(&params[0], "k");
+        params[1] = g->fingerprint;
+        g->idempotent = 1;
+
+    } else if (plcf->duplicate_window) {
+
+        /* the same client, the same verified user, the same body */
+
+        ngx_str_set(&parts[0], "duplicate");
+        parts[1] = *loc;
+        parts[2] = r->connection->addr_text;
+        parts[3] = user;
+        parts[4] = ctx->raw_body;
+
+        if (ngx_http_passkey_guard_key(r, "dup:", parts, 5, &keys[0])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        claim = plcf->duplicate_window;
+        ngx_str_set(&params[0], "d");
+
+    } else {
+        ngx_str_set(&parts[0], "none");
+
+        if (ngx_http_passkey_guard_key(r, "none:", parts, 1, &keys[0])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (params[0].data[0] != '-') {
+        g->key = keys[0];
+    }
+
+    if (ngx_http_passkey_guard_arg(r->pool, &params[2], claim) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the buckets; a limit whose key is empty does not apply */
+
+    nkeys = 1;
+    n = 3;
+    lim = plcf->limits ? plcf->limits->elts : NULL;
+
+    for (i = 0; lim && i < plcf->limits->nelts; i++) {
+        if (ngx_http_complex_value(r, &lim[i].key, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (value.len == 0) {
+            continue;
+        }
+
+        parts[0] = lim[i].text;
+        parts[1] = value;
+
+        if (ngx_http_passkey_guard_key(r, "limit:", parts, 2, &keys[nkeys])
+            != NGX_OK
+            || ngx_http_passkey_guard_arg(r->pool, &params[n++],
+                                          lim[i].period / lim[i].rate)
+               != NGX_OK
+            || ngx_http_passkey_guard_arg(r->pool, &params[n++],
+                                          lim[i].burst)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        g->limits[nkeys - 1] = &lim[i];
+        nkeys++;
+    }
+
+    /* EVAL script numkeys key... arg... */
+
+    argv = ngx_palloc(r->pool, (3 + nkeys + n) * sizeof(ngx_str_t));
+    if (argv == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1] = ngx_http_passkey_guard_script;
+
+    if (ngx_http_passkey_guard_arg(r->pool, &argv[2], nkeys) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    argc = 3;
+
+    for (i = 0; i < nkeys; i++) {
+        argv[argc++] = keys[i];
+    }
+
+    for (i = 0; i < n; i++) {
+        argv[argc++] = params[i];
+    }
+
+    ngx_http_passkey_redis_op_init(r, &ctx->redis, handler, ctx);
+
+    return ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, argc, argv);
+}
+
+
+/* what the script said; NGX_ERROR for a reply it cannot have given */
+
+ngx_int_t
+ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_redis_op_t *op)
+{
+    ngx_int_t                  a, b, c;
+    ngx_str_t                 *e;
+    ngx_uint_t                 n;
+    ngx_http_passkey_guard_t  *g;
+
+    g = &ctx->guard;
+
+    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
+        || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
+    {
+        g->result = NGX_HTTP_PASSKEY_GUARD_DOWN;
+        return NGX_OK;
+    }
+
+    if (op->type != NGX_HTTP_PASSKEY_REDIS_ARRAY || op->elements == NULL
+        || op->elements->nelts == 0)
+    {
+        return NGX_ERROR;
+    }
+
+    e = op->elements->elts;
+    n = op->elements->nelts;
+
+    if (e[0].len == 2 && ngx_strncmp(e[0].data, "ok", 2) == 0 && n == 4) {
+        if (ngx_http_passkey_guard_number(op->elements, 1, &a) != NGX_OK
+            || ngx_http_passkey_guard_number(op->elements, 2, &b) != NGX_OK
+            || ngx_http_passkey_guard_number(op->elements, 3, &c) != NGX_OK
+            || a > NGX_HTTP_PASSKEY_LIMIT_MAX)
+        {
+            return NGX_ERROR;
+        }
+
+        g->result = NGX_HTTP_PASSKEY_GUARD_PASS;
+        g->held = g->key.len ? 1 : 0;
+        g->limit = a ? g->limits[a - 1] : NULL;
+        g->remaining = b;
+        g->reset = c;
+
+        return NGX_OK;
+    }
+
+    if (e[0].len == 7 && ngx_strncmp(e[0].data, "limited", 7) == 0
+        && n == 4)
+    {
+        if (ngx_http_passkey_guard_number(op->elements, 1, &a) != NGX_OK
+            || ngx_http_passkey_guard_number(op->elements, 2, &b) != NGX_OK
+            || ngx_http_passkey_guard_number(op->elements, 3, &c) != NGX_OK
+            || a < 1 || a > NGX_HTTP_PASSKEY_LIMIT_MAX)
+        {
+            return NGX_ERROR;
+        }
+
+        g->result = NGX_HTTP_PASSKEY_GUARD_LIMITED;
+        g->limit = g->limits[a - 1];
+        g->remaining = 0;
+        g->retry = b;
+        g->reset = c;
+
+        return NGX_OK;
+    }
+
+    if (e[0].len == 6 && ngx_strncmp(e[0].data, "replay", 6) == 0
+        && n == 3)
+    {
+        if (ngx_http_passkey_guard_number(op->elements, 1, &a) != NGX_OK
+            || a < 200 || a > 299)
+        {
+            return NGX_ERROR;
+        }
+
+        g->status = a;
+
+        switch (ngx_http_passkey_unseal(ctx->request->pool, &g->secret,
+                                        &e[2], &g->body))
+        {
+        case NGX_OK:
+            g->result = NGX_HTTP_PASSKEY_GUARD_REPLAY;
+            return NGX_OK;
+
+        case NGX_DECLINED:
+
+            /* the digest of the key matched, the key did not: altered */
+            return NGX_ERROR;
+
+        default:
+            return NGX_ERROR;
+        }
+    }
+
+    if (e[0].len == 8 && ngx_strncmp(e[0].data, "mismatch", 8) == 0) {
+        g->result = NGX_HTTP_PASSKEY_GUARD_MISMATCH;
+        return NGX_OK;
+    }
+
+    if (n == 2
+        && ((e[0].len == 7 && ngx_strncmp(e[0].data, "pending", 7) == 0)
+            || (e[0].len == 9
+                && ngx_strncmp(e[0].data, "duplicate", 9) == 0)))
+    {
+        if (ngx_http_passkey_guard_number(op->elements, 1, &a) != NGX_OK) {
+            a = 1000;
+        }
+
+        g->result = e[0].data[0] == 'p' ? NGX_HTTP_PASSKEY_GUARD_PENDING
+                                        : NGX_HTTP_PASSKEY_GUARD_DUPLICATE;
+        g->retry = a > 0 ? a : 1000;
+
+        return NGX_OK;
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * Keeps a successful answer for passkey_idempotency, sealed with the
+ * Idempotency-Key.  NGX_DECLINED: there is nothing to keep (no key).
+ */
+
+ngx_int_t
+ngx_http_passkey_guard_save(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
+    ngx_str_t *body, ngx_http_passkey_redis_done_pt handler)
+{
+    ngx_str_t                     argv[7];
+    ngx_http_request_t           *r;
+    ngx_http_passkey_guard_t     *g;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    g = &ctx->guard;
+
+    if (!g->held || !g->idempotent) {
+        return NGX_DECLINED;
+    }
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1] = ngx_http_passkey_save_script;
+    ngx_str_set(&argv[2], "1");
+    argv[3] = g->key;
+
+    if (ngx_http_passkey_guard_arg(r->pool, &argv[4], status) != NGX_OK
+        || ngx_http_passkey_seal(r->pool, &g->secret, body, &argv[5])
+           != NGX_OK
+        || ngx_http_passkey_guard_arg(r->pool, &argv[6], plcf->idempotency)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_passkey_redis_op_init(r, &ctx->redis, handler, ctx);
+
+    if (ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 7, argv)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    g->held = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * One email per identity per passkey_email_cooldown: the reply is 0, or
+ * the milliseconds until the next one may go.
+ */
+
+ngx_int_t
+ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_redis_done_pt handler)
+{
+    ngx_str_t                     argv[5], parts[2];
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    ngx_str_set(&parts[0], "cooldown");
+    parts[1] = ctx->identity_id;
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1] = ngx_http_passkey_cooldown_script;
+    ngx_str_set(&argv[2], "1");
+
+    if (ngx_http_passkey_guard_key(r, "cooldown:", parts, 2, &argv[3])
+        != NGX_OK
+        || ngx_http_passkey_guard_arg(r->pool, &argv[4], plcf->email_cooldown)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_passkey_redis_op_init(r, &ctx->redis, handler, ctx);
+
+    return ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 5, argv);
+}
+
+
+/*
+ * A request that failed gives its claim back, so that a retry may run at
+ * once; the reply does not matter, and nothing waits for it.
+ */
+
+void
+ngx_http_passkey_guard_release(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_str_t                     argv[2];
+    ngx_http_request_t           *r;
+    ngx_http_passkey_guard_t     *g;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    g = &ctx->guard;
+
+    if (!g->held) {
+        return;
+    }
+
+    g->held = 0;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    ngx_str_set(&argv[0], "DEL");
+    argv[1] = g->key;
+
+    ngx_http_passkey_redis_op_init(r, &g->release,
+                                   ngx_http_passkey_guard_released, ctx);
+
+    if (ngx_http_passkey_redis_send(plcf->redis, &g->release, 2, argv)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "passkey: cannot release the request's claim in "
+                      "redis; a retry waits for it to expire");
+    }
+}
+
+
+/*
+ * RateLimit-Limit, -Remaining and -Reset of the tightest limit (draft
+ * RateLimit header fields for HTTP; what SCIM endpoints of Beyond
+ * Identity send), and Retry-After when the request must wait.
+ */
+
+ngx_int_t
+ngx_http_passkey_guard_headers(ngx_http_request_t *r,
+    ngx_http_passkey_guard_t *g)
+{
+    char  *v;
+
+    if (g->retry
+        && (g->result == NGX_HTTP_PASSKEY_GUARD_LIMITED
+            || g->result == NGX_HTTP_PASSKEY_GUARD_PENDING
+            || g->result == NGX_HTTP_PASSKEY_GUARD_DUPLICATE))
+    {
+        v = ngx_http_passkey_time_header(r->pool, g->retry);
+
+        if (v == NULL
+            || ngx_http_passkey_add_header(r, "Retry-After", v) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (g->limit == NULL) {
+        return NGX_OK;
+    }
+
+    v = ngx_pnalloc(r->pool, NGX_INT_T_LEN + 1);
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ngx_sprintf((u_char *) v, "%ui", g->limit->burst) = '\0';
+
+    if (ngx_http_passkey_add_header(r, "RateLimit-Limit", v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_pnalloc(r->pool, NGX_INT_T_LEN + 1);
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ngx_sprintf((u_char *) v, "%ui", g->remaining) = '\0';
+
+    if (ngx_http_passkey_add_header(r, "RateLimit-Remaining", v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_http_passkey_time_header(r->pool, g->reset);
+
+    if (v == NULL
+        || ngx_http_passkey_add_header(r, "RateLimit-Reset", v) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_passkey_guard_released(ngx_http_passkey_redis_op_t *op)
+{
+    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
+        || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
+    {
+        ngx_log_error(NGX_LOG_WARN, op->log, 0,
+                      "passkey: cannot release the request's claim in "
+                      "redis; a retry waits for it to expire");
+    }
+}
+
+
+/* <prefix><kind><SHA-256 of the parts>: no name or address in clear */
+
+static ngx_int_t
+ngx_http_passkey_guard_key(ngx_http_request_t *r, char *kind,
+    ngx_str_t *parts, ngx_uint_t n, ngx_str_t *key)
+{
+    size_t                        len;
+    ngx_str_t                     hex;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (ngx_http_passkey_digest(r->pool, parts, n, &hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(kind);
+
+    key->len = plcf->redis_prefix.len + len + hex.len;
+    key->data = ngx_pnalloc(r->pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(key->data, "%V%s%V", &plcf->redis_prefix, kind, &hex);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_passkey_guard_number(ngx_array_t *a, ngx_uint_t i, ngx_int_t *n)
+{
+    ngx_str_t  *e;
+
+    e = a->elts;
+
+    if (i >= a->nelts || e[i].len == 0) {
+        return NGX_ERROR;
+    }
+
+    *n = ngx_atoi(e[i].data, e[i].len);
+
+    return *n == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_passkey_guard_arg(ngx_pool_t *pool, ngx_str_t *arg, ngx_int_t n)
+{
+    arg->data = ngx_pnalloc(pool, NGX_INT_T_LEN);
+    if (arg->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    arg->len = ngx_sprintf(arg->data, "%i", n) - arg->data;
+
+    return NGX_OK;
+}
+
+
+/* whole seconds, rounded up: "retry after 0 s" would invite a storm */
+
+static char *
+ngx_http_passkey_time_header(ngx_pool_t *pool, ngx_msec_t ms)
+{
+    u_char  *v;
+
+    v = ngx_pnalloc(pool, NGX_INT_T_LEN + 1);
+    if (v == NULL) {
+        return NULL;
+    }
+
+    *ngx_sprintf(v, "%M", (ms + 999) / 1000) = '\0';
+
+    return (char *) v;
+}
