@@ -359,6 +359,20 @@ ngx_http_passkey_bind_input(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /*
+     * sign-up by email: a new identity needs an address, and asking for
+     * it only when the username turns out to be free would tell
+     */
+
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_SIGNUP
+        && ctx->delivery_method.data[0] == 'E' && ctx->email.len == 0)
+    {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "missing_email",
+                                     "an email address is required");
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 

@@ -19,6 +19,8 @@ static ngx_int_t ngx_http_passkey_check_needs(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf, char *name, ngx_uint_t needs);
 static char *ngx_http_passkey_api_client(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf);
+static ngx_uint_t ngx_http_passkey_client_controlled(
+    ngx_http_complex_value_t *cv);
 static ngx_int_t ngx_http_passkey_read_secret(ngx_conf_t *cf,
     ngx_str_t *name, ngx_str_t *secret, ngx_str_t *directive);
 static ngx_int_t ngx_http_passkey_parse_redis_address(ngx_conf_t *cf,
@@ -753,14 +755,17 @@ ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (plcf->bind_mode == NGX_HTTP_PASSKEY_SIGNUP
-        && (plcf->delivery_methods & NGX_HTTP_PASSKEY_RETURN))
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
+        && (ngx_http_passkey_client_controlled(plcf->username)
+            || (plcf->email
+                && ngx_http_passkey_client_controlled(plcf->email))))
     {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "\"passkey_bind_mode signup\" with RETURN "
-                           "delivery: an answer with a link tells a free "
-                           "username from a taken one; use "
-                           "\"passkey_delivery_method EMAIL\" to hide them");
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_bind_mode authenticated\" cannot take "
+                           "the user from the request body, arguments or "
+                           "cookies ($passkey_json_, $arg_, $cookie_, "
+                           "$request_body): the client writes them");
+        return NGX_CONF_ERROR;
     }
 
     /* a redirect built from request data must be checked against a list */
@@ -776,6 +781,49 @@ ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
     }
 
     return ngx_http_passkey_api_client(cf, plcf);
+}
+
+
+/* variables whose value the client chooses, whatever it is allowed */
+
+static ngx_uint_t
+ngx_http_passkey_client_controlled(ngx_http_complex_value_t *cv)
+{
+    u_char      *p, *last;
+    ngx_uint_t   i;
+
+    static ngx_str_t  names[] = {
+        ngx_string("passkey_json_"),
+        ngx_string("arg_"),
+        ngx_string("cookie_"),
+        ngx_string("request_body"),
+        ngx_string("args"),
+        ngx_string("query_string"),
+        ngx_string("request_uri"),
+    };
+
+    p = cv->value.data;
+    last = p + cv->value.len;
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p != '$') {
+            continue;
+        }
+
+        if (p + 1 < last && p[1] == '{') {
+            p++;
+        }
+
+        for (i = 0; i < sizeof(names) / sizeof(ngx_str_t); i++) {
+            if ((size_t) (last - p - 1) >= names[i].len
+                && ngx_strncasecmp(p + 1, names[i].data, names[i].len) == 0)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
 }
 
 

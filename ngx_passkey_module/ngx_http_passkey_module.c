@@ -551,14 +551,6 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               16 * 1024);
 
-    if (conf->delivery_methods == 0) {
-        conf->delivery_methods = prev->delivery_methods
-                                 ? prev->delivery_methods
-                                 : NGX_HTTP_PASSKEY_RETURN;
-        conf->delivery_default = prev->delivery_default
-                                 ? prev->delivery_default
-                                 : NGX_HTTP_PASSKEY_RETURN;
-    }
 
     ngx_conf_merge_ptr_value(conf->post_binding_redirect_uri,
                              prev->post_binding_redirect_uri, NULL);
@@ -569,6 +561,25 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_uint_value(conf->bind_mode, prev->bind_mode,
                               NGX_HTTP_PASSKEY_SIGNUP);
+    /*
+     * a sign-up that answers with a link tells free usernames from taken
+     * ones, so sign-up sends emails unless told otherwise
+     */
+
+    if (conf->delivery_methods == 0 && !prev->delivery_implicit) {
+        conf->delivery_methods = prev->delivery_methods;
+        conf->delivery_default = prev->delivery_default;
+    }
+
+    if (conf->delivery_methods == 0) {
+        conf->delivery_default =
+                                (conf->bind_mode == NGX_HTTP_PASSKEY_SIGNUP)
+                                ? NGX_HTTP_PASSKEY_EMAIL
+                                : NGX_HTTP_PASSKEY_RETURN;
+        conf->delivery_methods = conf->delivery_default;
+        conf->delivery_implicit = 1;
+    }
+
     ngx_conf_merge_uint_value(conf->signup_existing, prev->signup_existing,
                               NGX_HTTP_PASSKEY_REFUSE);
     ngx_conf_merge_ptr_value(conf->allowed_origins, prev->allowed_origins,

@@ -97,6 +97,7 @@ typedef struct {
     /* the delivery methods a bind may use; the first one is the default */
     ngx_uint_t                        delivery_methods;
     ngx_uint_t                        delivery_default;
+    ngx_uint_t                        delivery_implicit;
     ngx_http_complex_value_t         *post_binding_redirect_uri;
     ngx_array_t                      *redirect_origins;   /* ngx_str_t */
 

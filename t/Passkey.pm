@@ -79,6 +79,9 @@ sub defaults {
     passkey_client_secret_file \$TEST_NGINX_SECRETS/client_secret;
     passkey_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT;
     passkey_redis_prefix test:$tenant:;
+    # sign-up by RETURN (the default mode sends emails): most blocks bind
+    # new users and look at their links
+    passkey_delivery_method RETURN;
 CONF
 }
 
