@@ -41,6 +41,10 @@ static void ngx_http_passkey_guard_done(ngx_http_passkey_redis_op_t *op);
 static void ngx_http_passkey_guard_refused(ngx_http_passkey_ctx_t *ctx);
 static ngx_int_t ngx_http_passkey_redis_down(ngx_http_passkey_ctx_t *ctx,
     char *what);
+
+#define ngx_http_passkey_redis_failure(op)                                    \
+    ((op)->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT ? "timed out"            \
+                                                    : "is unavailable")
 static void ngx_http_passkey_bind_job(ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_signup_existing(ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_cooldown_done(ngx_http_passkey_redis_op_t *op);
@@ -715,14 +719,15 @@ ngx_http_passkey_redis_down(ngx_http_passkey_ctx_t *ctx, char *what)
 
     if (plcf->redis_down == NGX_HTTP_PASSKEY_ALLOW) {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                      "passkey: redis \"%V\" is unavailable, going on "
-                      "without %s (passkey_redis_down allow)",
-                      &plcf->redis->name, what);
+                      "passkey: redis \"%V\" %s, going on without %s "
+                      "(passkey_redis_down allow)", &plcf->redis->name,
+                      ngx_http_passkey_redis_failure(&ctx->redis), what);
         return NGX_OK;
     }
 
     ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                  "passkey: redis \"%V\" is unavailable", &plcf->redis->name);
+                  "passkey: redis \"%V\" %s", &plcf->redis->name,
+                  ngx_http_passkey_redis_failure(&ctx->redis));
 
     ngx_http_passkey_bind_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                "redis_unavailable",

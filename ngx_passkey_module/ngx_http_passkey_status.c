@@ -50,6 +50,8 @@ typedef struct {
     ngx_http_passkey_ctx_t            ctx;
 
     ngx_str_t                         key;
+    ngx_str_t                         caller;     /* authenticated mode */
+    ngx_str_t                         owner;      /* the job's username */
     ngx_str_t                         created_at;
     ngx_str_t                         opened_at;
     ngx_str_t                         refreshed_at;
@@ -197,6 +199,9 @@ static ngx_http_passkey_status_field_t  ngx_http_passkey_status_job_fields[] = {
     { ngx_string("gone_at"),
       offsetof(ngx_http_passkey_status_ctx_t, gone_at), 0 },
 
+    { ngx_string("username"),
+      offsetof(ngx_http_passkey_status_ctx_t, owner), 0 },
+
     { ngx_null_string, 0, 0 }
 };
 
@@ -256,15 +261,56 @@ ngx_http_passkey_status_not_allowed(ngx_http_request_t *r, char *allow)
 static ngx_int_t
 ngx_http_passkey_status_start(ngx_http_request_t *r, ngx_uint_t revoke)
 {
+    char                           *reason;
     ngx_int_t                       rc;
-    ngx_str_t                       id, detail;
+    ngx_str_t                       id, detail, caller;
     ngx_pool_cleanup_t             *cln;
+    ngx_http_passkey_loc_conf_t    *plcf;
     ngx_http_passkey_status_ctx_t  *sc;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (revoke
+        && ngx_http_passkey_check_origin(r, plcf->allowed_origins, &reason)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: cross-site request refused: %s", reason);
+
+        rc = ngx_http_discard_request_body(r);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_passkey_send_problem(r, NGX_HTTP_FORBIDDEN,
+                                             "forbidden_origin", NULL);
+    }
 
     rc = ngx_http_discard_request_body(r);
 
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    /* in authenticated mode, a job is only its owner's business */
+
+    ngx_str_null(&caller);
+
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED) {
+        if (ngx_http_complex_value(r, plcf->username, &caller) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (caller.len == 0) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "passkey: unauthenticated: no verified user");
+
+            ngx_str_set(&detail, "sign in first: no verified user");
+
+            return ngx_http_passkey_send_problem(r, NGX_HTTP_UNAUTHORIZED,
+                                                 "unauthenticated", &detail);
+        }
     }
 
     if (ngx_http_passkey_status_job_id(r, revoke, &id) != NGX_OK) {
@@ -288,6 +334,7 @@ ngx_http_passkey_status_start(ngx_http_request_t *r, ngx_uint_t revoke)
 
     sc->ctx.request = r;
     sc->ctx.job_id = id;
+    sc->caller = caller;
     sc->revoke = revoke;
 
     /* whatever happens to the request, nothing may call back into it */
@@ -508,6 +555,23 @@ ngx_http_passkey_status_job_read(ngx_http_passkey_redis_op_t *op)
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "passkey: binding job %V in redis has no valid "
                       "identity_id or state", &sc->ctx.job_id);
+
+        ngx_http_passkey_status_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
+                                     "no binding job of this id is known");
+        return;
+    }
+
+    /* someone else's job is answered as no job at all */
+
+    if (sc->caller.len
+        && (sc->owner.len != sc->caller.len
+            || ngx_strncasecmp(sc->owner.data, sc->caller.data,
+                               sc->caller.len)
+               != 0))
+    {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "passkey: binding job %V belongs to another user",
+                      &sc->ctx.job_id);
 
         ngx_http_passkey_status_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
                                      "no binding job of this id is known");

@@ -237,6 +237,7 @@ invalid parameter "db=1" in "passkey_redis"
     passkey_application_id app1;
     passkey_client_id passkey-client;
     passkey_client_secret_file $TEST_NGINX_SECRETS/client_secret;
+    passkey_delivery_method RETURN;
 --- config
     passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
 

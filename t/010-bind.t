@@ -28,6 +28,16 @@ run_tests();
 __DATA__
 
 === TEST 1: an existing identity is found and reused
+--- config
+    location = /passkey/bind {
+        # the user a trusted upstream vouches for
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+--- more_headers
+Content-Type: application/json
+X-User: bob
 --- request eval
 ["POST /fake/identities\n{\"realm\":\"r1\",\"username\":\"Bob\",\"email\":\"bob\@example.com\"}",
  "POST /passkey/bind\n{\"username\":\"bob\"}",
@@ -44,6 +54,16 @@ username: ^bob$
 
 
 === TEST 2: the identity id found is the one the job is created for
+--- config
+    location = /passkey/bind {
+        # the user a trusted upstream vouches for
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+--- more_headers
+Content-Type: application/json
+X-User: carol
 --- request eval
 ["POST /fake/identities\n{\"realm\":\"r1\",\"username\":\"carol\"}",
  "POST /passkey/bind\n{\"username\":\"carol\"}",
@@ -58,6 +78,16 @@ username: ^bob$
 
 
 === TEST 3: the lookup filter is JSON-quoted and percent-encoded
+--- config
+    location = /passkey/bind {
+        # the user a trusted upstream vouches for
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+--- more_headers
+Content-Type: application/json
+X-User: dan "the" man
 --- request eval
 ["POST /fake/identities\n{\"realm\":\"r1\",\"username\":\"dan \\\"the\\\" man\"}",
  "POST /passkey/bind\n{\"username\":\"dan \\\"the\\\" man\"}",
@@ -72,6 +102,16 @@ username: ^bob$
 
 
 === TEST 4: two users racing for one username both get a job (409, then look up)
+--- config
+    location = /passkey/bind {
+        # the user a trusted upstream vouches for
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+--- more_headers
+Content-Type: application/json
+X-User: erin
 --- request eval
 ["POST /fake/faults\n{\"route\":\"create_identity\",\"type\":\"race\"}",
  "POST /passkey/bind\n{\"username\":\"erin\"}",

@@ -9,10 +9,25 @@ use Test::Nginx::Socket 'no_plan';
 repeat_each(1);
 no_shuffle();
 
+# The caller is known (authenticated mode, the user in a header a trusted
+# upstream sets), so answers carry the job; sign-up's answers are in
+# t/110-caller.t.  Blocks repeat requests on purpose: no duplicate lock.
 add_block_preprocessor(sub {
     my $block = shift;
 
-    $block->set_value('more_headers', 'Content-Type: application/json')
+    $block->set_value('http_config', ($block->http_config // '') . <<'CONF');
+    passkey_bind_mode authenticated;
+    passkey_username $http_x_user;
+    passkey_duplicate_window off;
+CONF
+
+    my $req = $block->request // '';
+    $req = join ' ', @$req if ref $req;
+    my ($user) = $req =~ /"username":"(\w+)"/;
+
+    $block->set_value('more_headers',
+                      "Content-Type: application/json\nX-User: "
+                      . ($user // 'nobody'))
         unless defined $block->more_headers;
 });
 
@@ -120,11 +135,11 @@ POST /passkey/bind
  "POST /passkey/bind\n{\"username\":\"quinn\"}",
  "POST /passkey/bind\n{\"username\":\"quinn\"}"]
 --- more_headers eval
-["Content-Type: application/json\r\nX-Return-To: https://app.example.com/welcome?x=1",
- "Content-Type: application/json\r\nX-Return-To: https://WWW.example.com:8443/",
- "Content-Type: application/json\r\nX-Return-To: https://evil.example.net/",
- "Content-Type: application/json\r\nX-Return-To: https://app.example.com\@evil.example.net/",
- "Content-Type: application/json\r\nX-Return-To: javascript:alert(1)"]
+["Content-Type: application/json\r\nX-User: quinn\r\nX-Return-To: https://app.example.com/welcome?x=1",
+ "Content-Type: application/json\r\nX-User: quinn\r\nX-Return-To: https://WWW.example.com:8443/",
+ "Content-Type: application/json\r\nX-User: quinn\r\nX-Return-To: https://evil.example.net/",
+ "Content-Type: application/json\r\nX-User: quinn\r\nX-Return-To: https://app.example.com\@evil.example.net/",
+ "Content-Type: application/json\r\nX-User: quinn\r\nX-Return-To: javascript:alert(1)"]
 --- error_code eval
 [200, 200, 400, 400, 400]
 --- response_body_like eval

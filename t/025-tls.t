@@ -29,6 +29,7 @@ add_block_preprocessor(sub {
     passkey_client_secret_file $TEST_NGINX_SECRETS/client_secret;
     passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
     passkey_redis_prefix test:@TENANT@:;
+    passkey_delivery_method RETURN;
     # under valgrind, parsing the CA store holds the worker for seconds
     passkey_redis_timeout 10s;
 CONF

@@ -35,7 +35,7 @@ __DATA__
 === TEST 1: one token request for many binds
 --- request eval
 [main::bind_req("a1"), main::bind_req("a2"), main::bind_req("a3"),
- main::bind_req("a1"), "GET /fake/stats"]
+ main::bind_req("a4"), "GET /fake/stats"]
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_body_like eval
@@ -169,6 +169,7 @@ lacks access_token or expires_in
     passkey_authenticator_config_id 67bb0acf12e5c899;
     passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
     passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    passkey_delivery_method RETURN;
 --- config
     location = /passkey/bind {
         passkey_bind;
@@ -194,6 +195,7 @@ lacks access_token or expires_in
     passkey_authenticator_config_id 67bb0acf12e5c899;
     passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
     passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    passkey_delivery_method RETURN;
 --- config
     location = /passkey/bind {
         passkey_bind;

@@ -35,8 +35,9 @@ sub bi_url    { "http://127.0.0.1:$ENV{TEST_NGINX_BI_PORT}" }
 sub ua { HTTP::Tiny->new(timeout => 30, max_redirect => 0) }
 
 sub post_json {
-    my ($url, $json) = @_;
-    return ua()->post($url, { headers => { 'Content-Type' => 'application/json' },
+    my ($url, $json, %headers) = @_;
+    return ua()->post($url, { headers => { 'Content-Type' => 'application/json',
+                                           %headers },
                               content => $json });
 }
 
@@ -47,7 +48,7 @@ sub bind_job {
 
     my $res = post_json(nginx_url() . "/passkey/bind",
         qq({"username":"$user","email":"$user\@example.com",)
-        . qq("delivery_method":"$method"}));
+        . qq("delivery_method":"$method"}), 'X-User' => $user);
 
     die "bind answered $res->{status}: $res->{content}"
         unless $res->{status} == 200;
@@ -240,6 +241,9 @@ CONF
 
     $block->set_value('config', ($block->config // '') . <<'CONF');
     location = /passkey/bind {
+        # the user a trusted upstream vouches for
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
         passkey_delivery_method EMAIL RETURN;
         passkey_bind;
     }

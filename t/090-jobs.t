@@ -30,8 +30,9 @@ sub bi_url    { "http://127.0.0.1:$ENV{TEST_NGINX_BI_PORT}" }
 sub ua { HTTP::Tiny->new(timeout => 30) }
 
 sub post_json {
-    my ($url, $json) = @_;
-    return ua()->post($url, { headers => { 'Content-Type' => 'application/json' },
+    my ($url, $json, %headers) = @_;
+    return ua()->post($url, { headers => { 'Content-Type' => 'application/json',
+                                           %headers },
                               content => $json });
 }
 
@@ -41,7 +42,7 @@ sub bind_job {
     my $user = "user" . ++$Users;
 
     my $res = post_json(nginx_url() . "/passkey/bind",
-                        qq({"username":"$user"}));
+                        qq({"username":"$user"}), 'X-User' => $user);
 
     die "bind answered $res->{status}: $res->{content}"
         unless $res->{status} == 200;
@@ -142,6 +143,9 @@ CONF
 
     $block->set_value('config', $config . <<'CONF');
     location = /passkey/bind {
+        # the user a trusted upstream vouches for
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
         passkey_bind;
     }
 
