@@ -510,6 +510,15 @@ ngx_http_passkey_bind_cleanup(void *data)
     ngx_http_passkey_bi_cancel(&ctx->bi);
     ngx_http_passkey_redis_cancel(&ctx->guard.release);
 
+    /* the client went away mid-flight: a retry must not wait for us */
+
+    if (ctx->guard.held) {
+        ngx_http_passkey_guard_abandon(&ctx->guard,
+                                       ngx_http_get_module_loc_conf(
+                                           ctx->request,
+                                           ngx_http_passkey_module));
+    }
+
     if (ctx->waiting_redis) {
         ngx_http_passkey_redis_cancel(&ctx->redis);
         ctx->waiting_redis = 0;
@@ -1556,6 +1565,12 @@ ngx_http_passkey_bind_answer(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
     if (rc == NGX_OK) {
         ctx->waiting_redis = 1;
         return;
+    }
+
+    /* a duplicate lock stays until it expires: that is its purpose */
+
+    if (rc == NGX_DECLINED) {
+        ctx->guard.held = 0;
     }
 
     if (rc == NGX_ERROR) {

@@ -27,6 +27,8 @@ static ngx_int_t ngx_http_passkey_guard_arg(ngx_pool_t *pool, ngx_str_t *arg,
     ngx_int_t n);
 static char *ngx_http_passkey_time_header(ngx_pool_t *pool, ngx_msec_t ms);
 static void ngx_http_passkey_guard_released(ngx_http_passkey_redis_op_t *op);
+static void ngx_http_passkey_guard_abandoned(
+    ngx_http_passkey_redis_op_t *op);
 
 
 /*
@@ -666,6 +668,55 @@ ngx_http_passkey_guard_release(ngx_http_passkey_ctx_t *ctx)
                       "passkey: cannot release the request's claim in "
                       "redis; a retry waits for it to expire");
     }
+}
+
+
+/*
+ * The same, when the request itself is going away: the command and its
+ * operation live in a pool of their own until the reply.
+ */
+
+void
+ngx_http_passkey_guard_abandon(ngx_http_passkey_guard_t *g,
+    ngx_http_passkey_loc_conf_t *plcf)
+{
+    ngx_str_t                     argv[2];
+    ngx_pool_t                   *pool;
+    ngx_http_passkey_redis_op_t  *op;
+
+    g->held = 0;
+
+    pool = ngx_create_pool(512, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    op = ngx_pcalloc(pool, sizeof(ngx_http_passkey_redis_op_t));
+    if (op == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    ngx_str_set(&argv[0], "DEL");
+    argv[1] = g->key;
+
+    op->pool = pool;
+    op->log = ngx_cycle->log;
+    op->timeout = plcf->redis_timeout;
+    op->handler = ngx_http_passkey_guard_abandoned;
+    op->data = pool;
+
+    if (ngx_http_passkey_redis_send(plcf->redis, op, 2, argv) != NGX_OK) {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+static void
+ngx_http_passkey_guard_abandoned(ngx_http_passkey_redis_op_t *op)
+{
+    ngx_http_passkey_guard_released(op);
+    ngx_destroy_pool(op->data);
 }
 
 

@@ -337,6 +337,8 @@ ngx_int_t ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
 ngx_int_t ngx_http_passkey_guard_save(ngx_http_passkey_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *body, ngx_http_passkey_redis_done_pt handler);
 void ngx_http_passkey_guard_release(ngx_http_passkey_ctx_t *ctx);
+void ngx_http_passkey_guard_abandon(ngx_http_passkey_guard_t *g,
+    ngx_http_passkey_loc_conf_t *plcf);
 ngx_int_t ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler);
 ngx_int_t ngx_http_passkey_guard_headers(ngx_http_request_t *r,
