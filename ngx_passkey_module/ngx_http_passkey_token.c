@@ -16,6 +16,11 @@
  * through a shared memory zone.  One worker refreshes at a time; requests
  * in that worker queue on the token, requests in other workers look again
  * on a short timer.  The token is opaque: it is never parsed or logged.
+ *
+ * With two client secrets (a rotation), a fetch that the token endpoint
+ * rejects for its client credentials is made again at once with the other
+ * secret; the slot remembers the one that was accepted, so that every
+ * worker starts with it next time.
  */
 
 
@@ -29,6 +34,7 @@ typedef struct {
     uint64_t                          refresh_deadline;
     uint64_t                          expires;
     ngx_uint_t                        generation;
+    ngx_uint_t                        secret;     /* 0, 1: last accepted */
     size_t                            len;
     u_char                            data[NGX_HTTP_PASSKEY_TOKEN_MAX];
 } ngx_http_passkey_token_slot_t;
@@ -44,7 +50,8 @@ struct ngx_http_passkey_token_s {
     ngx_uint_t                        index;
     uint32_t                          key;
     ngx_str_t                         url;
-    ngx_str_t                         authorization;
+    ngx_str_t                         client_id;
+    ngx_str_t                         authorization[2];  /* per secret */
     ngx_str_t                         static_token;
     ngx_http_passkey_http_conf_t     *http;
     ngx_http_passkey_main_conf_t     *pmcf;
@@ -52,12 +59,16 @@ struct ngx_http_passkey_token_s {
     /* per worker */
     ngx_queue_t                       waiters;
     ngx_http_passkey_http_call_t     *call;
+    ngx_uint_t                        secret;     /* of the fetch in flight */
+    ngx_uint_t                        retried;    /* with the other one */
     ngx_event_t                       poll;
     ngx_event_t                       prefetch;
     ngx_connection_t                  dummy;
 };
 
 
+static ngx_int_t ngx_http_passkey_token_basic(ngx_conf_t *cf,
+    ngx_str_t *client_id, ngx_str_t *secret, ngx_str_t *basic);
 static ngx_int_t ngx_http_passkey_token_init_shm(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_http_passkey_token_slot_t *ngx_http_passkey_token_slot(
@@ -69,13 +80,16 @@ static ngx_int_t ngx_http_passkey_token_refresh(
 static void ngx_http_passkey_token_refreshed(
     ngx_http_passkey_http_call_t *call);
 static ngx_http_passkey_api_result_e ngx_http_passkey_token_store(
-    ngx_http_passkey_token_t *token, ngx_http_passkey_http_call_t *call);
+    ngx_http_passkey_token_t *token, ngx_http_passkey_http_call_t *call,
+    ngx_uint_t *rejected);
 static void ngx_http_passkey_token_poll(ngx_event_t *ev);
 static void ngx_http_passkey_token_prefetch(ngx_event_t *ev);
 static ngx_uint_t ngx_http_passkey_token_claim(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_slot_t *slot, uint64_t now);
 static void ngx_http_passkey_token_unclaim(ngx_http_passkey_token_slot_t *slot,
     ngx_slab_pool_t *shpool);
+static uint64_t ngx_http_passkey_token_deadline(
+    ngx_http_passkey_token_t *token);
 static void ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result, const char *error);
 static uint64_t ngx_http_passkey_token_now(void);
@@ -84,9 +98,7 @@ static uint64_t ngx_http_passkey_token_now(void);
 ngx_http_passkey_token_t *
 ngx_http_passkey_token_add(ngx_conf_t *cf, ngx_http_passkey_loc_conf_t *plcf)
 {
-    u_char                        *p;
     uint32_t                       key;
-    ngx_str_t                      creds, basic;
     ngx_uint_t                     i;
     ngx_http_passkey_token_t      *token, **tokens, **tp;
     ngx_http_passkey_main_conf_t  *pmcf;
@@ -102,6 +114,10 @@ ngx_http_passkey_token_add(ngx_conf_t *cf, ngx_http_passkey_loc_conf_t *plcf)
                      plcf->application_id.len);
     ngx_crc32_update(&key, plcf->client_id.data, plcf->client_id.len);
     ngx_crc32_update(&key, plcf->client_secret.data, plcf->client_secret.len);
+    ngx_crc32_update(&key, (u_char *) &plcf->client_secret2.len,
+                     sizeof(size_t));
+    ngx_crc32_update(&key, plcf->client_secret2.data,
+                     plcf->client_secret2.len);
     ngx_crc32_update(&key, plcf->api_token.data, plcf->api_token.len);
     ngx_crc32_update(&key, (u_char *) &plcf->http.connect_timeout,
                      sizeof(ngx_msec_t));
@@ -152,33 +168,24 @@ ngx_http_passkey_token_add(ngx_conf_t *cf, ngx_http_passkey_loc_conf_t *plcf)
                 "/token", &plcf->auth_url, &plcf->tenant_id,
                 &plcf->token_realm_id, &plcf->application_id);
 
-    /* client_secret_basic: "Basic base64(client_id:client_secret)" */
+    token->client_id = plcf->client_id;
 
-    creds.len = plcf->client_id.len + 1 + plcf->client_secret.len;
-    creds.data = ngx_pnalloc(cf->pool, creds.len);
-    if (creds.data == NULL) {
+    if (ngx_http_passkey_token_basic(cf, &plcf->client_id,
+                                     &plcf->client_secret,
+                                     &token->authorization[0])
+        != NGX_OK)
+    {
         return NULL;
     }
 
-    p = ngx_cpymem(creds.data, plcf->client_id.data, plcf->client_id.len);
-    *p++ = ':';
-    ngx_memcpy(p, plcf->client_secret.data, plcf->client_secret.len);
-
-    basic.len = sizeof("Basic ") - 1 + ngx_base64_encoded_length(creds.len);
-    basic.data = ngx_pnalloc(cf->pool, basic.len);
-    if (basic.data == NULL) {
+    if (plcf->client_secret2.len
+        && ngx_http_passkey_token_basic(cf, &plcf->client_id,
+                                        &plcf->client_secret2,
+                                        &token->authorization[1])
+           != NGX_OK)
+    {
         return NULL;
     }
-
-    p = ngx_cpymem(basic.data, "Basic ", sizeof("Basic ") - 1);
-
-    token->authorization.data = p;
-    ngx_encode_base64(&token->authorization, &creds);
-
-    token->authorization.data = basic.data;
-    token->authorization.len += sizeof("Basic ") - 1;
-
-    ngx_explicit_memzero(creds.data, creds.len);
 
 done:
 
@@ -190,6 +197,42 @@ done:
     *tp = token;
 
     return token;
+}
+
+
+/* client_secret_basic: "Basic base64(client_id:client_secret)" */
+
+static ngx_int_t
+ngx_http_passkey_token_basic(ngx_conf_t *cf, ngx_str_t *client_id,
+    ngx_str_t *secret, ngx_str_t *basic)
+{
+    u_char     *p;
+    ngx_str_t   creds, encoded;
+
+    creds.len = client_id->len + 1 + secret->len;
+    creds.data = ngx_pnalloc(cf->pool, creds.len);
+    if (creds.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(creds.data, client_id->data, client_id->len);
+    *p++ = ':';
+    ngx_memcpy(p, secret->data, secret->len);
+
+    basic->len = sizeof("Basic ") - 1 + ngx_base64_encoded_length(creds.len);
+    basic->data = ngx_pnalloc(cf->pool, basic->len);
+    if (basic->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    encoded.data = ngx_cpymem(basic->data, "Basic ", sizeof("Basic ") - 1);
+    ngx_encode_base64(&encoded, &creds);
+
+    basic->len = sizeof("Basic ") - 1 + encoded.len;
+
+    ngx_explicit_memzero(creds.data, creds.len);
+
+    return NGX_OK;
 }
 
 
@@ -526,7 +569,7 @@ ngx_http_passkey_token_refresh(ngx_http_passkey_token_t *token,
     call->url = token->url;
     ngx_str_set(&call->content_type, "application/x-www-form-urlencoded");
     ngx_str_set(&call->body, "grant_type=client_credentials");
-    call->authorization = token->authorization;
+    call->authorization = token->authorization[token->secret];
     call->handler = ngx_http_passkey_token_refreshed;
     call->data = token;
 
@@ -539,8 +582,9 @@ ngx_http_passkey_token_refresh(ngx_http_passkey_token_t *token,
 
     token->call = call;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "passkey token: refreshing from \"%V\"", &token->url);
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "passkey token: refreshing from \"%V\" with secret %ui",
+                   &token->url, token->secret + 1);
 
     return NGX_OK;
 }
@@ -551,6 +595,8 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
 {
     ngx_http_passkey_token_t *token = call->data;
 
+    uint64_t                        deadline;
+    ngx_uint_t                      rejected;
     const char                     *error;
     ngx_slab_pool_t                *shpool;
     ngx_http_passkey_api_result_e   result;
@@ -558,11 +604,12 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
 
     token->call = NULL;
     error = call->error;
+    rejected = 0;
 
     switch (call->result) {
 
     case NGX_HTTP_PASSKEY_HTTP_OK:
-        result = ngx_http_passkey_token_store(token, call);
+        result = ngx_http_passkey_token_store(token, call, &rejected);
         error = "token endpoint refused the client credentials";
         break;
 
@@ -579,22 +626,55 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
         break;
     }
 
+    if (call->result != NGX_HTTP_PASSKEY_HTTP_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "passkey: access token request to \"%V\" "
+                      "failed: %s", &token->url,
+                      error ? error : "unknown error");
+    }
+
+    ngx_destroy_pool(call->pool);
+
+    /*
+     * a rotation: the secret was rejected, the other one may be the one
+     * the token endpoint knows; the claim on the slot is kept
+     */
+
+    if (rejected && token->authorization[1].len && !token->retried) {
+        token->retried = 1;
+        token->secret = !token->secret;
+
+        slot = ngx_http_passkey_token_slot(token, &shpool);
+
+        if (slot) {
+            deadline = ngx_http_passkey_token_deadline(token);
+
+            ngx_shmtx_lock(&shpool->mutex);
+
+            if (slot->refresher == ngx_pid) {
+                slot->refresh_deadline = deadline;
+            }
+
+            ngx_shmtx_unlock(&shpool->mutex);
+
+            if (ngx_http_passkey_token_refresh(token, ngx_cycle->log)
+                == NGX_OK)
+            {
+                return;
+            }
+        }
+
+        result = NGX_HTTP_PASSKEY_API_INTERNAL;
+        error = "cannot start token request";
+    }
+
     if (result != NGX_HTTP_PASSKEY_API_OK) {
         slot = ngx_http_passkey_token_slot(token, &shpool);
 
         if (slot) {
             ngx_http_passkey_token_unclaim(slot, shpool);
         }
-
-        if (call->result != NGX_HTTP_PASSKEY_HTTP_OK) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "passkey: access token request to \"%V\" "
-                          "failed: %s", &token->url,
-                          error ? error : "unknown error");
-        }
     }
-
-    ngx_destroy_pool(call->pool);
 
     ngx_http_passkey_token_wake(token, result, error);
 }
@@ -602,7 +682,7 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
 
 static ngx_http_passkey_api_result_e
 ngx_http_passkey_token_store(ngx_http_passkey_token_t *token,
-    ngx_http_passkey_http_call_t *call)
+    ngx_http_passkey_http_call_t *call, ngx_uint_t *rejected)
 {
     uint64_t                        now, lifetime, skew;
     ngx_int_t                       expires_in;
@@ -630,9 +710,29 @@ ngx_http_passkey_token_store(ngx_http_passkey_token_t *token,
             code.len = 64;
         }
 
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "passkey: access token request to \"%V\" answered "
-                      "%ui \"%V\"", &token->url, call->status, &code);
+        /* RFC 6749 5.2: 401, or 400 "invalid_client" */
+
+        *rejected = (call->status == NGX_HTTP_UNAUTHORIZED
+                     || (call->status == NGX_HTTP_BAD_REQUEST
+                         && code.len == sizeof("invalid_client") - 1
+                         && ngx_strncmp(code.data, "invalid_client",
+                                        code.len)
+                            == 0));
+
+        if (*rejected && token->authorization[1].len && !token->retried) {
+            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "passkey token: secret %ui rejected with %ui "
+                           "\"%V\", trying the other one",
+                           token->secret + 1, call->status, &code);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "passkey: access token request to \"%V\" "
+                          "answered %ui \"%V\"%s", &token->url,
+                          call->status, &code,
+                          (*rejected && token->retried)
+                          ? ", both client secrets were rejected" : "");
+        }
 
         return (call->status >= 500 || call->status == 429)
                ? NGX_HTTP_PASSKEY_API_UNREACHABLE
@@ -685,8 +785,18 @@ ngx_http_passkey_token_store(ngx_http_passkey_token_t *token,
     slot->expires = now + lifetime - skew;
     slot->generation++;
     slot->refresher = 0;
+    slot->secret = token->secret;
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    if (token->retried) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "passkey: client secret %ui of client \"%V\" was "
+                      "rejected, secret %ui was accepted%s",
+                      2 - token->secret, &token->client_id,
+                      token->secret + 1,
+                      token->secret ? "; finish the rotation" : "");
+    }
 
     ngx_explicit_memzero(access_token.data, access_token.len);
     ngx_explicit_memzero(call->response.data, call->response.len);
@@ -804,10 +914,24 @@ ngx_http_passkey_token_claim(ngx_http_passkey_token_t *token,
     }
 
     slot->refresher = ngx_pid;
-    slot->refresh_deadline = now + token->http->connect_timeout
-                             + token->http->timeout + 1000;
+    slot->refresh_deadline = ngx_http_passkey_token_deadline(token);
+
+    /* start with the secret that was accepted last, by any worker */
+
+    token->secret = token->authorization[1].len ? slot->secret : 0;
+    token->retried = 0;
 
     return 1;
+}
+
+
+/* when a claim is stale: the worker that holds it may be gone */
+
+static uint64_t
+ngx_http_passkey_token_deadline(ngx_http_passkey_token_t *token)
+{
+    return ngx_http_passkey_token_now() + token->http->connect_timeout
+           + token->http->timeout + 1000;
 }
 
 
