@@ -849,6 +849,16 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     name = plcf->invoke ? "passkey_invoke"
            : plcf->job_status ? "passkey_job_status" : "passkey_job_revoke";
 
+    if (!plcf->invoke && plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
+        && plcf->username == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_bind_mode authenticated\" requires "
+                           "\"passkey_username\" with the variable that "
+                           "holds the verified user name");
+        return NGX_CONF_ERROR;
+    }
+
     /* the invoke check needs only Redis; the others call the API */
 
     if (ngx_http_passkey_check_needs(cf, plcf, name,
