@@ -19,6 +19,8 @@ static ngx_int_t ngx_http_passkey_check_needs(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf, char *name, ngx_uint_t needs);
 static char *ngx_http_passkey_api_client(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf);
+static ngx_int_t ngx_http_passkey_check_caller(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf);
 static ngx_uint_t ngx_http_passkey_client_controlled(
     ngx_http_complex_value_t *cv);
 static ngx_int_t ngx_http_passkey_read_secret(ngx_conf_t *cf,
@@ -743,28 +745,7 @@ ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    /* the verified identity is what "authenticated" means */
-
-    if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
-        && plcf->username == NULL)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"passkey_bind_mode authenticated\" requires "
-                           "\"passkey_username\" with the variable that "
-                           "holds the verified user name");
-        return NGX_CONF_ERROR;
-    }
-
-    if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
-        && (ngx_http_passkey_client_controlled(plcf->username)
-            || (plcf->email
-                && ngx_http_passkey_client_controlled(plcf->email))))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"passkey_bind_mode authenticated\" cannot take "
-                           "the user from the request body, arguments or "
-                           "cookies ($passkey_json_, $arg_, $cookie_, "
-                           "$request_body): the client writes them");
+    if (ngx_http_passkey_check_caller(cf, plcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -781,6 +762,39 @@ ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
     }
 
     return ngx_http_passkey_api_client(cf, plcf);
+}
+
+
+/* the verified identity is what "authenticated" means */
+
+static ngx_int_t
+ngx_http_passkey_check_caller(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf)
+{
+    if (plcf->bind_mode != NGX_HTTP_PASSKEY_AUTHENTICATED) {
+        return NGX_OK;
+    }
+
+    if (plcf->username == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_bind_mode authenticated\" requires "
+                           "\"passkey_username\" with the variable that "
+                           "holds the verified user name");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_passkey_client_controlled(plcf->username)
+        || (plcf->email && ngx_http_passkey_client_controlled(plcf->email)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_bind_mode authenticated\" cannot take "
+                           "the user from the request body, arguments or "
+                           "cookies ($passkey_json_, $arg_, $cookie_, "
+                           "$request_body): the client writes them");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -849,13 +863,7 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     name = plcf->invoke ? "passkey_invoke"
            : plcf->job_status ? "passkey_job_status" : "passkey_job_revoke";
 
-    if (!plcf->invoke && plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
-        && plcf->username == NULL)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"passkey_bind_mode authenticated\" requires "
-                           "\"passkey_username\" with the variable that "
-                           "holds the verified user name");
+    if (!plcf->invoke && ngx_http_passkey_check_caller(cf, plcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
