@@ -1,9 +1,20 @@
 # The configurations in examples/ work as shipped: each passes "nginx -t",
 # and each is started (on test ports, against the stand-in, Redis and the
-# example app util/demo-app) and answers the way its comments say: a bind
-# with either delivery method, and an emailed link followed through the
-# stand-in's outbox to /app/bind, handed over in each of the three styles.
-# None of their logs may hold a token or a binding link.
+# example app util/demo-app) and answers the way its comments and the
+# README's quick start say:
+#
+# - examples/nginx.conf, the safe setup: the demo login; "add a passkey
+#   to my account" for the signed-in user only (no session: 401; a body
+#   naming someone else: 403), by RETURN and by EMAIL; sign-up by email
+#   with the same 202 for free and taken usernames; cross-site requests
+#   refused; jobs readable and revocable by their owner only; the limits;
+# - an emailed link followed through the stand-in's outbox to /app/bind,
+#   handed over in each of the three styles;
+# - behind-auth.conf: the user from a login service.
+#
+# None of their logs may hold a token or a binding link.  The blocks after
+# __DATA__ run the quick start's two passkey locations as plain
+# Test::Nginx blocks.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -27,6 +38,9 @@ my $tenant = block_tenant('examples');
 my $nginx_url = "http://127.0.0.1:$port";
 my $bi_url = "http://127.0.0.1:$ENV{TEST_NGINX_BI_PORT}";
 my $users = 0;
+
+# the sign-up answer, whatever happened
+my $accepted = qq({"state":"accepted","delivery_method":"EMAIL"}\n);
 
 # nginx instances this file started, and the app: stopped however it ends
 my %running;
@@ -58,7 +72,12 @@ sub render {
     $conf =~ s/127\.0\.0\.1:8091\b/127.0.0.1:@{[$port + 1]}/g;
     $conf =~ s/127\.0\.0\.1:8081\b/127.0.0.1:$app_port/g;
     $conf =~ s/(passkey_tenant_id\s+)demo;/$1$tenant;/;
-    $conf =~ s/(passkey_redis_prefix\s+)\S+;/$1test:$tenant:;/;
+
+    # this run's own Redis keys (limits, locks), also where the file
+    # keeps the default prefix
+    $conf =~ s/(passkey_redis_prefix\s+)\S+;/$1test:$tenant:;/
+        or $conf =~ s/^(\s*passkey_redis\s+\S+;)$/$1
+    passkey_redis_prefix test:$tenant:;/m;
 
     open my $out, '>', "$prefix/conf/nginx.conf" or die;
     print $out $conf;
@@ -142,16 +161,25 @@ sub stop_app {
 
 sub ua { HTTP::Tiny->new(timeout => 10, max_redirect => 0) }
 
-sub post_bind {
-    my ($json, %headers) = @_;
-    return ua()->post("$nginx_url/passkey/bind",
+# POST a JSON body to one of the passkey endpoints
+sub post_json {
+    my ($path, $json, %headers) = @_;
+    return ua()->post("$nginx_url$path",
         { headers => { 'Content-Type' => 'application/json', %headers },
           content => $json });
 }
 
+sub post_bind { post_json('/passkey/bind', @_) }
+sub post_signup { post_json('/passkey/signup', @_) }
+
 sub get {
     my ($url, %headers) = @_;
     return ua()->get($url, { headers => \%headers });
+}
+
+sub decode {
+    my ($res) = @_;
+    return eval { JSON::PP::decode_json($res->{content}) } || {};
 }
 
 sub identities {
@@ -159,44 +187,72 @@ sub identities {
     return $res->{content};
 }
 
-# The EMAIL flow as the README tells it: a bind with EMAIL, the mail in
-# the stand-in's outbox, its link followed to a 302 to /app/bind?....
-sub email_flow {
-    my ($name) = @_;
-    my $user = "example-email-" . ++$users;
+sub outbox {
+    my $res = get("$bi_url/__fake/outbox?tenant=$tenant");
+    return @{ decode($res)->{messages} || [] };
+}
 
-    my $res = post_bind(qq({"username":"$user","email":"$user\@example.com",)
-                        . qq("delivery_method":"EMAIL"}));
-    is($res->{status}, 200, "$name: an EMAIL bind answers 200");
-    like($res->{content}, qr/"delivery_method":"EMAIL"/,
-         "$name: the answer says EMAIL");
-    unlike($res->{content}, qr/credential_binding_link|token=/,
-           "$name: the answer has no link");
+# the demo login: POST /login (a form, as the README's curl sends it);
+# the session cookie for the requests that follow
+sub login {
+    my ($name, $user, $email) = @_;
 
-    my ($job) = $res->{content} =~ /"job_id":"(\w+)"/;
-    my ($identity) = $res->{content} =~ /"identity_id":"(\w+)"/;
+    my $res = ua()->post_form("$nginx_url/login",
+        { username => $user, (defined $email ? (email => $email) : ()) });
+    is($res->{status}, 200, "$name: the demo login signs $user in");
+    is(decode($res)->{user}, $user, "$name: ... and says so");
 
-    $res = get("$bi_url/__fake/outbox?tenant=$tenant");
-    my ($mail) = grep { $_->{job_id} eq ($job // '') }
-                 @{ JSON::PP::decode_json($res->{content})->{messages} };
-    ok($mail, "$name: Beyond Identity mailed the link")
-        or return {};
+    my $set = $res->{headers}{'set-cookie'} // '';
+    my ($cookie) = map { /^(demo_session=[^;]+)/ ? $1 : () }
+                   ref $set ? @$set : $set;
+    ok($cookie, "$name: ... with a session cookie");
+    like(ref $set ? "@$set" : $set, qr/;\s*HttpOnly/i,
+         "$name: ... that scripts cannot read");
 
-    $res = get($mail->{link});
+    return $cookie // 'demo_session=none';
+}
+
+# An emailed link followed as the README tells it: the mail in the
+# stand-in's outbox, its link answered with a 302 to /app/bind?....
+sub follow_mail {
+    my ($name, $mail, $identity) = @_;
+
+    my $res = get($mail->{link});
     is($res->{status}, 302, "$name: the mailed link answers 302");
 
     my $url = $res->{headers}{location} // '';
+    $identity //= $mail->{identity_id};
     my $want = qr{^\Q$nginx_url\E/app/bind\?api_base_url=[^&]+}
                 . qr{&tenant_id=\Q$tenant\E&realm_id=demo}
-                . qr{&identity_id=\Q$identity\E&job_id=\Q$job\E}
+                . qr{&identity_id=\Q$identity\E&job_id=\Q$mail->{job_id}\E}
                 . qr{&token=[\w-]{20,}$};
     like($url, qr/$want/,
          "$name: ... to /app/bind with the six arguments");
 
     my ($token) = $url =~ /[?&]token=([^&]+)/;
 
-    return { job => $job, identity => $identity, url => $url,
+    return { job => $mail->{job_id}, identity => $identity, url => $url,
              token => $token // 'no token', link => $mail->{link} };
+}
+
+# The sign-up by email of a new user: 202, and the mail to the address
+# the request gave.
+sub email_flow {
+    my ($name) = @_;
+    my $user = "example-email-" . ++$users;
+    my $email = "$user\@example.com";
+
+    my $res = post_signup(qq({"username":"$user","email":"$email"}));
+    is($res->{status}, 202, "$name: a sign-up answers 202");
+    is($res->{content}, $accepted, "$name: ... accepted, by EMAIL");
+    unlike($res->{content}, qr/job_id|identity_id|token=/,
+           "$name: ... and nothing else");
+
+    my ($mail) = grep { $_->{to} eq $email } outbox();
+    ok($mail, "$name: Beyond Identity mailed the link to $email")
+        or return {};
+
+    return follow_mail($name, $mail);
 }
 
 sub both_headers {
@@ -205,6 +261,12 @@ sub both_headers {
        "$name: Cache-Control: no-store");
     is($res->{headers}{'referrer-policy'}, 'no-referrer',
        "$name: Referrer-Policy: no-referrer");
+}
+
+sub problem {
+    my ($name, $res, $status, $code) = @_;
+    is($res->{status}, $status, "$name: $status");
+    is(decode($res)->{code}, $code, "$name: ... $code");
 }
 
 sub replayed {
@@ -225,8 +287,8 @@ sub logs_clean {
         my @seen = grep { index($text, $_->{token}) >= 0
                           || index($text, $_->{url}) >= 0 } @flows;
         ok(!@seen && $text !~ /token=[^-&\s"]|invokeAuthenticator/
-           && $text !~ /passkey-secret/,
-           "$name: no token or link in " . ($log =~ s{.*/}{}r));
+           && $text !~ /passkey-secret|demo_session=/,
+           "$name: no token, link or session in " . ($log =~ s{.*/}{}r));
     }
 }
 
@@ -250,14 +312,23 @@ fake_config(qq({"invoke_url":"$nginx_url/app"}));
 ok(start_app(), 'util/demo-app starts')
     or diag(`cat $base/app/app.out`);
 
-# the quick start: both delivery methods, and the app behind proxy_pass
+# the quick start, the safe setup, step by step as in the README
 {
     my $prefix = render('nginx.conf');
     my $name = 'examples/nginx.conf';
+    my $site = "$nginx_url";
     ok(start($prefix), "$name starts");
 
-    my $res = post_bind('{"username":"example-alice","email":"a@example.com"}');
-    is($res->{status}, 200, "$name: a bind answers 200");
+    # --- add a passkey to my account: RETURN ---------------------------
+
+    my $res = post_bind('{}');
+    is($res->{status}, 401, "$name: no session, no bind");
+    unlike($res->{content}, qr/job_id|token=/, "$name: ... and no job");
+
+    my $alice = login($name, 'example-alice', 'example-alice@example.com');
+
+    $res = post_bind('{}', Cookie => $alice);
+    is($res->{status}, 200, "$name: signed in, a bind answers 200");
     my ($job) = $res->{content} =~ /"job_id":"([0-9a-f]+)"/;
     ok($job, "$name: the answer names the job");
     like($res->{content},
@@ -265,14 +336,69 @@ ok(start_app(), 'util/demo-app starts')
          "$name: RETURN by default, with the link");
     is($res->{headers}{'x-passkey-job'}, $job,
        "$name: X-Passkey-Job names it too");
+    is($res->{headers}{'ratelimit-limit'}, 10,
+       "$name: 10 binds a minute per user (RateLimit-Limit)");
+    both_headers("$name: the bind", $res);
 
-    my $flow = email_flow($name);
+    like(identities(), qr/"username":"example-alice"/,
+         "$name: the identity is the signed-in user's");
+
+    # a double click makes one job
+    $res = post_bind('{}', Cookie => $alice);
+    problem("$name: the same request again at once", $res, 409,
+            'duplicate_request');
+    ok($res->{headers}{'retry-after'}, "$name: ... with Retry-After");
+
+    # the body cannot name someone else
+    $res = post_bind('{"username":"example-mallory"}', Cookie => $alice);
+    problem("$name: a body naming another user", $res, 403,
+            'identity_mismatch');
+    unlike($res->{content}, qr/token=/, "$name: ... gets no link");
+
+    $res = post_bind('{"email":"mallory@example.com"}', Cookie => $alice);
+    problem("$name: a body naming another address", $res, 403,
+            'identity_mismatch');
+
+    unlike(identities(), qr/example-mallory|mallory\@/,
+           "$name: ... and nothing was created for them");
+
+    # another site's page cannot use alice's session (CSRF); this site's
+    # own pages can
+    $res = post_bind('{"delivery_method":"RETURN"}', Cookie => $alice,
+                     Origin => 'https://evil.example');
+    problem("$name: a cross-site Origin", $res, 403, 'forbidden_origin');
+
+    $res = post_bind('{"delivery_method":"RETURN"}', Cookie => $alice,
+                     'Sec-Fetch-Site' => 'cross-site');
+    problem("$name: Sec-Fetch-Site: cross-site", $res, 403,
+            'forbidden_origin');
+
+    $res = post_bind('{"delivery_method":"RETURN"}', Cookie => $alice,
+                     Origin => $site);
+    is($res->{status}, 200, "$name: this site's own Origin may bind");
+
+    # --- add a passkey to my account: EMAIL -----------------------------
+
+    $res = post_bind('{"delivery_method":"EMAIL"}', Cookie => $alice);
+    is($res->{status}, 200, "$name: an EMAIL bind answers 200");
+    like($res->{content}, qr/"delivery_method":"EMAIL"/,
+         "$name: the answer says EMAIL");
+    unlike($res->{content}, qr/credential_binding_link|token=/,
+           "$name: the answer has no link");
+    my ($email_job) = $res->{content} =~ /"job_id":"(\w+)"/;
+
+    my ($mail) = grep { $_->{job_id} eq ($email_job // '') } outbox();
+    ok($mail, "$name: Beyond Identity mailed the link");
+    is($mail && $mail->{to}, 'example-alice@example.com',
+       "$name: ... to the address of alice's account");
+
+    my $flow = $mail ? follow_mail($name, $mail) : {};
 
     $res = get($flow->{url}, Accept => 'application/json');
     is($res->{status}, 200, "$name: /app/bind reaches the app");
     both_headers("$name: /app/bind", $res);
 
-    my $got = eval { JSON::PP::decode_json($res->{content}) } || {};
+    my $got = decode($res);
     is($got->{binding_link}, $flow->{url},
        "$name: the app got the link byte for byte");
     is($got->{job_id}, $flow->{job}, "$name: ... and the job id");
@@ -280,6 +406,127 @@ ok(start_app(), 'util/demo-app starts')
        "$name: ... and the identity id");
 
     replayed($name, $flow);
+
+    # one email per existing identity per minute: the user is told
+    $res = post_bind('{"delivery_method":"EMAIL","display_name":"A"}',
+                     Cookie => $alice);
+    problem("$name: another email at once", $res, 429, 'email_cooldown');
+    ok($res->{headers}{'retry-after'}, "$name: ... with Retry-After");
+
+    # --- the jobs: their owner's business --------------------------------
+
+    $res = get("$nginx_url/passkey/jobs/$email_job", Cookie => $alice);
+    is($res->{status}, 200, "$name: alice reads her job");
+    like($res->{content}, qr/"state":"LINK_OPENED"/,
+         "$name: ... the link was opened");
+    unlike($res->{content}, qr/token=|invokeAuthenticator/,
+           "$name: ... and no link in it");
+
+    $res = get("$nginx_url/passkey/jobs/$email_job");
+    is($res->{status}, 401, "$name: no session, no job");
+
+    my $bob = login($name, 'example-bob');
+
+    $res = get("$nginx_url/passkey/jobs/$email_job", Cookie => $bob);
+    problem("$name: bob asks about alice's job", $res, 404, 'unknown_job');
+
+    $res = ua()->post("$nginx_url/passkey/jobs/$job:revoke",
+                      { headers => { Cookie => $bob } });
+    problem("$name: bob revokes alice's job", $res, 404, 'unknown_job');
+
+    $res = ua()->post("$nginx_url/passkey/jobs/$job:revoke",
+                      { headers => { Cookie => $alice,
+                                     Origin => 'https://evil.example' } });
+    problem("$name: a cross-site revoke", $res, 403, 'forbidden_origin');
+
+    $res = ua()->post("$nginx_url/passkey/jobs/$job:revoke",
+                      { headers => { Cookie => $alice } });
+    is($res->{status}, 200, "$name: alice revokes her job");
+    like($res->{content}, qr/"state":"REVOKED"/, "$name: ... REVOKED");
+
+    # the demo logout drops the cookie (the session is signed, not kept
+    # by the app: a copy of the cookie would stay valid for its hour)
+    $res = ua()->post("$nginx_url/logout", { headers => { Cookie => $bob } });
+    is($res->{status}, 200, "$name: the demo logout answers");
+    like($res->{headers}{'set-cookie'} // '', qr/expires=Thu, 01 Jan 1970/,
+         "$name: ... and drops the cookie");
+
+    # --- sign-up by email --------------------------------------------------
+
+    # a new username: 202, the link by email to the address given
+    my $carol = 'example-carol@example.com';
+    $res = post_signup(qq({"username":"example-carol","email":"$carol"}));
+    is($res->{status}, 202, "$name: a new user's sign-up answers 202");
+    is($res->{content}, $accepted, "$name: ... accepted");
+    both_headers("$name: the sign-up", $res);
+    my $new = $res;
+
+    ($mail) = grep { $_->{to} eq $carol } outbox();
+    ok($mail, "$name: ... and carol gets the link by email");
+    my $carol_flow = $mail ? follow_mail("$name, carol", $mail) : {};
+    $res = get($carol_flow->{url}, Accept => 'application/json');
+    is(decode($res)->{binding_link}, $carol_flow->{url},
+       "$name: ... which the app gets");
+
+    # a taken username: the same answer; the link goes to the owner's
+    # own address, never to the one in the request
+    my $dave = login($name, 'example-dave', 'example-dave@example.com');
+    $res = post_bind('{}', Cookie => $dave);
+    is($res->{status}, 200, "$name: dave has an identity");
+
+    my $before = () = outbox();
+    $res = post_signup('{"username":"example-dave",'
+                       . '"email":"mallory@example.com"}');
+    is($res->{status}, $new->{status},
+       "$name: a taken username's sign-up: the same status");
+    is($res->{content}, $new->{content}, "$name: ... the same body");
+    is($res->{headers}{'content-type'}, $new->{headers}{'content-type'},
+       "$name: ... the same Content-Type");
+
+    my @mails = outbox();
+    my @sent = @mails[$before .. $#mails];
+    is(scalar @sent, 1, "$name: ... one email");
+    is($sent[0] && $sent[0]->{to}, 'example-dave@example.com',
+       "$name: ... to dave's own address");
+    ok(!grep({ $_->{to} eq 'mallory@example.com' } @mails),
+       "$name: ... none to the address in the request");
+
+    # within the cooldown: the same answer again, and no email
+    $res = post_signup('{"username":"example-dave",'
+                       . '"email":"mallory2@example.com"}');
+    is($res->{content}, $accepted,
+       "$name: a sign-up within the cooldown: the same answer");
+    is(scalar(() = outbox()), scalar @mails, "$name: ... and no email");
+
+    # what a sign-up refuses
+    $res = post_signup('{"username":"example-erin"}');
+    problem("$name: a sign-up without an email", $res, 400,
+            'missing_email');
+
+    $res = post_signup('{"username":"example-erin",'
+                       . '"email":"erin@example.com",'
+                       . '"delivery_method":"RETURN"}');
+    problem("$name: a sign-up asking for the link", $res, 400,
+            'invalid_delivery_method');
+
+    $res = post_signup('{"username":"example-erin",'
+                       . '"email":"erin@example.com"}',
+                       Origin => 'https://evil.example');
+    problem("$name: a cross-site sign-up", $res, 403, 'forbidden_origin');
+
+    unlike(identities(), qr/example-erin/,
+           "$name: ... none of them created anything");
+
+    # three sign-ups an hour per address
+    for my $i (1 .. 3) {
+        $res = post_signup(qq({"username":"example-flood-$i",)
+                           . qq("email":"flood\@example.com"}));
+    }
+    is($res->{status}, 202, "$name: three sign-ups to one address");
+    $res = post_signup('{"username":"example-flood-4",'
+                       . '"email":"flood@example.com"}');
+    problem("$name: ... a fourth", $res, 429, 'rate_limited');
+    ok($res->{headers}{'retry-after'}, "$name: ... with Retry-After");
 
     # the page a browser gets holds the link only where its script reads it
     my $second = email_flow("$name, HTML");
@@ -297,32 +544,24 @@ ok(start_app(), 'util/demo-app starts')
                "$name: a client's X-Passkey-Link does not reach $path");
     }
 
-    # the job endpoints
-    $res = get("$nginx_url/passkey/jobs/$flow->{job}");
-    is($res->{status}, 200, "$name: the job's status");
-    like($res->{content}, qr/"state":"LINK_OPENED"/,
-         "$name: ... the link was opened");
-    unlike($res->{content}, qr/token=|invokeAuthenticator/,
-           "$name: ... and no link in it");
-
-    $res = ua()->post("$nginx_url/passkey/jobs/$second->{job}:revoke");
-    is($res->{status}, 200, "$name: a job is revoked");
-    like($res->{content}, qr/"state":"REVOKED"/, "$name: ... REVOKED");
+    # the session check is nginx's business only
+    $res = get("$nginx_url/_auth", Cookie => $alice);
+    is($res->{status}, 404, "$name: /_auth is internal");
 
     stop($prefix);
 
     my $log = slurp("$prefix/logs/access.log");
-    my $want = qr{"POST /passkey/bind HTTP/1\.1" 200 .* job=\Q$job\E }
-               . qr{method=RETURN};
+    my $want = qr{"POST /passkey/bind HTTP/1\.1" 200 .* }
+               . qr{user=example-alice job=\Q$job\E method=RETURN};
     like($log, qr/$want/,
-         "$name: the access log has the job id");
+         "$name: the access log has the user and the job id");
     $want = qr{"GET /app/bind\?api_base_url=\S+&job_id=\Q$flow->{job}\E}
             . qr{&token=- HTTP/1\.1" 200 };
     like($log, qr/$want/,
          "$name: the access log shows /app/bind with token=-");
 
-    logs_clean($name, "$prefix/logs", $flow, $second);
-    logs_clean("util/demo-app", "$base/app", $flow, $second);
+    logs_clean($name, "$prefix/logs", $flow, $carol_flow, $second);
+    logs_clean("util/demo-app", "$base/app", $flow, $carol_flow, $second);
 }
 
 # a static page
@@ -342,6 +581,13 @@ ok(start_app(), 'util/demo-app starts')
     both_headers("$name: the page", $res);
 
     replayed($name, $flow);
+
+    $res = post_signup('{"username":"example-x","email":"x@example.com"}',
+                       Origin => 'https://evil.example');
+    problem("$name: a cross-site sign-up", $res, 403, 'forbidden_origin');
+
+    $res = post_bind('{"username":"example-x"}');
+    is($res->{status}, 404, "$name: no bind without a login");
 
     stop($prefix);
 
@@ -383,41 +629,224 @@ ok(start_app(), 'util/demo-app starts')
 # the username and email come from the login service, not from the body
 {
     my $prefix = render('behind-auth.conf');
+    my $name = 'behind-auth';
     ok(start($prefix), 'examples/behind-auth.conf starts');
 
     my $res = post_bind('{}', Authorization => 'Bearer alice-session');
-    is($res->{status}, 200, 'behind-auth: a signed-in user gets a job');
+    is($res->{status}, 200, "$name: a signed-in user gets a job");
+    like($res->{content}, qr/"credential_binding_link":"http/,
+         "$name: ... and the link");
 
     $res = post_bind('{}');
-    is($res->{status}, 401, 'behind-auth: no session, no job');
+    is($res->{status}, 401, "$name: no session, no job");
 
     $res = post_bind('{"username":"mallory"}',
-                Authorization => 'Bearer bob-session');
-    is($res->{status}, 200, 'behind-auth: bob gets a job');
+                     Authorization => 'Bearer bob-session');
+    problem("$name: bob naming mallory", $res, 403, 'identity_mismatch');
+
+    $res = post_bind('{"email":"mallory@example.com"}',
+                     Authorization => 'Bearer bob-session');
+    problem("$name: bob naming mallory's address", $res, 403,
+            'identity_mismatch');
+
+    $res = post_bind('{}', Authorization => 'Bearer bob-session',
+                     Origin => 'https://evil.example');
+    problem("$name: a cross-site request", $res, 403, 'forbidden_origin');
+
+    $res = post_bind('{"username":"bob"}',
+                     Authorization => 'Bearer bob-session');
+    is($res->{status}, 200, "$name: bob gets a job");
 
     stop($prefix);
 
     my $ids = identities();
-    like($ids, qr/"username":"alice"/, 'behind-auth: alice was created');
-    like($ids, qr/"username":"bob"/, 'behind-auth: bob was created');
-    unlike($ids, qr/mallory/, 'behind-auth: a username in the body is ignored');
+    my %by_name = map { ($_->{traits}{username} // '') => $_ }
+                  @{ decode({ content => $ids })->{identities} || [] };
+    ok($by_name{alice}, "$name: alice was created");
+    is($by_name{bob} && $by_name{bob}{traits}{primary_email_address},
+       'bob@example.com', "$name: bob was created, with the login's address");
+    unlike($ids, qr/mallory/, "$name: mallory was not");
 }
 
 stop_app();
 
 __DATA__
 
-=== TEST 1: the quick-start location, as in examples/nginx.conf
+=== TEST 1: the quick start's "add a passkey to my account": signed in
+--- http_config
+    map $cookie_demo_session $test_user {
+        alice-session  quickstart-alice;
+        default        "";
+    }
 --- config
     location = /passkey/bind {
+        auth_request      /_auth;
+        auth_request_set  $passkey_user  $upstream_http_x_user;
+
+        passkey_bind_mode        authenticated;
+        passkey_username         $passkey_user;
+        passkey_delivery_method  RETURN EMAIL;
+        passkey_limit            $passkey_username  rate=10/m;
+
         passkey_bind;
+
         add_header  X-Passkey-Job  $passkey_job_id always;
+    }
+
+    location = /_auth {
+        internal;
+        proxy_pass  http://127.0.0.1:$TEST_NGINX_SERVER_PORT/session;
+        proxy_pass_request_body  off;
+        proxy_set_header  Content-Length  "";
+    }
+
+    location = /session {
+        if ($test_user = "") {
+            return 401;
+        }
+        add_header  X-User  $test_user;
+        return 204;
+    }
+--- more_headers
+Content-Type: application/json
+Cookie: demo_session=alice-session
+--- request
+POST /passkey/bind
+{}
+--- error_code: 200
+--- response_headers_like
+X-Passkey-Job: ^[0-9a-f]{16}$
+RateLimit-Limit: ^10$
+--- response_body_like: "RETURN","credential_binding_link":"http
+
+
+
+=== TEST 2: the quick start's "add a passkey to my account": no session
+--- http_config
+    map $cookie_demo_session $test_user {
+        alice-session  quickstart-alice;
+        default        "";
+    }
+--- config
+    location = /passkey/bind {
+        auth_request      /_auth;
+        auth_request_set  $passkey_user  $upstream_http_x_user;
+
+        passkey_bind_mode  authenticated;
+        passkey_username   $passkey_user;
+
+        passkey_bind;
+    }
+
+    location = /_auth {
+        internal;
+        proxy_pass  http://127.0.0.1:$TEST_NGINX_SERVER_PORT/session;
+        proxy_pass_request_body  off;
+        proxy_set_header  Content-Length  "";
+    }
+
+    location = /session {
+        if ($test_user = "") {
+            return 401;
+        }
+        add_header  X-User  $test_user;
+        return 204;
+    }
+--- more_headers
+Content-Type: application/json
+Cookie: demo_session=forged
+--- request
+POST /passkey/bind
+{"username":"quickstart-alice"}
+--- error_code: 401
+--- response_body_unlike: job_id
+
+
+
+=== TEST 3: the quick start's "add a passkey to my account": someone else
+--- http_config
+    map $cookie_demo_session $test_user {
+        alice-session  quickstart-alice;
+        default        "";
+    }
+--- config
+    location = /passkey/bind {
+        auth_request      /_auth;
+        auth_request_set  $passkey_user  $upstream_http_x_user;
+
+        passkey_bind_mode  authenticated;
+        passkey_username   $passkey_user;
+
+        passkey_bind;
+    }
+
+    location = /_auth {
+        internal;
+        proxy_pass  http://127.0.0.1:$TEST_NGINX_SERVER_PORT/session;
+        proxy_pass_request_body  off;
+        proxy_set_header  Content-Length  "";
+    }
+
+    location = /session {
+        if ($test_user = "") {
+            return 401;
+        }
+        add_header  X-User  $test_user;
+        return 204;
+    }
+--- more_headers
+Content-Type: application/json
+Cookie: demo_session=alice-session
+--- request
+POST /passkey/bind
+{"username":"quickstart-bob"}
+--- error_code: 403
+--- response_body_like: "code":"identity_mismatch"
+--- error_log
+identity_mismatch
+
+
+
+=== TEST 4: the quick start's sign-up: 202 and nothing else
+--- config
+    location = /passkey/signup {
+        passkey_bind_mode        signup;
+        passkey_delivery_method  EMAIL;
+        passkey_signup_existing  email;
+        passkey_limit            $binary_remote_addr  rate=10/m burst=20;
+        passkey_limit            $passkey_username    rate=5/h;
+        passkey_limit            $passkey_email       rate=3/h;
+        passkey_email_cooldown   5m;
+
+        passkey_bind;
     }
 --- more_headers
 Content-Type: application/json
 --- request
-POST /passkey/bind
-{"username":"quickstart"}
---- error_code: 200
---- response_headers_like
-X-Passkey-Job: ^[0-9a-f]{16}$
+POST /passkey/signup
+{"username":"quickstart-carol","email":"carol@example.com"}
+--- error_code: 202
+--- response_body
+{"state":"accepted","delivery_method":"EMAIL"}
+
+
+
+=== TEST 5: the quick start's sign-up: not from another site's page
+--- config
+    location = /passkey/signup {
+        passkey_bind_mode        signup;
+        passkey_delivery_method  EMAIL;
+        passkey_allowed_origins  http://127.0.0.1:8080 http://localhost:8080;
+
+        passkey_bind;
+    }
+--- more_headers
+Content-Type: application/json
+Origin: https://evil.example
+--- request
+POST /passkey/signup
+{"username":"quickstart-carol","email":"carol@example.com"}
+--- error_code: 403
+--- response_body_like: "code":"forbidden_origin"
+--- error_log
+cross-site request refused
