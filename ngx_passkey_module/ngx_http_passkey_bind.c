@@ -969,6 +969,13 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
                   "passkey: creating identity \"%V\" conflicted, but no "
                   "identity has that username", &ctx->username);
 
+    /* an address in use, say: a sign-up tells no more than for a name */
+
+    if (ctx->existing) {
+        ngx_http_passkey_bind_accepted(ctx);
+        return;
+    }
+
     ngx_http_passkey_bind_fail(ctx, NGX_HTTP_CONFLICT, "conflict",
                                ctx->conflict.len
                                ? (char *) ctx->conflict.data

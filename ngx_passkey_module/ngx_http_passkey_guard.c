@@ -534,7 +534,11 @@ ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
 
         g->result = e[0].data[0] == 'p' ? NGX_HTTP_PASSKEY_GUARD_PENDING
                                         : NGX_HTTP_PASSKEY_GUARD_DUPLICATE;
-        g->retry = a > 0 ? a : 1000;
+
+        /* a running request ends in seconds; its claim lives far longer */
+
+        g->retry = (g->result == NGX_HTTP_PASSKEY_GUARD_PENDING || a <= 0)
+                   ? 1000 : a;
 
         return NGX_OK;
     }

@@ -228,9 +228,10 @@ ngx_http_passkey_check_content_type(ngx_http_request_t *r)
     size_t      len;
     ngx_str_t  *type;
 
-    if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
-        return NGX_OK;
-    }
+    /*
+     * even without a body: a type an HTML form cannot send makes every
+     * cross-origin fetch ask first (CORS preflight)
+     */
 
     if (r->headers_in.content_type == NULL) {
         return NGX_DECLINED;

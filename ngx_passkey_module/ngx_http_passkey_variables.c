@@ -17,6 +17,8 @@ static ngx_int_t ngx_http_passkey_json_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_passkey_request_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_passkey_lowercase_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_passkey_vars[] = {
@@ -45,11 +47,12 @@ static ngx_http_variable_t  ngx_http_passkey_vars[] = {
 
     /* the checked input, for keys of passkey_limit and for logs */
 
-    { ngx_string("passkey_username"), NULL, ngx_http_passkey_ctx_variable,
+    { ngx_string("passkey_username"), NULL,
+      ngx_http_passkey_lowercase_variable,
       offsetof(ngx_http_passkey_ctx_t, username),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("passkey_email"), NULL, ngx_http_passkey_ctx_variable,
+    { ngx_string("passkey_email"), NULL, ngx_http_passkey_lowercase_variable,
       offsetof(ngx_http_passkey_ctx_t, email),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
@@ -169,6 +172,37 @@ ngx_http_passkey_json_variable(ngx_http_request_t *r,
     v->no_cacheable = 1;
     v->not_found = 0;
     v->data = value.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Beyond Identity compares usernames without case, and mail domains are
+ * without case: "Carol" must not get a rate limit bucket of its own.
+ */
+
+static ngx_int_t
+ngx_http_passkey_lowercase_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char  *p;
+
+    if (ngx_http_passkey_ctx_variable(r, v, data) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (v->not_found) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, v->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_strlow(p, v->data, v->len);
+    v->data = p;
 
     return NGX_OK;
 }

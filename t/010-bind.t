@@ -355,6 +355,7 @@ tok.en.in.the
         passkey_bind;
     }
 --- more_headers
+Content-Type: application/json
 X-User: nobody-body
 --- request
 POST /passkey/bind
@@ -362,6 +363,23 @@ POST /passkey/bind
 --- response_body_like: "job_id"
 --- redis_job
 username: ^nobody-body$
+
+
+
+=== TEST 23a: no body needs the JSON type too: a form cannot send it cross-site
+--- config
+    location = /passkey/bind {
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+--- more_headers
+X-User: nobody-body
+--- request eval
+["POST /passkey/bind", "GET /fake/stats"]
+--- error_code eval
+[415, 200]
+--- response_body_like eval
+[qr/"code":"unsupported_media_type"/, qr/"create_identity":0,"create_job":0,/]
 
 
 
