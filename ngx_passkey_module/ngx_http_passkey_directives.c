@@ -867,6 +867,17 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    /* a redirect built from request data must be checked against a list */
+
+    if (plcf->invoke && plcf->invoke_redirect
+        && plcf->invoke_redirect->lengths && plcf->redirect_origins == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_invoke_redirect\" with variables "
+                           "requires \"passkey_redirect_origins\"");
+        return NGX_CONF_ERROR;
+    }
+
     /* the invoke check needs only Redis; the others call the API */
 
     if (ngx_http_passkey_check_needs(cf, plcf, name,

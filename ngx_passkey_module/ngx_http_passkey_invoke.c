@@ -946,6 +946,30 @@ ngx_http_passkey_invoke_redirect(ngx_http_request_t *r,
         }
     }
 
+    /*
+     * the link goes where the URL points: a path of this site, or an
+     * allowed origin; "//host" and "/\host" are other sites to browsers
+     */
+
+    if (i == url.len && url.len
+        && !(url.data[0] == '/'
+             && (url.len == 1 || (url.data[1] != '/' && url.data[1] != '\\')))
+        && ngx_http_passkey_check_redirect(&url, plcf->redirect_origins)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: \"passkey_invoke_redirect\" gave a URL "
+                      "that is not a path here nor of an origin in "
+                      "\"passkey_redirect_origins\"; the link of job %V "
+                      "was used up", &ctx->job_id);
+
+        return ngx_http_passkey_invoke_refuse(r,
+                                        NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        "internal_error",
+                                        "the redirect is misconfigured",
+                                        "Something went wrong.");
+    }
+
     if (url.len == 0 || i != url.len) {
         /* not the value: its variables could hold anything */
 

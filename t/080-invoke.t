@@ -543,6 +543,36 @@ $Flows{'a redirect URL with a fragment of its own is refused'} = sub {
             'internal_error', 1, $link);
 };
 
+$Flows{'a redirect built from variables may only go to an allowed origin'}
+= sub {
+    my ($block, $name) = @_;
+    my $link = email_job($block);
+
+    # the origin comes from a header here: an attacker's choice
+    refused("$name - elsewhere",
+            get($link->{url}, Accept => 'application/json',
+                'X-To' => 'evil.example.net'),
+            500, 'internal_error', 1, $link);
+
+    $link = email_job($block);
+
+    my $res = get($link->{url},
+                  'X-To' => "127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}");
+
+    Test::More::is($res->{status}, 302, "$name - allowed: 302");
+    Test::More::like($res->{headers}{location} // '',
+                     qr{^http://127\.0\.0\.1:\d+/app/finish\?job=$link->{job}#http},
+                     "$name - allowed: to the page, the link in the fragment");
+};
+
+$Flows{'"//host" is another site, whatever its variables'} = sub {
+    my ($block, $name) = @_;
+    my $link = email_job($block);
+
+    refused($name, get($link->{url}, Accept => 'application/json'), 500,
+            'internal_error', 1, $link);
+};
+
 
 run_tests();
 
@@ -846,8 +876,50 @@ client prematurely closed connection while checking the passkey binding link
     location = /app/bind {
         passkey_invoke;
         passkey_invoke_redirect /app/finish#$arg_job_id;
+        passkey_redirect_origins https://app.example.com;
     }
 --- response_body
 ready
 --- error_log eval
 qr/"passkey_invoke_redirect" gave a URL that is empty or has a fragment, a space or a control character; the link of job [0-9a-f]{16} was used up/
+
+
+
+=== TEST 19: a redirect built from variables may only go to an allowed origin
+--- config
+    location = /app/bind {
+        passkey_invoke;
+        passkey_invoke_redirect http://$http_x_to/app/finish?job=$arg_job_id;
+        passkey_redirect_origins http://127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- response_body
+ready
+--- error_log eval
+qr/"passkey_invoke_redirect" gave a URL that is not a path here nor of an origin in "passkey_redirect_origins"; the link of job [0-9a-f]{16} was used up/
+
+
+
+=== TEST 20: "//host" is another site, whatever its variables
+--- config
+    location = /app/bind {
+        passkey_invoke;
+        passkey_invoke_redirect //evil.example.net/app/finish?job=$arg_job_id;
+        passkey_redirect_origins http://127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- response_body
+ready
+--- error_log eval
+qr/"passkey_invoke_redirect" gave a URL that is not a path here nor of an origin in "passkey_redirect_origins"; the link of job [0-9a-f]{16} was used up/
+
+
+
+=== TEST 21: a redirect with variables needs the list of origins
+--- config
+    location = /app/bind {
+        passkey_invoke;
+        passkey_invoke_redirect /app/finish?job=$arg_job_id;
+    }
+--- must_die
+--- error_log
+"passkey_invoke_redirect" with variables requires "passkey_redirect_origins"
+
