@@ -47,36 +47,6 @@ CONF
 
 run_flows(\%Flows);
 
-# "--- block_error_log": lines (substrings, or an eval array of regexes)
-# that the requests of the block wrote to the error log, all checked after
-# its last request (--- error_log would look for them after every request;
-# each block's nginx starts with an empty logs/ directory)
-sub error_log_file {
-    return ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '/logs/error.log';
-}
-
-add_response_body_check(sub {
-    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
-
-    my $want = $block->block_error_log;
-    return if $dry_run || !defined $want;
-
-    my $reqs = $block->request;
-    return unless $req_idx == (ref $reqs ? $#$reqs : 0);
-
-    my $text = '';
-    if (open my $fh, '<', error_log_file()) {
-        local $/;
-        $text = <$fh>;
-        close $fh;
-    }
-
-    for my $pat (ref $want ? @$want : grep { /\S/ } split /\n/, $want) {
-        Test::More::ok(ref $pat ? $text =~ $pat : index($text, $pat) >= 0,
-                       $block->name . " - the error log has \"$pat\"");
-    }
-});
-
 sub bind_req {
     my ($user, %opt) = @_;
     my $loc = $opt{location} // '/passkey/bind';

@@ -140,6 +140,38 @@ sub import {
     });
 
     Test::Nginx::Socket::add_response_body_check(\&check_redis_job);
+    Test::Nginx::Socket::add_response_body_check(\&check_block_error_log);
+}
+
+# "--- block_error_log": lines (substrings, or an eval array of regexes)
+# that the requests of the block wrote to the error log, all checked after
+# its last request: "--- error_log" is checked request by request, against
+# what each one added.  Each block's nginx starts with an empty logs/.
+sub check_block_error_log {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+
+    my $want = $block->block_error_log;
+    return if $dry_run || !defined $want;
+
+    my $reqs = $block->request;
+    return unless $req_idx == (ref $reqs eq 'ARRAY' ? $#$reqs : 0);
+
+    # a worker may still be writing the last request's lines
+    select undef, undef, undef, 0.2;
+
+    my $file = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '/logs/error.log';
+    my $text = '';
+
+    if (open my $fh, '<', $file) {
+        local $/;
+        $text = <$fh>;
+        close $fh;
+    }
+
+    for my $pat (ref $want ? @$want : grep { /\S/ } split /\n/, $want) {
+        Test::More::ok(ref $pat ? $text =~ $pat : index($text, $pat) >= 0,
+                       $block->name . " - the error log has \"$pat\"");
+    }
 }
 
 # "--- redis_job": after a response that names a job_id, the job's Redis
