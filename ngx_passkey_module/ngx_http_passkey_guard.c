@@ -452,40 +452,33 @@ ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
     e = op->elements->elts;
     n = op->elements->nelts;
 
-    if (e[0].len == 2 && ngx_strncmp(e[0].data, "ok", 2) == 0 && n == 4) {
-        if (ngx_http_passkey_guard_number(op->elements, 1, &a) != NGX_OK
-            || ngx_http_passkey_guard_number(op->elements, 2, &b) != NGX_OK
-            || ngx_http_passkey_guard_number(op->elements, 3, &c) != NGX_OK
-            || a > NGX_HTTP_PASSKEY_LIMIT_MAX)
-        {
-            return NGX_ERROR;
-        }
+    /* "ok" or "limited", the limit's position, remaining or retry, reset */
 
-        g->result = NGX_HTTP_PASSKEY_GUARD_PASS;
-        g->held = g->key.len ? 1 : 0;
-        g->limit = a ? g->limits[a - 1] : NULL;
-        g->remaining = b;
-        g->reset = c;
-
-        return NGX_OK;
-    }
-
-    if (e[0].len == 7 && ngx_strncmp(e[0].data, "limited", 7) == 0
-        && n == 4)
+    if (n == 4
+        && ((e[0].len == 2 && ngx_strncmp(e[0].data, "ok", 2) == 0)
+            || (e[0].len == 7 && ngx_strncmp(e[0].data, "limited", 7) == 0)))
     {
         if (ngx_http_passkey_guard_number(op->elements, 1, &a) != NGX_OK
             || ngx_http_passkey_guard_number(op->elements, 2, &b) != NGX_OK
             || ngx_http_passkey_guard_number(op->elements, 3, &c) != NGX_OK
-            || a < 1 || a > NGX_HTTP_PASSKEY_LIMIT_MAX)
+            || a < (e[0].len == 2 ? 0 : 1) || a > NGX_HTTP_PASSKEY_LIMIT_MAX)
         {
             return NGX_ERROR;
         }
 
-        g->result = NGX_HTTP_PASSKEY_GUARD_LIMITED;
-        g->limit = g->limits[a - 1];
-        g->remaining = 0;
-        g->retry = b;
+        g->limit = a ? g->limits[a - 1] : NULL;
         g->reset = c;
+
+        if (e[0].len == 2) {
+            g->result = NGX_HTTP_PASSKEY_GUARD_PASS;
+            g->held = g->key.len ? 1 : 0;
+            g->remaining = b;
+
+        } else {
+            g->result = NGX_HTTP_PASSKEY_GUARD_LIMITED;
+            g->remaining = 0;
+            g->retry = b;
+        }
 
         return NGX_OK;
     }

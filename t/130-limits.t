@@ -116,32 +116,6 @@ sub http {
     return read_response($sock);
 }
 
-sub read_response {
-    my ($sock) = @_;
-
-    my $status_line = <$sock>;
-    die "nginx closed the connection" unless defined $status_line;
-    my ($status) = $status_line =~ m{^HTTP/1\.[01] (\d{3}) }
-        or die "bad status line: $status_line";
-
-    my %h;
-    while (my $line = <$sock>) {
-        $line =~ s/\r?\n$//;
-        last if $line eq '';
-        my ($k, $v) = split /:\s*/, $line, 2;
-        $h{lc $k} = $v;
-    }
-
-    die "no Content-Length" unless defined $h{'content-length'};
-    my $content = '';
-    while (length $content < $h{'content-length'}) {
-        my $n = read($sock, $content, $h{'content-length'} - length $content,
-                     length $content);
-        die "short body" unless $n;
-    }
-
-    return { status => $status, headers => \%h, content => $content };
-}
 
 sub bind_on {
     my ($sock, $user) = @_;

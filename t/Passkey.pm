@@ -24,7 +24,7 @@ use IO::Socket::INET;
 use HTTP::Tiny;
 use File::Basename qw(basename);
 
-our @EXPORT = qw(redis_cmd block_tenant block_prefix run_flows);
+our @EXPORT = qw(redis_cmd block_tenant block_prefix run_flows read_response);
 use base 'Exporter';
 
 BEGIN {
@@ -250,6 +250,35 @@ sub run_flows {
 
         $flow->($block, $block->name);
     });
+}
+
+# One HTTP/1.1 answer with a Content-Length, read from a socket of the
+# caller's: for flows that hold connections open (workers, concurrency).
+sub read_response {
+    my ($sock) = @_;
+
+    my $status_line = <$sock>;
+    die "nginx closed the connection" unless defined $status_line;
+    my ($status) = $status_line =~ m{^HTTP/1\.[01] (\d{3}) }
+        or die "bad status line: $status_line";
+
+    my %h;
+    while (my $line = <$sock>) {
+        $line =~ s/\r?\n$//;
+        last if $line eq '';
+        my ($k, $v) = split /:\s*/, $line, 2;
+        $h{lc $k} = $v;
+    }
+
+    die "no Content-Length" unless defined $h{'content-length'};
+    my $content = '';
+    while (length $content < $h{'content-length'}) {
+        my $n = read($sock, $content, $h{'content-length'} - length $content,
+                     length $content);
+        die "short body" unless $n;
+    }
+
+    return { status => $status, headers => \%h, content => $content };
 }
 
 # A minimal RESP client for assertions on what the module stored.
