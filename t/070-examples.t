@@ -198,7 +198,8 @@ sub login {
     my ($name, $user, $email) = @_;
 
     my $res = ua()->post_form("$nginx_url/login",
-        { username => $user, (defined $email ? (email => $email) : ()) });
+        { username => $user, password => "$user-demo-password",
+          (defined $email ? (email => $email) : ()) });
     is($res->{status}, 200, "$name: the demo login signs $user in");
     is(decode($res)->{user}, $user, "$name: ... and says so");
 
@@ -326,6 +327,14 @@ ok(start_app(), 'util/demo-app starts')
     unlike($res->{content}, qr/job_id|token=/, "$name: ... and no job");
 
     my $alice = login($name, 'example-alice', 'example-alice@example.com');
+
+    # the demo login is a toy, but not one that signs anyone in as alice
+    $res = ua()->post_form("$nginx_url/login",
+        { username => 'EXAMPLE-alice', password => 'not-her-password' });
+    is($res->{status}, 401, "$name: another password for alice: 401");
+    my $set = $res->{headers}{'set-cookie'} // '';
+    unlike(ref $set ? "@$set" : $set, qr/demo_session=/,
+           "$name: ... and no session");
 
     $res = post_bind('{}', Cookie => $alice);
     is($res->{status}, 200, "$name: signed in, a bind answers 200");
