@@ -83,11 +83,21 @@ static ngx_str_t  ngx_http_passkey_guard_script = ngx_string(
     "return {'ok', best, rem, reset}");
 
 
+/*
+ * The time of the identity's last email, not a flag with the cooldown as
+ * its TTL: locations with different cooldowns then judge one history.
+ * It is kept for a day, or the cooldown if that is longer.
+ */
+
 static ngx_str_t  ngx_http_passkey_cooldown_script = ngx_string(
-    "if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then "
-    "  return 0 "
-    "end "
-    "return math.max(redis.call('PTTL', KEYS[1]), 1)");
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local wait = tonumber(redis.call('GET', KEYS[1]) or 0) "
+    "             + tonumber(ARGV[1]) - now "
+    "if wait > 0 then return wait end "
+    "redis.call('SET', KEYS[1], now, 'PX', "
+    "           math.max(tonumber(ARGV[1]), 86400000)) "
+    "return 0");
 
 
 static ngx_str_t  ngx_http_passkey_save_script = ngx_string(
@@ -592,8 +602,8 @@ ngx_http_passkey_guard_save(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
 
 
 /*
- * One email per identity per passkey_email_cooldown: the reply is 0, or
- * the milliseconds until the next one may go.
+ * One email per identity per passkey_email_cooldown of this location: the
+ * reply is 0, or the milliseconds until the next one may go.
  */
 
 ngx_int_t

@@ -332,3 +332,43 @@ X-User: taken
 [{}, {}, {}, {"Retry-After" => qr/^(?:[1-5]?\d|60)$/}, {}]
 --- block_error_log
 less than passkey_email_cooldown ago
+
+
+
+=== TEST 16: each location judges the same history by its own cooldown
+--- config
+    location = /quick {
+        passkey_bind_mode authenticated;
+        passkey_username  $http_x_user;
+        passkey_delivery_method EMAIL;
+        passkey_email_cooldown 1s;
+        passkey_duplicate_window off;
+        passkey_bind;
+    }
+
+    location = /slow {
+        passkey_bind_mode signup;
+        passkey_signup_existing email;
+        passkey_delivery_method EMAIL;
+        passkey_email_cooldown 1h;
+        passkey_duplicate_window off;
+        passkey_bind;
+    }
+--- more_headers
+Content-Type: application/json
+X-User: taken
+--- request eval
+[$::Existing,
+ "POST /quick\n{}",
+ "GET /fake/sleep?ms=1200",
+ "POST /quick\n{}",
+ "POST /slow\n{\"username\":\"taken\",\"email\":\"t\@example.net\"}",
+ "GET /fake/outbox"]
+--- error_code eval
+[200, 200, 200, 200, 202, 200]
+--- response_body_like eval
+[qr/"id"/, qr/"job_id"/, qr/slept/, qr/"job_id"/,
+ qr/^\{"state":"accepted"/,
+ qr/^\{"messages":\[\{[^\[\]]*\},\{[^\[\]]*\}\]\}$/]
+--- block_error_log
+less than passkey_email_cooldown ago
