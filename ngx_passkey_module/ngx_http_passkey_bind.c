@@ -746,8 +746,8 @@ ngx_http_passkey_redis_down(ngx_http_passkey_ctx_t *ctx, char *what)
 
 
 /*
- * The identity is known: an email to an existing one waits for the
- * cooldown, so that nobody can fill someone's mailbox.
+ * The identity is known: an email waits for the cooldown, so that nobody
+ * can fill someone's mailbox; a new identity's first one starts it.
  */
 
 static void
@@ -758,8 +758,7 @@ ngx_http_passkey_bind_job(ngx_http_passkey_ctx_t *ctx)
     plcf = ngx_http_get_module_loc_conf(ctx->request,
                                         ngx_http_passkey_module);
 
-    if (!ctx->created && plcf->email_cooldown
-        && ctx->delivery_method.data[0] == 'E')
+    if (plcf->email_cooldown && ctx->delivery_method.data[0] == 'E')
     {
         ngx_http_passkey_bind_step(ctx, NGX_HTTP_PASSKEY_STEP_COOLDOWN,
                                    "checking the passkey email cooldown");

@@ -591,7 +591,22 @@ ngx_http_passkey_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         && cmd->name.data[sizeof("passkey_") - 1] == 'a'
         && ngx_strcmp(value[1].data, "off") == 0)
     {
+        if ((*origins)->nelts) {
+            return "cannot be \"off\" and list origins";
+        }
+
+        /* "off" is the list that can hold nothing */
+
+        *origins = ngx_array_create(cf->pool, 0, sizeof(ngx_str_t));
+        if (*origins == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
         return NGX_CONF_OK;
+    }
+
+    if ((*origins)->nalloc == 0) {
+        return "cannot be \"off\" and list origins";
     }
 
     for (i = 1; i < cf->args->nelts; i++) {
@@ -814,6 +829,11 @@ ngx_http_passkey_client_controlled(ngx_http_complex_value_t *cv)
         ngx_string("args"),
         ngx_string("query_string"),
         ngx_string("request_uri"),
+        ngx_string("uri"),
+        ngx_string("document_uri"),
+        ngx_string("0"), ngx_string("1"), ngx_string("2"), ngx_string("3"),
+        ngx_string("4"), ngx_string("5"), ngx_string("6"), ngx_string("7"),
+        ngx_string("8"), ngx_string("9"),
     };
 
     p = cv->value.data;

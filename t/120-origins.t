@@ -386,3 +386,16 @@ GET /fake/stats
 --- block_error_log
 passkey: cross-site request refused: Sec-Fetch-Site is not same-origin
 passkey: cross-site request refused: the Referer is not an allowed origin
+
+
+
+=== TEST 14: "off" and a list of origins do not mix
+--- config
+    location = /passkey/bind {
+        passkey_allowed_origins https://app.example.com;
+        passkey_allowed_origins off;
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_allowed_origins" directive cannot be "off" and list origins
