@@ -87,10 +87,8 @@ static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
 ngx_int_t
 ngx_http_passkey_bind_handler(ngx_http_request_t *r)
 {
-    char                         *reason;
     ngx_int_t                     rc;
     ngx_str_t                     type;
-    ngx_table_elt_t              *h;
     ngx_pool_cleanup_t           *cln;
     ngx_http_passkey_ctx_t       *ctx;
     ngx_http_passkey_loc_conf_t  *plcf;
@@ -102,41 +100,12 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
     }
 
     if (r->method != NGX_HTTP_POST) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "passkey: method %V not allowed", &r->method_name);
-
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "POST");
-
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_passkey_send_problem(r, NGX_HTTP_NOT_ALLOWED,
-                                             "method_not_allowed", NULL);
+        return ngx_http_passkey_send_not_allowed(r, "POST");
     }
 
-    if (ngx_http_passkey_check_origin(r, plcf->allowed_origins, &reason)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "passkey: cross-site request refused: %s", reason);
-
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_passkey_send_problem(r, NGX_HTTP_FORBIDDEN,
-                                             "forbidden_origin", NULL);
+    if (ngx_http_passkey_check_origin(r, plcf->allowed_origins) != NGX_OK) {
+        return ngx_http_passkey_send_early(r, NGX_HTTP_FORBIDDEN,
+                                           "forbidden_origin");
     }
 
     if (ngx_http_passkey_check_content_type(r) != NGX_OK) {
@@ -149,13 +118,8 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: unsupported content type \"%V\"", &type);
 
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_passkey_send_problem(r,
-                                        NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                        "unsupported_media_type", NULL);
+        return ngx_http_passkey_send_early(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                           "unsupported_media_type");
     }
 
     if (r->headers_in.content_length_n > (off_t) plcf->max_body_size) {
@@ -164,13 +128,9 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
                       "passkey_max_body_size %uz",
                       r->headers_in.content_length_n, plcf->max_body_size);
 
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_passkey_send_problem(r,
-                                        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                        "body_too_large", NULL);
+        return ngx_http_passkey_send_early(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "body_too_large");
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_passkey_ctx_t));
@@ -508,16 +468,10 @@ ngx_http_passkey_bind_cleanup(void *data)
     ngx_http_passkey_ctx_t *ctx = data;
 
     ngx_http_passkey_bi_cancel(&ctx->bi);
-    ngx_http_passkey_redis_cancel(&ctx->guard.release);
 
     /* the client went away mid-flight: a retry must not wait for us */
 
-    if (ctx->guard.held) {
-        ngx_http_passkey_guard_abandon(&ctx->guard,
-                                       ngx_http_get_module_loc_conf(
-                                           ctx->request,
-                                           ngx_http_passkey_module));
-    }
+    ngx_http_passkey_guard_release(&ctx->guard);
 
     if (ctx->waiting_redis) {
         ngx_http_passkey_redis_cancel(&ctx->redis);
@@ -1583,7 +1537,7 @@ ngx_http_passkey_bind_answer(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: the answer cannot be kept for "
                       "Idempotency-Key replays");
-        ngx_http_passkey_guard_release(ctx);
+        ngx_http_passkey_guard_release(&ctx->guard);
     }
 
     ngx_http_passkey_bind_send(ctx, status, &body);
@@ -1609,7 +1563,7 @@ ngx_http_passkey_answer_saved(ngx_http_passkey_redis_op_t *op)
         /* a retry must not wait for a claim that nothing will fill */
 
         ctx->guard.held = 1;
-        ngx_http_passkey_guard_release(ctx);
+        ngx_http_passkey_guard_release(&ctx->guard);
     }
 
     ngx_http_passkey_bind_send(ctx, ctx->guard.status, &ctx->guard.body);
@@ -1657,7 +1611,7 @@ ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
     s.data = (u_char *) detail;
     s.len = detail ? ngx_strlen(detail) : 0;
 
-    ngx_http_passkey_guard_release(ctx);
+    ngx_http_passkey_guard_release(&ctx->guard);
 
     ngx_http_passkey_finalize(ctx->request,
         ngx_http_passkey_send_problem(ctx->request, status, code, &s));

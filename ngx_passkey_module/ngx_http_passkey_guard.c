@@ -27,8 +27,6 @@ static ngx_int_t ngx_http_passkey_guard_arg(ngx_pool_t *pool, ngx_str_t *arg,
     ngx_int_t n);
 static char *ngx_http_passkey_time_header(ngx_pool_t *pool, ngx_msec_t ms);
 static void ngx_http_passkey_guard_released(ngx_http_passkey_redis_op_t *op);
-static void ngx_http_passkey_guard_abandoned(
-    ngx_http_passkey_redis_op_t *op);
 
 
 /*
@@ -268,6 +266,8 @@ ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
     g = &ctx->guard;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    g->conf = plcf;
 
     loc = &clcf->name;
     ngx_str_null(&user);
@@ -639,57 +639,22 @@ ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
 
 
 /*
- * A request that failed gives its claim back, so that a retry may run at
- * once; the reply does not matter, and nothing waits for it.
+ * A request that failed, or whose client went away, gives its claim back
+ * so that a retry may run at once.  Nothing waits for the reply, which
+ * may come after the request is gone: the command lives in a pool of its
+ * own until then.
  */
 
 void
-ngx_http_passkey_guard_release(ngx_http_passkey_ctx_t *ctx)
-{
-    ngx_str_t                     argv[2];
-    ngx_http_request_t           *r;
-    ngx_http_passkey_guard_t     *g;
-    ngx_http_passkey_loc_conf_t  *plcf;
-
-    r = ctx->request;
-    g = &ctx->guard;
-
-    if (!g->held) {
-        return;
-    }
-
-    g->held = 0;
-
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
-
-    ngx_str_set(&argv[0], "DEL");
-    argv[1] = g->key;
-
-    ngx_http_passkey_redis_op_init(r, &g->release,
-                                   ngx_http_passkey_guard_released, ctx);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &g->release, 2, argv)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "passkey: cannot release the request's claim in "
-                      "redis; a retry waits for it to expire");
-    }
-}
-
-
-/*
- * The same, when the request itself is going away: the command and its
- * operation live in a pool of their own until the reply.
- */
-
-void
-ngx_http_passkey_guard_abandon(ngx_http_passkey_guard_t *g,
-    ngx_http_passkey_loc_conf_t *plcf)
+ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g)
 {
     ngx_str_t                     argv[2];
     ngx_pool_t                   *pool;
     ngx_http_passkey_redis_op_t  *op;
+
+    if (!g->held) {
+        return;
+    }
 
     g->held = 0;
 
@@ -709,21 +674,16 @@ ngx_http_passkey_guard_abandon(ngx_http_passkey_guard_t *g,
 
     op->pool = pool;
     op->log = ngx_cycle->log;
-    op->timeout = plcf->redis_timeout;
-    op->handler = ngx_http_passkey_guard_abandoned;
+    op->timeout = g->conf->redis_timeout;
+    op->handler = ngx_http_passkey_guard_released;
     op->data = pool;
 
-    if (ngx_http_passkey_redis_send(plcf->redis, op, 2, argv) != NGX_OK) {
+    if (ngx_http_passkey_redis_send(g->conf->redis, op, 2, argv) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "passkey: cannot release a request's claim in "
+                      "redis; a retry waits for it to expire");
         ngx_destroy_pool(pool);
     }
-}
-
-
-static void
-ngx_http_passkey_guard_abandoned(ngx_http_passkey_redis_op_t *op)
-{
-    ngx_http_passkey_guard_released(op);
-    ngx_destroy_pool(op->data);
 }
 
 
@@ -798,9 +758,11 @@ ngx_http_passkey_guard_released(ngx_http_passkey_redis_op_t *op)
         || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
     {
         ngx_log_error(NGX_LOG_WARN, op->log, 0,
-                      "passkey: cannot release the request's claim in "
+                      "passkey: cannot release a request's claim in "
                       "redis; a retry waits for it to expire");
     }
+
+    ngx_destroy_pool(op->data);
 }
 
 

@@ -387,9 +387,9 @@ ngx_http_passkey_check_redirect(ngx_str_t *uri, ngx_array_t *origins)
  */
 
 ngx_int_t
-ngx_http_passkey_check_origin(ngx_http_request_t *r, ngx_array_t *origins,
-    char **reason)
+ngx_http_passkey_check_origin(ngx_http_request_t *r, ngx_array_t *origins)
 {
+    char             *reason;
     ngx_str_t         origin;
     ngx_table_elt_t  *h;
 
@@ -413,8 +413,8 @@ ngx_http_passkey_check_origin(ngx_http_request_t *r, ngx_array_t *origins,
                 return NGX_OK;
             }
 
-            *reason = "Sec-Fetch-Site is not same-origin";
-            return NGX_DECLINED;
+            reason = "Sec-Fetch-Site is not same-origin";
+            goto refused;
         }
 
         h = r->headers_in.referer;
@@ -423,25 +423,29 @@ ngx_http_passkey_check_origin(ngx_http_request_t *r, ngx_array_t *origins,
             return NGX_OK;
         }
 
-        *reason = "the Referer is not an allowed origin";
+        reason = "the Referer is not an allowed origin";
 
     } else {
-        *reason = "the Origin is not allowed";
+        reason = "the Origin is not allowed";
     }
 
     origin = h->value;
 
-    if (ngx_http_passkey_check_redirect(&origin, origins) != NGX_OK) {
-        return NGX_DECLINED;
+    if (ngx_http_passkey_check_redirect(&origin, origins) == NGX_OK) {
+
+        /* no list: its host[:port] must be the Host the request names */
+
+        if (origins || ngx_http_passkey_same_host(r, &origin)) {
+            return NGX_OK;
+        }
     }
 
-    if (origins) {
-        return NGX_OK;
-    }
+refused:
 
-    /* no list: the origin's host[:port] must be the Host the request names */
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "passkey: cross-site request refused: %s", reason);
 
-    return ngx_http_passkey_same_host(r, &origin) ? NGX_OK : NGX_DECLINED;
+    return NGX_DECLINED;
 }
 
 

@@ -211,6 +211,7 @@ typedef enum {
 
 typedef struct {
     ngx_http_passkey_guard_e          result;
+    ngx_http_passkey_loc_conf_t      *conf;
 
     /* the idempotency key or the duplicate lock this request holds */
     ngx_str_t                         key;
@@ -229,8 +230,6 @@ typedef struct {
     /* a replayed answer */
     ngx_uint_t                        status;
     ngx_str_t                         body;
-
-    ngx_http_passkey_redis_op_t       release;
 } ngx_http_passkey_guard_t;
 
 
@@ -303,6 +302,10 @@ ngx_int_t ngx_http_passkey_add_variables(ngx_conf_t *cf);
 /* ngx_http_passkey_reply.c */
 ngx_int_t ngx_http_passkey_send_raw(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
+ngx_int_t ngx_http_passkey_send_early(ngx_http_request_t *r,
+    ngx_uint_t status, char *code);
+ngx_int_t ngx_http_passkey_send_not_allowed(ngx_http_request_t *r,
+    char *allow);
 ngx_int_t ngx_http_passkey_add_header(ngx_http_request_t *r, char *name,
     char *value);
 ngx_int_t ngx_http_passkey_send_json(ngx_http_request_t *r,
@@ -324,7 +327,7 @@ ngx_int_t ngx_http_passkey_check_redirect(ngx_str_t *uri,
     ngx_array_t *origins);
 ngx_int_t ngx_http_passkey_check_content_type(ngx_http_request_t *r);
 ngx_int_t ngx_http_passkey_check_origin(ngx_http_request_t *r,
-    ngx_array_t *origins, char **reason);
+    ngx_array_t *origins);
 ngx_table_elt_t *ngx_http_passkey_header_in(ngx_http_request_t *r,
     char *name, size_t len);
 
@@ -336,9 +339,7 @@ ngx_int_t ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_op_t *op);
 ngx_int_t ngx_http_passkey_guard_save(ngx_http_passkey_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *body, ngx_http_passkey_redis_done_pt handler);
-void ngx_http_passkey_guard_release(ngx_http_passkey_ctx_t *ctx);
-void ngx_http_passkey_guard_abandon(ngx_http_passkey_guard_t *g,
-    ngx_http_passkey_loc_conf_t *plcf);
+void ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g);
 ngx_int_t ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler);
 ngx_int_t ngx_http_passkey_guard_headers(ngx_http_request_t *r,

@@ -42,6 +42,35 @@ ngx_http_passkey_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* a refusal before the body is read: the body is discarded */
+
+ngx_int_t
+ngx_http_passkey_send_early(ngx_http_request_t *r, ngx_uint_t status,
+    char *code)
+{
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_passkey_send_problem(r, status, code, NULL);
+}
+
+
+ngx_int_t
+ngx_http_passkey_send_not_allowed(ngx_http_request_t *r, char *allow)
+{
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "passkey: method %V not allowed", &r->method_name);
+
+    if (ngx_http_passkey_add_header(r, "Allow", allow) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_passkey_send_early(r, NGX_HTTP_NOT_ALLOWED,
+                                       "method_not_allowed");
+}
+
+
 /* an answer kept as text: a replay of an idempotent request */
 
 ngx_int_t

@@ -77,8 +77,6 @@ typedef struct {
 } ngx_http_passkey_status_field_t;
 
 
-static ngx_int_t ngx_http_passkey_status_not_allowed(ngx_http_request_t *r,
-    char *allow);
 static ngx_int_t ngx_http_passkey_status_start(ngx_http_request_t *r,
     ngx_uint_t revoke);
 static ngx_int_t ngx_http_passkey_status_job_id(ngx_http_request_t *r,
@@ -210,7 +208,7 @@ ngx_int_t
 ngx_http_passkey_job_status_handler(ngx_http_request_t *r)
 {
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_passkey_status_not_allowed(r, "GET, HEAD");
+        return ngx_http_passkey_send_not_allowed(r, "GET, HEAD");
     }
 
     return ngx_http_passkey_status_start(r, 0);
@@ -221,7 +219,7 @@ ngx_int_t
 ngx_http_passkey_job_revoke_handler(ngx_http_request_t *r)
 {
     if (r->method != NGX_HTTP_POST) {
-        return ngx_http_passkey_status_not_allowed(r, "POST");
+        return ngx_http_passkey_send_not_allowed(r, "POST");
     }
 
     return ngx_http_passkey_status_start(r, 1);
@@ -229,39 +227,8 @@ ngx_http_passkey_job_revoke_handler(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_passkey_status_not_allowed(ngx_http_request_t *r, char *allow)
-{
-    ngx_table_elt_t  *h;
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "passkey: method %V not allowed", &r->method_name);
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Allow");
-    h->value.data = (u_char *) allow;
-    h->value.len = ngx_strlen(allow);
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_passkey_send_problem(r, NGX_HTTP_NOT_ALLOWED,
-                                         "method_not_allowed", NULL);
-}
-
-
-static ngx_int_t
 ngx_http_passkey_status_start(ngx_http_request_t *r, ngx_uint_t revoke)
 {
-    char                           *reason;
     ngx_int_t                       rc;
     ngx_str_t                       id, detail, caller;
     ngx_pool_cleanup_t             *cln;
@@ -271,20 +238,10 @@ ngx_http_passkey_status_start(ngx_http_request_t *r, ngx_uint_t revoke)
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     if (revoke
-        && ngx_http_passkey_check_origin(r, plcf->allowed_origins, &reason)
-           != NGX_OK)
+        && ngx_http_passkey_check_origin(r, plcf->allowed_origins) != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "passkey: cross-site request refused: %s", reason);
-
-        rc = ngx_http_discard_request_body(r);
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_passkey_send_problem(r, NGX_HTTP_FORBIDDEN,
-                                             "forbidden_origin", NULL);
+        return ngx_http_passkey_send_early(r, NGX_HTTP_FORBIDDEN,
+                                           "forbidden_origin");
     }
 
     rc = ngx_http_discard_request_body(r);
