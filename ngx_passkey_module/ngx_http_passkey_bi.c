@@ -283,7 +283,9 @@ ngx_http_passkey_bi_problem(ngx_http_request_t *r,
 {
     char             *code, *detail;
     u_char           *p;
-    ngx_str_t         msg;
+    u_char            cbuf[NGX_HTTP_PASSKEY_LOG_VALUE_LEN];
+    u_char            mbuf[NGX_HTTP_PASSKEY_LOG_VALUE_LEN];
+    ngx_str_t         msg, api_code, api_message;
     ngx_uint_t        status;
     ngx_table_elt_t  *h;
 
@@ -337,10 +339,13 @@ ngx_http_passkey_bi_problem(ngx_http_request_t *r,
         goto done;
     }
 
+    ngx_http_passkey_log_value(&bc->api_code, &api_code, cbuf);
+    ngx_http_passkey_log_value(&bc->api_message, &api_message, mbuf);
+
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "passkey: %V %V answered %ui \"%V\" \"%V\"",
-                  &bc->method, &bc->path, bc->status, &bc->api_code,
-                  &bc->api_message);
+                  &bc->method, &bc->path, bc->status, &api_code,
+                  &api_message);
 
     msg = bc->api_message;
 

@@ -28,7 +28,7 @@ static ngx_int_t ngx_http_passkey_bind_input(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx);
 static ngx_int_t ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx);
-static ngx_int_t ngx_http_passkey_bind_value(ngx_http_request_t *r,
+static ngx_int_t ngx_http_passkey_bind_value(
     ngx_http_passkey_ctx_t *ctx, ngx_http_complex_value_t *cv, char *member,
     ngx_str_t *value);
 static void ngx_http_passkey_bind_cleanup(void *data);
@@ -87,6 +87,7 @@ static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
 ngx_int_t
 ngx_http_passkey_bind_handler(ngx_http_request_t *r)
 {
+    u_char                        buf[NGX_HTTP_PASSKEY_LOG_VALUE_LEN];
     ngx_int_t                     rc;
     ngx_str_t                     type;
     ngx_pool_cleanup_t           *cln;
@@ -112,10 +113,11 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
         type.len = 0;
 
         if (r->headers_in.content_type) {
-            type = r->headers_in.content_type->value;
+            ngx_http_passkey_log_value(&r->headers_in.content_type->value,
+                                       &type, buf);
         }
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: unsupported content type \"%V\"", &type);
 
         return ngx_http_passkey_send_early(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -123,7 +125,7 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
     }
 
     if (r->headers_in.content_length_n > (off_t) plcf->max_body_size) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: request body of %O bytes is larger than "
                       "passkey_max_body_size %uz",
                       r->headers_in.content_length_n, plcf->max_body_size);
@@ -187,7 +189,7 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
     }
 
     if (body.len > plcf->max_body_size) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: request body of %uz bytes is larger than "
                       "passkey_max_body_size %uz", body.len,
                       plcf->max_body_size);
@@ -260,19 +262,16 @@ ngx_http_passkey_bind_input(ngx_http_request_t *r,
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
-    if (ngx_http_passkey_bind_value(r, ctx, plcf->username, "username",
+    if (ngx_http_passkey_bind_value(ctx, plcf->username, "username",
                                     &ctx->username)
         != NGX_OK
-        || ngx_http_passkey_bind_value(r, ctx, plcf->email, "email",
+        || ngx_http_passkey_bind_value(ctx, plcf->email, "email",
                                        &ctx->email)
            != NGX_OK
-        || ngx_http_passkey_bind_value(r, ctx, plcf->display_name,
+        || ngx_http_passkey_bind_value(ctx, plcf->display_name,
                                        "display_name", &ctx->display_name)
            != NGX_OK)
     {
-        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal_error",
-                                     "cannot evaluate the input values");
         return NGX_ERROR;
     }
 
@@ -438,27 +437,84 @@ ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
 
 
 
-/* a configured complex value, or by default the JSON body member */
+/*
+ * A configured value (percent-decoded), or by default the JSON body
+ * member, which is a string if it is there at all: {"email": 1} is not an
+ * identity without an address.  Anything else is answered here.
+ */
 
 static ngx_int_t
-ngx_http_passkey_bind_value(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx, ngx_http_complex_value_t *cv, char *member,
-    ngx_str_t *value)
+ngx_http_passkey_bind_value(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_complex_value_t *cv, char *member, ngx_str_t *value)
 {
-    ngx_int_t  rc;
+    ngx_int_t                     rc;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
 
     if (cv) {
-        return ngx_http_complex_value(r, cv, value);
+        rc = ngx_http_passkey_configured_value(r, cv, value);
+
+    } else {
+        rc = ngx_http_passkey_json_string(r->pool, ctx->body, member, value);
+
+        if (rc == NGX_DECLINED
+            && ngx_http_passkey_json_child(ctx->body, member) == NULL)
+        {
+            ngx_str_null(value);
+            return NGX_OK;
+        }
     }
 
-    rc = ngx_http_passkey_json_string(r->pool, ctx->body, member, value);
-
-    if (rc == NGX_DECLINED) {
-        ngx_str_null(value);
+    if (rc == NGX_OK) {
         return NGX_OK;
     }
 
-    return rc;
+    if (rc == NGX_ERROR) {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot evaluate the input values");
+        return NGX_ERROR;
+    }
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    /* what nginx verified is the application's to fix, not the client's */
+
+    if (cv && plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: the verified %s is not validly "
+                      "percent-encoded", member);
+
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_FORBIDDEN,
+                                   "invalid_verified_user",
+                                   "the signed-in user cannot be bound "
+                                   "safely");
+        return NGX_ERROR;
+    }
+
+    switch (member[0]) {
+
+    case 'u':
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_username",
+                                     "the username must be a string");
+        break;
+
+    case 'e':
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_email",
+                                     "the email address must be a string");
+        break;
+
+    default:
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_display_name",
+                                     "the display name must be a string");
+    }
+
+    return NGX_ERROR;
 }
 
 
@@ -491,6 +547,8 @@ static ngx_int_t
 ngx_http_passkey_bind_caller(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx)
 {
+    u_char                        buf[NGX_HTTP_PASSKEY_LOG_VALUE_LEN];
+    ngx_str_t                     name;
     ngx_http_passkey_loc_conf_t  *plcf;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
@@ -499,6 +557,27 @@ ngx_http_passkey_bind_caller(ngx_http_request_t *r,
         ngx_http_passkey_bind_reject(ctx, NGX_HTTP_UNAUTHORIZED,
                                      "unauthenticated",
                                      "sign in first: no verified user");
+        return NGX_ERROR;
+    }
+
+    /*
+     * Not normalised: "victim " is not "victim" for the application that
+     * vouched for it, whatever nginx or Beyond Identity would make of it.
+     */
+
+    if (ngx_http_passkey_check_name(&ctx->username) != NGX_OK) {
+        ngx_http_passkey_log_value(&ctx->username, &name, buf);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: the verified username \"%V\" is not one "
+                      "that can be bound safely (spaces at either end or "
+                      "in a row, invisible or forbidden characters, more "
+                      "than 64 characters)", &name);
+
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_FORBIDDEN,
+                                   "invalid_verified_user",
+                                   "the signed-in user cannot be bound "
+                                   "safely");
         return NGX_ERROR;
     }
 
@@ -638,7 +717,7 @@ ngx_http_passkey_guard_refused(ngx_http_passkey_ctx_t *ctx)
     case NGX_HTTP_PASSKEY_GUARD_LIMITED:
         lim = &g->limit->text;
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "passkey: rate limit \"%V\" reached", lim);
 
         ngx_http_passkey_bind_fail(ctx, 429, "rate_limited",
@@ -847,12 +926,15 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
 {
     ngx_http_passkey_ctx_t *ctx = bc->data;
 
-    ngx_str_t                 id, username;
-    ngx_uint_t                i, n, matches;
-    ngx_http_request_t       *r;
-    ngx_http_passkey_json_t  *list, *identity;
+    ngx_str_t                     id, username, spelled;
+    ngx_uint_t                    i, n, matches;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_json_t      *list, *identity;
+    ngx_http_passkey_loc_conf_t  *plcf;
 
     r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+    ngx_str_null(&spelled);
 
     if (bc->result != NGX_HTTP_PASSKEY_API_OK || bc->status != NGX_HTTP_OK) {
         ngx_http_passkey_api_failed(ctx);
@@ -887,12 +969,17 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
 
         if (ngx_http_passkey_json_string(r->pool, identity, "id", &id)
             != NGX_OK
-            || id.len == 0)
+            || ngx_http_passkey_valid_id(&id) != NGX_OK)
         {
-            continue;
+            bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+            bc->error = "an identity in the list response has no valid "
+                        "\"id\"";
+            ngx_http_passkey_api_failed(ctx);
+            return;
         }
 
         ctx->identity_id = id;
+        spelled = username;
         matches++;
     }
 
@@ -900,6 +987,32 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
         bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
         bc->error = "more than one identity has this username";
         ngx_http_passkey_api_failed(ctx);
+        return;
+    }
+
+    /*
+     * Beyond Identity compares names without case: the identity of
+     * "victim" answers for "Victim" too.  The signed-in user gets only an
+     * identity of exactly the name the application vouched for, as
+     * whether "Victim" is victim is the application's to say, not ours.
+     */
+
+    if (matches == 1
+        && plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
+        && (spelled.len != ctx->username.len
+            || ngx_strncmp(spelled.data, ctx->username.data, spelled.len)
+               != 0))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: identity %V is spelled otherwise than the "
+                      "verified username: refused, as the application's "
+                      "accounts must not differ by case only",
+                      &ctx->identity_id);
+
+        ngx_http_passkey_bind_fail(ctx, NGX_HTTP_FORBIDDEN,
+                                   "identity_mismatch",
+                                   "the signed-in user's identity is "
+                                   "spelled otherwise");
         return;
     }
 
@@ -919,8 +1032,8 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
     /* the username is free, so the conflict was about something else */
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "passkey: creating identity \"%V\" conflicted, but no "
-                  "identity has that username", &ctx->username);
+                  "passkey: creating an identity conflicted, but no "
+                  "identity has that username");
 
     /* an address in use, say: a sign-up tells no more than for a name */
 
@@ -1032,13 +1145,15 @@ ngx_http_passkey_identity_created(ngx_http_passkey_bi_call_t *bc)
         return;
     }
 
+    /* it goes into the next call's URL path */
+
     if (ngx_http_passkey_json_string(r->pool, bc->json, "id",
                                      &ctx->identity_id)
         != NGX_OK
-        || ctx->identity_id.len == 0)
+        || ngx_http_passkey_valid_id(&ctx->identity_id) != NGX_OK)
     {
         bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
-        bc->error = "no \"id\" in the new identity";
+        bc->error = "no valid \"id\" in the new identity";
         ngx_http_passkey_api_failed(ctx);
         return;
     }
@@ -1587,13 +1702,21 @@ ngx_http_passkey_bind_send(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
 }
 
 
-/* input the module refuses: logged here, as nothing else logs it */
+/*
+ * A refusal noticed here and logged nowhere else: what the client got
+ * wrong at "info", as nginx logs bad requests, what failed here at "error".
+ */
 
 static void
 ngx_http_passkey_bind_reject(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
     char *code, char *detail)
 {
-    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+    ngx_uint_t  level;
+
+    level = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) ? NGX_LOG_ERR
+                                                       : NGX_LOG_INFO;
+
+    ngx_log_error(level, ctx->request->connection->log, 0,
                   "passkey: %s: %s", code, detail);
 
     ngx_http_passkey_bind_fail(ctx, status, code, detail);

@@ -15,6 +15,14 @@
 #define NGX_HTTP_PASSKEY_NEED_API     0x02
 
 
+/* the head of ngx_http_rewrite_module's location configuration */
+
+typedef struct {
+    ngx_array_t                      *codes;
+} ngx_http_passkey_rewrite_conf_t;
+
+
+static char *ngx_http_passkey_check_invoke_rewrites(ngx_conf_t *cf);
 static ngx_int_t ngx_http_passkey_check_needs(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf, char *name, ngx_uint_t needs);
 static char *ngx_http_passkey_api_client(ngx_conf_t *cf,
@@ -546,7 +554,7 @@ ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    /* passkey_invoke checks in the preaccess phase; the content is the app's */
+    /* passkey_invoke checks before the content, which is the app's */
 
     if (ngx_strcmp(cmd->name.data, "passkey_job_status") == 0) {
         clcf->handler = ngx_http_passkey_job_status_handler;
@@ -909,10 +917,59 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     }
 
     if (plcf->invoke) {
-        return NGX_CONF_OK;
+        return ngx_http_passkey_check_invoke_rewrites(cf);
     }
 
     return ngx_http_passkey_api_client(cf, plcf);
+}
+
+
+/*
+ * The link check runs after the access checks and limits (precontent
+ * phase), so that a request they refuse never uses a link up.  The
+ * rewrite module's directives of the same location run before all of
+ * them: "return" would answer, and "rewrite ... last" move the request on,
+ * with the link never checked.  Its configuration is private to it, but
+ * its first member has been the list of codes since nginx 0.x: a location
+ * with none of those directives has none.
+ */
+
+static char *
+ngx_http_passkey_check_invoke_rewrites(ngx_conf_t *cf)
+{
+    ngx_uint_t                        i;
+    ngx_module_t                    **modules;
+    ngx_http_conf_ctx_t              *ctx;
+    ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_passkey_rewrite_conf_t  *rlcf;
+
+    modules = cf->cycle->modules;
+    ctx = cf->ctx;
+
+    for (i = 0; modules[i]; i++) {
+        if (modules[i]->type != NGX_HTTP_MODULE
+            || ngx_strcmp(modules[i]->name, "ngx_http_rewrite_module") != 0)
+        {
+            continue;
+        }
+
+        rlcf = ctx->loc_conf[modules[i]->ctx_index];
+
+        if (rlcf == NULL || rlcf->codes == NULL) {
+            return NGX_CONF_OK;
+        }
+
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_invoke\" cannot be used with "
+                           "\"return\", \"rewrite\", \"if\", \"set\" or "
+                           "\"break\" in location \"%V\": they run before "
+                           "the link check", &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

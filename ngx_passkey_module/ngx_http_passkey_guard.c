@@ -282,7 +282,7 @@ ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
 
     h = plcf->idempotency
         ? ngx_http_passkey_header_in(r, "Idempotency-Key",
-                                     sizeof("Idempotency-Key") - 1)
+                                     sizeof("Idempotency-Key") - 1, NULL)
         : NULL;
 
     if (h != NULL) {

@@ -113,6 +113,8 @@ static size_t ngx_http_passkey_http_write_cb(char *ptr, size_t size,
     size_t nmemb, void *userdata);
 static size_t ngx_http_passkey_http_header_cb(char *ptr, size_t size,
     size_t nitems, void *userdata);
+static void ngx_http_passkey_http_retry_after(
+    ngx_http_passkey_http_ctx_t *ctx, u_char *p, u_char *last);
 #if (NGX_DEBUG)
 static void ngx_http_passkey_http_path(ngx_str_t *url, ngx_str_t *path);
 #endif
@@ -1378,14 +1380,65 @@ ngx_http_passkey_http_header_cb(char *ptr, size_t size, size_t nitems,
         last--;
     }
 
-    /* seconds or an HTTP date both fit; anything longer is not valid */
-
-    if (last - p > 0 && (size_t) (last - p) <= sizeof(ctx->retry_after)) {
-        ctx->retry_after_len = last - p;
-        ngx_memcpy(ctx->retry_after, p, ctx->retry_after_len);
-    }
+    ngx_http_passkey_http_retry_after(ctx, p, last);
 
     return n;
+}
+
+
+/*
+ * Retry-After reaches the client: only delta-seconds, or an HTTP-date,
+ * which is passed on as the seconds until then; anything else is dropped.
+ */
+
+static void
+ngx_http_passkey_http_retry_after(ngx_http_passkey_http_ctx_t *ctx,
+    u_char *p, u_char *last)
+{
+    u_char    *q;
+    time_t     t;
+    ngx_int_t  delta;
+
+    if (p == last || last - p > 64) {
+        return;
+    }
+
+    for (q = p; q < last && *q >= '0' && *q <= '9'; q++) {
+        /* void */
+    }
+
+    if (q == last) {
+        if (last - p > 9) {
+            return;
+        }
+
+        delta = ngx_atoi(p, last - p);
+
+    } else {
+        for (q = p; q < last; q++) {
+            if (!(*q >= '0' && *q <= '9') && !(*q >= 'A' && *q <= 'Z')
+                && !(*q >= 'a' && *q <= 'z') && *q != ' ' && *q != ','
+                && *q != ':' && *q != '-')
+            {
+                return;
+            }
+        }
+
+        t = ngx_parse_http_time(p, last - p);
+
+        if (t == NGX_ERROR) {
+            return;
+        }
+
+        delta = (t > ngx_time()) ? (ngx_int_t) (t - ngx_time()) : 0;
+    }
+
+    if (delta == NGX_ERROR) {
+        return;
+    }
+
+    ctx->retry_after_len = ngx_sprintf(ctx->retry_after, "%i", delta)
+                           - ctx->retry_after;
 }
 
 

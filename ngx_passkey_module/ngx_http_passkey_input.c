@@ -11,8 +11,13 @@
 #include "ngx_http_passkey_module.h"
 
 
+static uint32_t ngx_http_passkey_utf8(u_char **p, u_char *last);
+static ngx_uint_t ngx_http_passkey_invisible(uint32_t ch);
 static ngx_uint_t ngx_http_passkey_same_host(ngx_http_request_t *r,
     ngx_str_t *url);
+
+
+#define NGX_HTTP_PASSKEY_UTF8_INVALID  0xffffffff
 
 
 /*
@@ -82,44 +87,235 @@ ngx_http_passkey_read_body(ngx_http_request_t *r, ngx_str_t *body)
 /*
  * Beyond Identity's rules for usernames and display names: 1 to 64
  * characters, none of {}[]<>;:?\/|*^%$#=~`! (nor control characters).
+ * And ours, so that no two names that a proxy, a form or Beyond Identity
+ * could read as one pass: nginx trims the spaces around a header's value,
+ * and Beyond Identity may trim or fold what it is sent, so a name is
+ * valid UTF-8, has no space at either end or two in a row, no space other
+ * than U+0020 and no invisible character.
  */
 
 ngx_int_t
 ngx_http_passkey_check_name(ngx_str_t *s)
 {
     u_char      *p, *last;
-    uint32_t     ch;
+    uint32_t     ch, prev;
     ngx_uint_t   n;
 
     p = s->data;
     last = s->data + s->len;
     n = 0;
 
+    /* a leading space is refused as if a space came before it */
+    prev = ' ';
+
     while (p < last) {
+        ch = ngx_http_passkey_utf8(&p, last);
 
-        if (*p < 0x80) {
-            ch = *p++;
-
-            if (ch < 0x20 || ch == 0x7f
-                || ngx_strchr("{}[]<>;:?\\/|*^%$#=~`!", (int) ch) != NULL)
-            {
-                return NGX_DECLINED;
-            }
-
-        } else {
-            ch = ngx_utf8_decode(&p, last - p);
-
-            if (ch > 0x10ffff) {
-                return NGX_DECLINED;
-            }
+        if (ch == NGX_HTTP_PASSKEY_UTF8_INVALID
+            || ch < 0x20 || (ch >= 0x7f && ch < 0xa0)
+            || (ch < 0x80
+                && ngx_strchr("{}[]<>;:?\\/|*^%$#=~`!", (int) ch) != NULL)
+            || (ch == ' ' && prev == ' ')
+            || ngx_http_passkey_invisible(ch))
+        {
+            return NGX_DECLINED;
         }
+
+        prev = ch;
 
         if (++n > NGX_HTTP_PASSKEY_USERNAME_MAX) {
             return NGX_DECLINED;
         }
     }
 
-    return n ? NGX_OK : NGX_DECLINED;
+    return (n && prev != ' ') ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* one code point of strict UTF-8: no overlong forms, no surrogates */
+
+static uint32_t
+ngx_http_passkey_utf8(u_char **p, u_char *last)
+{
+    u_char    c;
+    size_t    len;
+    uint32_t  ch, min;
+
+    c = *(*p)++;
+
+    if (c < 0x80) {
+        return c;
+    }
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        ch = c & 0x1f;
+        len = 1;
+        min = 0x80;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        ch = c & 0x0f;
+        len = 2;
+        min = 0x800;
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        ch = c & 0x07;
+        len = 3;
+        min = 0x10000;
+
+    } else {
+        return NGX_HTTP_PASSKEY_UTF8_INVALID;
+    }
+
+    if ((size_t) (last - *p) < len) {
+        *p = last;
+        return NGX_HTTP_PASSKEY_UTF8_INVALID;
+    }
+
+    while (len--) {
+        c = *(*p)++;
+
+        if ((c & 0xc0) != 0x80) {
+            return NGX_HTTP_PASSKEY_UTF8_INVALID;
+        }
+
+        ch = (ch << 6) | (c & 0x3f);
+    }
+
+    if (ch < min || ch > 0x10ffff || (ch >= 0xd800 && ch <= 0xdfff)) {
+        return NGX_HTTP_PASSKEY_UTF8_INVALID;
+    }
+
+    return ch;
+}
+
+
+/*
+ * Spaces other than U+0020, and characters that show nothing (format
+ * controls, fillers, variation selectors, tags, noncharacters): with
+ * them, "victim" could be spelled in ways that look the same.
+ */
+
+static ngx_uint_t
+ngx_http_passkey_invisible(uint32_t ch)
+{
+    if (ch < 0xa0) {
+        return 0;
+    }
+
+    return ch == 0xa0 || ch == 0xad || ch == 0x34f || ch == 0x61c
+           || ch == 0x115f || ch == 0x1160 || ch == 0x1680
+           || ch == 0x17b4 || ch == 0x17b5
+           || (ch >= 0x180b && ch <= 0x180f)
+           || (ch >= 0x2000 && ch <= 0x200f)
+           || (ch >= 0x2028 && ch <= 0x202f)
+           || (ch >= 0x205f && ch <= 0x206f)
+           || ch == 0x3000 || ch == 0x3164 || ch == 0xffa0
+           || (ch >= 0xfe00 && ch <= 0xfe0f)
+           || (ch >= 0xfdd0 && ch <= 0xfdef)
+           || ch == 0xfeff
+           || (ch >= 0xfff0 && ch <= 0xfffb)
+           || (ch & 0xfffe) == 0xfffe
+           || (ch >= 0xe0000 && ch <= 0xe0fff);
+}
+
+
+/*
+ * The value of passkey_username, passkey_email or passkey_display_name,
+ * percent-decoded.  nginx trims the spaces around a header's value, so a
+ * session check that says "X-User: victim " is read as "victim"; one that
+ * says "victim%20" is read as it meant, and the name check refuses it.
+ * Beyond Identity allows no "%" in names, so a plain name is its own
+ * encoding.  NGX_DECLINED: a "%" not followed by two hex digits.
+ */
+
+ngx_int_t
+ngx_http_passkey_configured_value(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *value)
+{
+    u_char     *p, *q, *last;
+    ngx_int_t   hi, lo;
+
+    if (ngx_http_complex_value(r, cv, value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    p = value->data;
+    last = value->data + value->len;
+
+    if (ngx_strlchr(p, last, '%') == NULL) {
+        return NGX_OK;
+    }
+
+    q = ngx_pnalloc(r->pool, value->len);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    value->data = q;
+
+    while (p < last) {
+
+        if (*p != '%') {
+            *q++ = *p++;
+            continue;
+        }
+
+        if (last - p < 3) {
+            return NGX_DECLINED;
+        }
+
+        hi = ngx_hextoi(p + 1, 1);
+        lo = ngx_hextoi(p + 2, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        *q++ = (u_char) (hi << 4 | lo);
+        p += 3;
+    }
+
+    value->len = q - value->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * What a client sent, fit for a log line: at most
+ * NGX_HTTP_PASSKEY_LOG_VALUE_MAX bytes of it, printable ASCII as it is,
+ * the rest (and quotes and backslashes) as \xHH; buf holds
+ * NGX_HTTP_PASSKEY_LOG_VALUE_LEN bytes.
+ */
+
+void
+ngx_http_passkey_log_value(ngx_str_t *in, ngx_str_t *out, u_char *buf)
+{
+    u_char       *p, *last, *q;
+    static char   hex[] = "0123456789abcdef";
+
+    p = in->data;
+    last = in->data + ngx_min(in->len, NGX_HTTP_PASSKEY_LOG_VALUE_MAX);
+    q = buf;
+
+    while (p < last) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
+            *q++ = *p++;
+            continue;
+        }
+
+        *q++ = '\\';
+        *q++ = 'x';
+        *q++ = hex[*p >> 4];
+        *q++ = hex[*p++ & 0xf];
+    }
+
+    if (in->len > NGX_HTTP_PASSKEY_LOG_VALUE_MAX) {
+        q = ngx_cpymem(q, "...", 3);
+    }
+
+    out->data = buf;
+    out->len = q - buf;
 }
 
 
@@ -220,13 +416,19 @@ ngx_http_passkey_hide_args(ngx_http_request_t *r)
 }
 
 
-/* a body, if there is one, is JSON: "application/json", maybe with a charset */
+/*
+ * A body, if there is one, is JSON: exactly one Content-Type,
+ * "application/json" with optional parameters.  Two headers, or a list
+ * such as "application/json text/html", are not a type this module can
+ * vouch for: another reader of the request may take the other one.
+ */
 
 ngx_int_t
 ngx_http_passkey_check_content_type(ngx_http_request_t *r)
 {
-    size_t      len;
-    ngx_str_t  *type;
+    u_char           *p, *last;
+    size_t            len;
+    ngx_table_elt_t  *h;
 
     /*
      * even without a body: a type an HTML form cannot send makes every
@@ -237,21 +439,32 @@ ngx_http_passkey_check_content_type(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    type = &r->headers_in.content_type->value;
-    len = sizeof("application/json") - 1;
+    h = ngx_http_passkey_header_in(r, "Content-Type",
+                                   sizeof("Content-Type") - 1, NULL);
 
-    if (type->len < len
-        || ngx_strncasecmp(type->data, (u_char *) "application/json", len)
-           != 0)
+    if (h == NULL
+        || ngx_http_passkey_header_in(r, "Content-Type",
+                                      sizeof("Content-Type") - 1, h)
+           != NULL)
     {
         return NGX_DECLINED;
     }
 
-    if (type->len > len && type->data[len] != ';' && type->data[len] != ' ') {
+    p = r->headers_in.content_type->value.data;
+    last = p + r->headers_in.content_type->value.len;
+    len = sizeof("application/json") - 1;
+
+    if ((size_t) (last - p) < len
+        || ngx_strncasecmp(p, (u_char *) "application/json", len) != 0)
+    {
         return NGX_DECLINED;
     }
 
-    return NGX_OK;
+    for (p += len; p < last && (*p == ' ' || *p == '\t'); p++) {
+        /* void */
+    }
+
+    return (p == last || *p == ';') ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -397,11 +610,12 @@ ngx_http_passkey_check_origin(ngx_http_request_t *r, ngx_array_t *origins)
         return NGX_OK;                                 /* "off" */
     }
 
-    h = ngx_http_passkey_header_in(r, "Origin", sizeof("Origin") - 1);
+    h = ngx_http_passkey_header_in(r, "Origin", sizeof("Origin") - 1,
+                                   NULL);
 
     if (h == NULL) {
         h = ngx_http_passkey_header_in(r, "Sec-Fetch-Site",
-                                       sizeof("Sec-Fetch-Site") - 1);
+                                       sizeof("Sec-Fetch-Site") - 1, NULL);
         if (h != NULL) {
             if ((h->value.len == 11
                  && ngx_strncasecmp(h->value.data, (u_char *) "same-origin",
@@ -442,15 +656,18 @@ ngx_http_passkey_check_origin(ngx_http_request_t *r, ngx_array_t *origins)
 
 refused:
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "passkey: cross-site request refused: %s", reason);
 
     return NGX_DECLINED;
 }
 
 
+/* the first request header of that name after "after" (NULL: the first) */
+
 ngx_table_elt_t *
-ngx_http_passkey_header_in(ngx_http_request_t *r, char *name, size_t len)
+ngx_http_passkey_header_in(ngx_http_request_t *r, char *name, size_t len,
+    ngx_table_elt_t *after)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -469,6 +686,14 @@ ngx_http_passkey_header_in(ngx_http_request_t *r, char *name, size_t len)
             part = part->next;
             h = part->elts;
             i = 0;
+        }
+
+        if (after) {
+            if (&h[i] == after) {
+                after = NULL;
+            }
+
+            continue;
         }
 
         if (h[i].key.len == len

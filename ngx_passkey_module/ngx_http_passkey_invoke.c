@@ -19,7 +19,7 @@
  *                      &identity_id=..&job_id=..&token=..
  *
  * and that whole URL is the binding link the browser's SDK uses.  This
- * preaccess handler checks the link against the configuration and the job
+ * precontent handler checks the link against the configuration and the job
  * kept in Redis, lets it through once, and then hands it over: to the
  * location's content (the app, or a static page), or by a redirect that
  * carries the link in the fragment.
@@ -274,7 +274,7 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
     }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: method %V not allowed for a binding link",
                       &r->method_name);
 
@@ -410,7 +410,7 @@ ngx_http_passkey_invoke_args(ngx_http_request_t *r,
     if (problem) {
         /* the name only: the value may be the token */
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: invalid binding link: %s \"%V\" argument",
                       problem, &ngx_http_passkey_arg_names[i]);
 
@@ -452,7 +452,7 @@ ngx_http_passkey_invoke_args(ngx_http_request_t *r,
     }
 
     if (foreign) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: binding link of job %V has a foreign "
                       "\"%s\"", &ctx->job_id, foreign);
 
@@ -821,7 +821,7 @@ ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
     if (ctx->rc != NGX_HTTP_PASSKEY_LINK_OK) {
 
         if (a->log) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "passkey: binding link of job %V refused: %s",
                           &ctx->job_id, a->log);
         }
@@ -1081,33 +1081,16 @@ ngx_http_passkey_invoke_error(ngx_http_request_t *r)
 static ngx_uint_t
 ngx_http_passkey_invoke_wants_json(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Accept") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept",
-                               sizeof("Accept") - 1)
-               == 0
-            && ngx_strlcasestrn(h[i].value.data,
-                                h[i].value.data + h[i].value.len,
-                                (u_char *) "json", sizeof("json") - 2)
-               != NULL)
+    for (h = ngx_http_passkey_header_in(r, "Accept", sizeof("Accept") - 1,
+                                        NULL);
+         h;
+         h = ngx_http_passkey_header_in(r, "Accept", sizeof("Accept") - 1, h))
+    {
+        if (ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                             (u_char *) "json", sizeof("json") - 2)
+            != NULL)
         {
             return 1;
         }

@@ -385,13 +385,16 @@ ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
     }
 
     /*
-     * the invoke_url check runs before the content, which is the app's;
-     * in the preaccess phase, so that "satisfy any" cannot skip it
+     * The invoke_url check runs before the content, which is the app's,
+     * and after access checks and limits (auth_request, allow/deny,
+     * limit_req), so that a request they refuse never uses a link up; not
+     * in the access phase, where "satisfy any" could skip it.  Added last,
+     * it runs first in its phase: before try_files and mirror.
      */
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }

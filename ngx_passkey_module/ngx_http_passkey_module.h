@@ -22,6 +22,10 @@
 #define NGX_HTTP_PASSKEY_EMAIL_MAX      254
 #define NGX_HTTP_PASSKEY_SECRET_MAX     4096
 
+/* what a client sent, in a log line: at most this much, escaped */
+#define NGX_HTTP_PASSKEY_LOG_VALUE_MAX  64
+#define NGX_HTTP_PASSKEY_LOG_VALUE_LEN  (4 * NGX_HTTP_PASSKEY_LOG_VALUE_MAX + 3)
+
 #define NGX_HTTP_PASSKEY_RETURN         0x01
 #define NGX_HTTP_PASSKEY_EMAIL          0x02
 
@@ -321,6 +325,9 @@ ngx_int_t ngx_http_passkey_send_problem_html(ngx_http_request_t *r,
 ngx_int_t ngx_http_passkey_read_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
+ngx_int_t ngx_http_passkey_configured_value(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *value);
+void ngx_http_passkey_log_value(ngx_str_t *in, ngx_str_t *out, u_char *buf);
 ngx_int_t ngx_http_passkey_hide_args(ngx_http_request_t *r);
 ngx_int_t ngx_http_passkey_safe_uri(ngx_http_request_t *r, ngx_str_t *uri);
 ngx_int_t ngx_http_passkey_check_redirect(ngx_str_t *uri,
@@ -329,7 +336,7 @@ ngx_int_t ngx_http_passkey_check_content_type(ngx_http_request_t *r);
 ngx_int_t ngx_http_passkey_check_origin(ngx_http_request_t *r,
     ngx_array_t *origins);
 ngx_table_elt_t *ngx_http_passkey_header_in(ngx_http_request_t *r,
-    char *name, size_t len);
+    char *name, size_t len, ngx_table_elt_t *after);
 
 /* ngx_http_passkey_guard.c */
 char *ngx_http_passkey_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

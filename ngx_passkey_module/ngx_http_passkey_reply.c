@@ -59,7 +59,7 @@ ngx_http_passkey_send_early(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t
 ngx_http_passkey_send_not_allowed(ngx_http_request_t *r, char *allow)
 {
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "passkey: method %V not allowed", &r->method_name);
 
     if (ngx_http_passkey_add_header(r, "Allow", allow) != NGX_OK) {

@@ -255,12 +255,14 @@ ngx_http_passkey_status_start(ngx_http_request_t *r, ngx_uint_t revoke)
     ngx_str_null(&caller);
 
     if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED) {
-        if (ngx_http_complex_value(r, plcf->username, &caller) != NGX_OK) {
+        rc = ngx_http_passkey_configured_value(r, plcf->username, &caller);
+
+        if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (caller.len == 0) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        if (rc == NGX_OK && caller.len == 0) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "passkey: unauthenticated: no verified user");
 
             ngx_str_set(&detail, "sign in first: no verified user");
@@ -268,12 +270,27 @@ ngx_http_passkey_status_start(ngx_http_request_t *r, ngx_uint_t revoke)
             return ngx_http_passkey_send_problem(r, NGX_HTTP_UNAUTHORIZED,
                                                  "unauthenticated", &detail);
         }
+
+        /* the same names as a bind takes: none that reads as another */
+
+        if (rc != NGX_OK || ngx_http_passkey_check_name(&caller) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "passkey: the verified username is not one that "
+                          "can be bound safely");
+
+            ngx_str_set(&detail, "the signed-in user cannot be bound "
+                                 "safely");
+
+            return ngx_http_passkey_send_problem(r, NGX_HTTP_FORBIDDEN,
+                                                 "invalid_verified_user",
+                                                 &detail);
+        }
     }
 
     if (ngx_http_passkey_status_job_id(r, revoke, &id) != NGX_OK) {
         /* not the URI: it may hold anything, control characters too */
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: invalid_job_id: the job id must be 1 to 128 "
                       "letters, digits, \"-\" or \"_\"");
 
@@ -499,7 +516,7 @@ ngx_http_passkey_status_job_read(ngx_http_passkey_redis_op_t *op)
     }
 
     if (op->elements->nelts <= first) {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "passkey: binding job %V is not known",
                       &sc->ctx.job_id);
 
@@ -518,15 +535,17 @@ ngx_http_passkey_status_job_read(ngx_http_passkey_redis_op_t *op)
         return;
     }
 
-    /* someone else's job is answered as no job at all */
+    /*
+     * someone else's job is answered as no job at all; the owner is the
+     * name as it was verified, byte for byte, and so is the caller
+     */
 
     if (sc->caller.len
         && (sc->owner.len != sc->caller.len
-            || ngx_strncasecmp(sc->owner.data, sc->caller.data,
-                               sc->caller.len)
+            || ngx_strncmp(sc->owner.data, sc->caller.data, sc->caller.len)
                != 0))
     {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "passkey: binding job %V belongs to another user",
                       &sc->ctx.job_id);
 
@@ -536,7 +555,7 @@ ngx_http_passkey_status_job_read(ngx_http_passkey_redis_op_t *op)
     }
 
     if (sc->gone_at.data) {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "passkey: binding job %V is no longer known to "
                       "Beyond Identity (since %V)", &sc->ctx.job_id,
                       &sc->gone_at);
@@ -764,7 +783,7 @@ ngx_http_passkey_status_revoke(ngx_http_passkey_status_ctx_t *sc)
     if (state->len == sizeof("COMPLETE") - 1
         && ngx_strncmp(state->data, "COMPLETE", state->len) == 0)
     {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: binding job %V is complete and cannot be "
                       "revoked", &sc->ctx.job_id);
 

@@ -39,8 +39,8 @@ __DATA__
 Content-Type: application/json
 X-User: bob
 --- request eval
-["POST /fake/identities\n{\"realm\":\"r1\",\"username\":\"Bob\",\"email\":\"bob\@example.com\"}",
- "POST /passkey/bind\n{\"username\":\"bob\"}",
+["POST /fake/identities\n{\"realm\":\"r1\",\"username\":\"bob\",\"email\":\"bob\@example.com\"}",
+ "POST /passkey/bind\n{\"username\":\"Bob\"}",
  "GET /fake/stats"]
 --- error_code eval
 [200, 200, 200]
@@ -257,7 +257,7 @@ POST /passkey/bind
 POST /passkey/bind
 {"username":42}
 --- error_code: 400
---- response_body_like: "code":"missing_username"
+--- response_body_like: "code":"invalid_username","request_id"
 
 
 

@@ -596,7 +596,7 @@ __DATA__
 ready
 --- error_log eval
 [qr/passkey: binding link of job [0-9a-f]{16} opened/,
- qr/\[error\] .*passkey: binding link of job [0-9a-f]{16} refused: the binding link was already used/]
+ qr/\[info\] .*passkey: binding link of job [0-9a-f]{16} refused: the binding link was already used/]
 
 
 

@@ -506,7 +506,7 @@ ready
 ready
 --- error_log eval
 [qr/\[error\] .*passkey: Beyond Identity does not know binding job \w+ \(GET \/identities\/\w+\/credential-binding-jobs\/\w+ answered 404 "not_found" "credential binding job not found"\), marking it gone/,
- qr/\[error\] .*passkey: binding job \w+ is no longer known to Beyond Identity/]
+ qr/\[info\] .*passkey: binding job \w+ is no longer known to Beyond Identity/]
 
 
 
@@ -524,7 +524,7 @@ ready
 ready
 --- error_log eval
 [qr/\[error\] .*passkey: binding job \w+ is complete and cannot be revoked \(POST \/identities\/\w+\/credential-binding-jobs\/\w+:revoke answered 409\)/,
- qr/\[error\] .*passkey: binding job \w+ is complete and cannot be revoked while reading the passkey binding job/]
+ qr/\[info\] .*passkey: binding job \w+ is complete and cannot be revoked while reading the passkey binding job/]
 
 
 
@@ -558,7 +558,7 @@ qr/client prematurely closed connection.* while refreshing the passkey binding j
 [qr/^\{"type":"urn:ngx-passkey:problem:unknown_job","title":"Not Found","status":404,"detail":"no binding job of this id is known","code":"unknown_job","request_id":"[0-9a-f]{32}"\}$/,
  qr/"code":"unknown_job"/]
 --- error_log eval
-qr/\[error\] .*passkey: binding job 0123456789abcdef is not known while reading the passkey binding job/
+qr/\[info\] .*passkey: binding job 0123456789abcdef is not known while reading the passkey binding job/
 
 
 
@@ -580,7 +580,7 @@ qr/\[error\] .*passkey: binding job 0123456789abcdef is not known while reading 
  qr/"code":"invalid_job_id"/,
  qr/"code":"invalid_job_id"/]
 --- error_log eval
-qr/\[error\] .*passkey: invalid_job_id: the job id must be 1 to 128 letters/
+qr/\[info\] .*passkey: invalid_job_id: the job id must be 1 to 128 letters/
 
 
 
@@ -603,7 +603,7 @@ qr/\[error\] .*passkey: invalid_job_id: the job id must be 1 to 128 letters/
  qr/"code":"method_not_allowed"/,
  qr/"code":"method_not_allowed"/]
 --- error_log eval
-qr/\[error\] .*passkey: method (POST|DELETE|GET|PUT) not allowed/
+qr/\[info\] .*passkey: method (POST|DELETE|GET|PUT) not allowed/
 
 
 

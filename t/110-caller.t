@@ -214,7 +214,7 @@ __DATA__
 >>> users
 alice:{PLAIN}pw-a
 --- request eval
-[main::identity('Alice', 'alice@example.com'),
+[main::identity('alice', 'alice@example.com'),
  "POST /passkey/bind\n{}",
  "POST /passkey/bind\n{\"username\":\"alice\",\"display_name\":\"A\"}",
  "POST /passkey/bind\n{\"username\":\"bob\"}",
@@ -242,7 +242,7 @@ alice:{PLAIN}pw-a
  qr/"code":"identity_mismatch"/,
  qr/401 Authorization Required/, qr/401 Authorization Required/,
  # one identity, the one that was there: no second "alice"
- qr/^\{"identities":\[\{(?!.*"id":.*"id":).*"username":"Alice"/s,
+ qr/^\{"identities":\[\{(?!.*"id":.*"id":).*"username":"alice"/s,
  # two binds, each a create (409), a look-up, a job; nothing about bob
  qr/^(?!.*bob)(?:.*?"route":"(?:create_identity|list_identities|create_job)"){6}(?!.*"route":"(?:create_identity|list_identities|create_job|get_identity)")/s]
 --- redis_jobs
@@ -531,8 +531,8 @@ it had one less than passkey_email_cooldown ago
         passkey_bind;
     }
 --- request eval
-[main::identity('Dana', 'dana@example.com'),
- main::identity('Eve', 'eve@example.com'),
+[main::identity('dana', 'dana@example.com'),
+ main::identity('eve', 'eve@example.com'),
  "POST /passkey/bind\n{}", "POST /passkey/bind\n{}",
  "POST /passkey/bind\n{}", "GET /fake/outbox"]
 --- more_headers eval

@@ -16,7 +16,7 @@ add_block_preprocessor(sub {
 });
 
 our $Existing = "POST /fake/identities\n"
-    . '{"realm":"r1","username":"Taken","email":"owner@example.com"}';
+    . '{"realm":"r1","username":"taken","email":"owner@example.com"}';
 
 our $Signed = <<'CONF';
     # the application's session check: a trusted answer, not the client's
