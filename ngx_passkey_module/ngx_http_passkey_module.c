@@ -401,6 +401,15 @@ ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_passkey_invoke_handler;
 
+    /* before all of them, the token leaves the request line they log */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_passkey_invoke_hide_handler;
+
     return ngx_http_passkey_token_init_zone(cf, pmcf);
 }
 

@@ -357,6 +357,7 @@ ngx_int_t ngx_http_passkey_bind_handler(ngx_http_request_t *r);
 
 /* ngx_http_passkey_invoke.c */
 ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_passkey_invoke_hide_handler(ngx_http_request_t *r);
 
 /* ngx_http_passkey_status.c */
 ngx_int_t ngx_http_passkey_job_status_handler(ngx_http_request_t *r);

@@ -275,3 +275,56 @@ state: ^SOMETHING_NEW$
 [200, 502, 200]
 --- response_body_like eval
 [qr/./, qr/api_error/, qr/"create_identity":1,"create_job":1,/]
+
+
+
+=== TEST 30: a Retry-After that is neither seconds nor a date is dropped
+--- fault
+{"route":"create_identity","type":"status","status":429,"retry_after":"soon"}
+{"route":"create_identity","type":"status","status":429,"retry_after":"-5"}
+{"route":"create_identity","type":"status","status":429,"retry_after":"1234567890123"}
+{"route":"create_identity","type":"status","status":429,"retry_after":"7, 8"}
+--- request eval
+[main::bind_req("u30"), main::bind_req("u30"), main::bind_req("u30"),
+ main::bind_req("u30")]
+--- error_code eval
+[503, 503, 503, 503]
+--- response_headers eval
+["!Retry-After", "!Retry-After", "!Retry-After", "!Retry-After"]
+--- response_body_like eval
+[qr/"code":"api_rate_limited"/, qr/"code":"api_rate_limited"/,
+ qr/"code":"api_rate_limited"/, qr/"code":"api_rate_limited"/]
+
+
+
+=== TEST 31: an HTTP-date in Retry-After is passed on as seconds
+--- fault eval
+use POSIX ();
+my $at = POSIX::strftime('%a, %d %b %Y %H:%M:%S GMT', gmtime(time + 30));
+my $past = POSIX::strftime('%a, %d %b %Y %H:%M:%S GMT', gmtime(time - 30));
+qq({"route":"create_identity","type":"status","status":429,"retry_after":"$at"}\n)
+. qq({"route":"create_identity","type":"status","status":429,"retry_after":"$past"}\n)
+--- request eval
+[main::bind_req("u31"), main::bind_req("u31")]
+--- error_code eval
+[503, 503]
+--- response_headers_like eval
+["Retry-After: (?:2\\d|30)", "Retry-After: 0"]
+
+
+
+=== TEST 32: an identity id from the API that does not fit in a URL
+--- fault
+{"route":"create_identity","type":"status","status":200,"body":"{\"id\":\"../../x\",\"display_name\":\"u32\",\"traits\":{\"type\":\"traits_v0\",\"username\":\"u32\"}}"}
+{"route":"create_identity","type":"status","status":409}
+{"route":"list_identities","type":"status","status":200,"body":"{\"identities\":[{\"id\":\"a?b\",\"display_name\":\"u32\",\"traits\":{\"type\":\"traits_v0\",\"username\":\"u32\"}}],\"total_size\":1}"}
+--- request eval
+[main::bind_req("u32"), main::bind_req("u32"), "GET /fake/stats"]
+--- error_code eval
+[502, 502, 200]
+--- response_body_like eval
+[qr/"code":"api_bad_response"/, qr/"code":"api_bad_response"/,
+ qr/"create_job":0,/]
+--- block_error_log
+no valid "id" in the new identity
+an identity in the list response has no valid "id"

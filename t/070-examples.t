@@ -336,6 +336,25 @@ ok(start_app(), 'util/demo-app starts')
     unlike(ref $set ? "@$set" : $set, qr/demo_session=/,
            "$name: ... and no session");
 
+    # one account per name, as Beyond Identity compares names: alice's,
+    # named as it was first spelled, whatever the case typed
+    $res = ua()->post_form("$nginx_url/login",
+        { username => 'EXAMPLE-Alice',
+          password => 'example-alice-demo-password' });
+    is($res->{status}, 200, "$name: alice signs in as EXAMPLE-Alice");
+    is(decode($res)->{user}, 'example-alice',
+       "$name: ... to her account, as it is spelled");
+
+    # names that nginx or Beyond Identity could read as another's
+    for my $user ('example-alice ', ' example-alice', "example\x{a0}alice",
+                  "example-alice\x{200b}", 'example  alice') {
+        $res = ua()->post_form("$nginx_url/login",
+            { username => $user, password => 'a-password-of-mine' });
+        is($res->{status}, 400, "$name: the demo login refuses a lookalike");
+        like($res->{content}, qr/"invalid_username"/,
+             "$name: ... as an invalid username");
+    }
+
     $res = post_bind('{}', Cookie => $alice);
     is($res->{status}, 200, "$name: signed in, a bind answers 200");
     my ($job) = $res->{content} =~ /"job_id":"([0-9a-f]+)"/;
@@ -556,6 +575,21 @@ ok(start_app(), 'util/demo-app starts')
     # the session check is nginx's business only
     $res = get("$nginx_url/_auth", Cookie => $alice);
     is($res->{status}, 404, "$name: /_auth is internal");
+
+    # many fresh accounts from one address: the per-address limit ends it
+    my ($made, $limited) = (0, undef);
+    for my $i (1 .. 25) {
+        my $cookie = login($name, "example-many-$i");
+        $res = post_bind('{}', Cookie => $cookie);
+        if ($res->{status} != 200) {
+            $limited = $res;
+            last;
+        }
+        $made++;
+    }
+    ok($limited && $made < 21,
+       "$name: one address gets at most 21 jobs in a row ($made)");
+    problem("$name: ... then", $limited // {}, 429, 'rate_limited');
 
     stop($prefix);
 

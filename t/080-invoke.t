@@ -574,6 +574,38 @@ $Flows{'"//host" is another site, whatever its variables'} = sub {
 };
 
 
+# access checks and limits come first: what they refuse uses no link
+$Flows{'access checks and limits run before the link check'} = sub {
+    my ($block, $name) = @_;
+    my $link = email_job($block);
+    my ($query) = $link->{url} =~ /(\?.*)$/;
+    my $res;
+
+    $res = get($link->{url}, 'X-Limit' => 'k1');
+    Test::More::is($res->{status}, 401, "$name - auth_request refuses: 401");
+
+    $res = get($link->{url}, 'X-Limit' => 'k1', 'X-Session' => 'ok');
+    Test::More::is($res->{status}, 503, "$name - limit_req refuses: 503");
+
+    $res = get(nginx_url() . "/denied/bind$query", 'X-Session' => 'ok');
+    Test::More::is($res->{status}, 403, "$name - deny refuses: 403");
+
+    my %job = @{ redis_cmd('HGETALL', $link->{key}) || [] };
+    Test::More::ok(!exists $job{opened_at}, "$name - the link is unused");
+
+    $res = get($link->{url}, 'X-Limit' => 'k2', 'X-Session' => 'ok');
+    Test::More::is($res->{status}, 200, "$name - then it opens: 200");
+    Test::More::like($res->{content}, qr/^link=\Q$link->{url}\E /,
+                     "$name - the app gets the link");
+    opened_in_redis($name, $link);
+
+    refused("$name - once", get($link->{url}, 'X-Limit' => 'k3',
+                                'X-Session' => 'ok'),
+            409, 'link_already_used', 0, $link);
+    logs_clean($name, $link);
+};
+
+
 run_tests();
 
 __DATA__
@@ -923,3 +955,59 @@ qr/"passkey_invoke_redirect" gave a URL that is not a path here nor of an origin
 --- error_log
 "passkey_invoke_redirect" with variables requires "passkey_redirect_origins"
 
+
+
+=== TEST 22: access checks and limits run before the link check
+--- http_config
+    limit_req_zone $http_x_limit zone=bind:1m rate=1r/m;
+--- config
+    location = /app/bind {
+        limit_req    zone=bind nodelay;
+        auth_request /_session;
+        passkey_invoke;
+
+        proxy_set_header  X-Passkey-Link  $passkey_binding_link;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1$uri;
+    }
+
+    location = /denied/bind {
+        deny all;
+        passkey_invoke;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1$uri;
+    }
+
+    # the session check: "X-Session: ok" is signed in
+    location = /_session {
+        internal;
+        if ($http_x_session != "ok") {
+            return 401;
+        }
+        return 204;
+    }
+--- response_body
+ready
+
+
+
+=== TEST 23: "return" beside passkey_invoke would skip the check
+--- config
+    location = /app/bind {
+        passkey_invoke;
+        return 302 /app/finish#$args;
+    }
+--- must_die
+--- error_log
+"passkey_invoke" cannot be used with "return", "rewrite", "if", "set" or "break" in location "/app/bind": they run before the link check
+
+
+
+=== TEST 24: "rewrite ... last" beside passkey_invoke would skip it too
+--- config
+    location = /app/bind {
+        passkey_invoke;
+        rewrite ^ /app/finish last;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1$uri;
+    }
+--- must_die
+--- error_log
+"passkey_invoke" cannot be used with "return", "rewrite", "if", "set" or "break" in location "/app/bind"
