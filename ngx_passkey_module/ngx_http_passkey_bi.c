@@ -25,6 +25,8 @@ static ngx_int_t ngx_http_passkey_bi_send(ngx_http_passkey_bi_call_t *bc);
 static void ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call);
 static void ngx_http_passkey_bi_finish(ngx_http_passkey_bi_call_t *bc,
     ngx_http_passkey_api_result_e result, const char *error);
+static void ngx_http_passkey_bi_log_copy(ngx_pool_t *pool, ngx_str_t *in,
+    ngx_str_t *out);
 
 
 ngx_int_t
@@ -37,6 +39,8 @@ ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
     ngx_str_null(&bc->retry_after);
     ngx_str_null(&bc->api_code);
     ngx_str_null(&bc->api_message);
+    ngx_str_null(&bc->log_code);
+    ngx_str_null(&bc->log_message);
     bc->retried = 0;
     bc->active = 1;
 
@@ -252,6 +256,12 @@ ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call)
                                             &bc->api_code);
         (void) ngx_http_passkey_json_string(bc->pool, bc->json, "message",
                                             &bc->api_message);
+
+        /* the API's words may be anything: escaped and bounded in logs */
+
+        ngx_http_passkey_bi_log_copy(bc->pool, &bc->api_code, &bc->log_code);
+        ngx_http_passkey_bi_log_copy(bc->pool, &bc->api_message,
+                                     &bc->log_message);
     }
 
     ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_OK, NULL);
@@ -283,9 +293,7 @@ ngx_http_passkey_bi_problem(ngx_http_request_t *r,
 {
     char             *code, *detail;
     u_char           *p;
-    u_char            cbuf[NGX_HTTP_PASSKEY_LOG_VALUE_LEN];
-    u_char            mbuf[NGX_HTTP_PASSKEY_LOG_VALUE_LEN];
-    ngx_str_t         msg, api_code, api_message;
+    ngx_str_t         msg;
     ngx_uint_t        status;
     ngx_table_elt_t  *h;
 
@@ -339,13 +347,10 @@ ngx_http_passkey_bi_problem(ngx_http_request_t *r,
         goto done;
     }
 
-    ngx_http_passkey_log_value(&bc->api_code, &api_code, cbuf);
-    ngx_http_passkey_log_value(&bc->api_message, &api_message, mbuf);
-
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "passkey: %V %V answered %ui \"%V\" \"%V\"",
-                  &bc->method, &bc->path, bc->status, &api_code,
-                  &api_message);
+                  &bc->method, &bc->path, bc->status, &bc->log_code,
+                  &bc->log_message);
 
     msg = bc->api_message;
 
@@ -450,4 +455,19 @@ done:
     pb->status = status;
     pb->code = code;
     pb->detail = detail;
+}
+
+
+static void
+ngx_http_passkey_bi_log_copy(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
+{
+    u_char  *buf;
+
+    buf = ngx_pnalloc(pool, NGX_HTTP_PASSKEY_LOG_VALUE_LEN);
+    if (buf == NULL) {
+        ngx_str_null(out);
+        return;
+    }
+
+    ngx_http_passkey_log_value(in, out, buf);
 }

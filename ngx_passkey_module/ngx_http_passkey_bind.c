@@ -1275,7 +1275,7 @@ ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc)
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "passkey: no email to identity %V: Beyond Identity "
                       "answered %ui \"%V\"", &ctx->identity_id, bc->status,
-                      &bc->api_message);
+                      &bc->log_message);
 
         ngx_http_passkey_bind_accepted(ctx);
         return;

@@ -178,6 +178,8 @@ struct ngx_http_passkey_bi_call_s {
     ngx_str_t                         retry_after;
     ngx_str_t                         api_code;
     ngx_str_t                         api_message;
+    ngx_str_t                         log_code;     /* the two above, */
+    ngx_str_t                         log_message;  /* fit for a log */
     const char                       *error;
 
     /* private to ngx_http_passkey_bi.c */

@@ -745,7 +745,7 @@ ngx_http_passkey_status_refresh_failed(ngx_http_passkey_status_ctx_t *sc)
                       "passkey: refreshing binding job %V failed, answering "
                       "the stored state: %V %V answered %ui \"%V\" \"%V\"",
                       &sc->ctx.job_id, &bc->method, &bc->path, bc->status,
-                      &bc->api_code, &bc->api_message);
+                      &bc->log_code, &bc->log_message);
     }
 
     sc->refresh = NGX_HTTP_PASSKEY_REFRESH_FAILED;
@@ -887,8 +887,8 @@ ngx_http_passkey_status_gone(ngx_http_passkey_status_ctx_t *sc)
     ngx_log_error(NGX_LOG_ERR, sc->ctx.request->connection->log, 0,
                   "passkey: Beyond Identity does not know binding job %V "
                   "(%V %V answered 404 \"%V\" \"%V\"), marking it gone",
-                  &sc->ctx.job_id, &bc->method, &bc->path, &bc->api_code,
-                  &bc->api_message);
+                  &sc->ctx.job_id, &bc->method, &bc->path, &bc->log_code,
+                  &bc->log_message);
 
     sc->status = NGX_HTTP_NOT_FOUND;
     sc->code = "unknown_job";
