@@ -355,6 +355,15 @@ ok(start_app(), 'util/demo-app starts')
              "$name: ... as an invalid username");
     }
 
+    # a name with a space and letters beyond ASCII passes whole: the app
+    # percent-encodes it in X-User, the module decodes it
+    my $juergen = login($name, "example J\x{fc}rgen",
+                        'juergen@example.com');
+    $res = post_bind('{}', Cookie => $juergen);
+    is($res->{status}, 200, "$name: J\x{fc}rgen binds");
+    like(identities(), qr/"username":"example J\xc3\xbcrgen"/,
+         "$name: ... as the identity \"example J\x{fc}rgen\"");
+
     $res = post_bind('{}', Cookie => $alice);
     is($res->{status}, 200, "$name: signed in, a bind answers 200");
     my ($job) = $res->{content} =~ /"job_id":"([0-9a-f]+)"/;
