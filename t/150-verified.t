@@ -39,20 +39,6 @@ sub post_bind {
           content => $json // '{}' });
 }
 
-# the username and delivery method of every job the block keeps in Redis
-sub redis_jobs {
-    my ($block) = @_;
-    my $keys = redis_cmd('KEYS', block_prefix($block->seq_num) . 'job:*');
-    my @jobs;
-
-    for my $key (@{ $keys || [] }) {
-        my %job = @{ redis_cmd('HGETALL', $key) || [] };
-        push @jobs, "$job{username} $job{delivery_method}";
-    }
-
-    return join "\n", sort @jobs;
-}
-
 add_block_preprocessor(sub {
     my $block = shift;
 

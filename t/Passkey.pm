@@ -24,7 +24,8 @@ use IO::Socket::INET;
 use HTTP::Tiny;
 use File::Basename qw(basename);
 
-our @EXPORT = qw(redis_cmd block_tenant block_prefix run_flows read_response);
+our @EXPORT = qw(redis_cmd block_tenant block_prefix run_flows read_response
+                 redis_jobs);
 use base 'Exporter';
 
 BEGIN {
@@ -279,6 +280,21 @@ sub read_response {
     }
 
     return { status => $status, headers => \%h, content => $content };
+}
+
+# the username and delivery method of every job the block keeps in Redis,
+# as "username delivery_method" lines in sorted order
+sub redis_jobs {
+    my ($block) = @_;
+    my $keys = redis_cmd('KEYS', block_prefix($block->seq_num) . 'job:*');
+    my @jobs;
+
+    for my $key (@{ $keys || [] }) {
+        my %job = @{ redis_cmd('HGETALL', $key) || [] };
+        push @jobs, "$job{username} $job{delivery_method}";
+    }
+
+    return join "\n", sort @jobs;
 }
 
 # A minimal RESP client for assertions on what the module stored.
