@@ -96,10 +96,6 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
-    if (ngx_http_passkey_hide_args(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     if (r->method != NGX_HTTP_POST) {
         return ngx_http_passkey_send_not_allowed(r, "POST");
     }
@@ -262,12 +258,20 @@ ngx_http_passkey_bind_input(ngx_http_request_t *r,
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
-    if (ngx_http_passkey_bind_value(ctx, plcf->username, "username",
-                                    &ctx->username)
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED) {
+        if (ngx_http_passkey_bind_caller(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_http_passkey_bind_value(ctx, plcf->username, "username",
+                                           &ctx->username)
+               != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_passkey_bind_value(ctx, plcf->email, "email", &ctx->email)
         != NGX_OK
-        || ngx_http_passkey_bind_value(ctx, plcf->email, "email",
-                                       &ctx->email)
-           != NGX_OK
         || ngx_http_passkey_bind_value(ctx, plcf->display_name,
                                        "display_name", &ctx->display_name)
            != NGX_OK)
@@ -275,9 +279,19 @@ ngx_http_passkey_bind_input(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* a body that names someone else is worth refusing loudly */
+
     if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
-        && ngx_http_passkey_bind_caller(r, ctx) != NGX_OK)
+        && (ngx_http_passkey_bind_same(ctx, "username", &ctx->username)
+            != NGX_OK
+            || (plcf->email
+                && ngx_http_passkey_bind_same(ctx, "email", &ctx->email)
+                   != NGX_OK)))
     {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_FORBIDDEN,
+                                     "identity_mismatch",
+                                     "the request names another user than "
+                                     "the signed-in one");
         return NGX_ERROR;
     }
 
@@ -539,62 +553,42 @@ ngx_http_passkey_bind_cleanup(void *data)
 /*
  * passkey_bind_mode authenticated: who the request is for comes from
  * nginx (auth_request_set, $remote_user, a client certificate, a header
- * of a trusted upstream), never from the body; a body that names someone
- * else is an attempt worth refusing loudly rather than ignoring.
+ * of a trusted upstream), never from the body.
  */
 
 static ngx_int_t
 ngx_http_passkey_bind_caller(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx)
 {
-    u_char                        buf[NGX_HTTP_PASSKEY_LOG_VALUE_LEN];
-    ngx_str_t                     name;
     ngx_http_passkey_loc_conf_t  *plcf;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
-    if (ctx->username.len == 0) {
+    switch (ngx_http_passkey_verified_user(r, plcf->username,
+                                           &ctx->username))
+    {
+    case NGX_OK:
+        return NGX_OK;
+
+    case NGX_DECLINED:
         ngx_http_passkey_bind_reject(ctx, NGX_HTTP_UNAUTHORIZED,
                                      "unauthenticated",
                                      "sign in first: no verified user");
         return NGX_ERROR;
-    }
 
-    /*
-     * Not normalised: "victim " is not "victim" for the application that
-     * vouched for it, whatever nginx or Beyond Identity would make of it.
-     */
-
-    if (ngx_http_passkey_check_name(&ctx->username) != NGX_OK) {
-        ngx_http_passkey_log_value(&ctx->username, &name, buf);
-
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "passkey: the verified username \"%V\" is not one "
-                      "that can be bound safely (spaces at either end or "
-                      "in a row, invisible or forbidden characters, more "
-                      "than 64 characters)", &name);
-
+    case NGX_ABORT:
         ngx_http_passkey_bind_fail(ctx, NGX_HTTP_FORBIDDEN,
                                    "invalid_verified_user",
                                    "the signed-in user cannot be bound "
                                    "safely");
         return NGX_ERROR;
-    }
 
-    if (ngx_http_passkey_bind_same(ctx, "username", &ctx->username)
-        != NGX_OK
-        || (plcf->email
-            && ngx_http_passkey_bind_same(ctx, "email", &ctx->email)
-               != NGX_OK))
-    {
-        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_FORBIDDEN,
-                                     "identity_mismatch",
-                                     "the request names another user than "
-                                     "the signed-in one");
+    default:
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot evaluate the verified user");
         return NGX_ERROR;
     }
-
-    return NGX_OK;
 }
 
 

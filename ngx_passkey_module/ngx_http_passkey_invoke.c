@@ -216,27 +216,6 @@ ngx_http_passkey_invoke_handler(ngx_http_request_t *r)
 
 
 /*
- * The first thing in a passkey_invoke location, in the rewrite phase:
- * limit_req, allow/deny and auth_request run before the link check, and
- * what they log has the request line, which must not carry the token.
- */
-
-ngx_int_t
-ngx_http_passkey_invoke_hide_handler(ngx_http_request_t *r)
-{
-    ngx_http_passkey_loc_conf_t  *plcf;
-
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
-
-    if (plcf->invoke && ngx_http_passkey_hide_args(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/*
  * An internal redirect clears the modules' contexts, and a subrequest has
  * its own: the context of a checked link is found again through the pool
  * cleanup that holds it, so the link is never used up twice by one
@@ -288,11 +267,7 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
     ngx_pool_cleanup_t      *cln;
     ngx_http_passkey_ctx_t  *ctx;
 
-    /* the token must not reach error_log's request line nor $request */
-
-    if (ngx_http_passkey_hide_args(r) != NGX_OK) {
-        return ngx_http_passkey_invoke_error(r);
-    }
+    /* the token left the request line already, in the rewrite phase */
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,

@@ -13,6 +13,7 @@
 
 static ngx_int_t ngx_http_passkey_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_passkey_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_passkey_hide_handler(ngx_http_request_t *r);
 static void *ngx_http_passkey_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_passkey_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -369,6 +370,29 @@ ngx_http_passkey_preconfiguration(ngx_conf_t *cf)
 }
 
 
+/*
+ * The first thing in a passkey_bind or passkey_invoke location, in the
+ * rewrite phase: limit_req, allow/deny and auth_request run before the
+ * handler, and what they log has the request line, which must not carry
+ * a token (the /bind URL's own, or one a client put there by mistake).
+ */
+
+static ngx_int_t
+ngx_http_passkey_hide_handler(ngx_http_request_t *r)
+{
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if ((plcf->invoke || plcf->bind) && ngx_http_passkey_hide_args(r) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
 {
@@ -408,7 +432,7 @@ ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    *h = ngx_http_passkey_invoke_hide_handler;
+    *h = ngx_http_passkey_hide_handler;
 
     return ngx_http_passkey_token_init_zone(cf, pmcf);
 }

@@ -329,6 +329,8 @@ ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_configured_value(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *value);
+ngx_int_t ngx_http_passkey_verified_user(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *name);
 void ngx_http_passkey_log_value(ngx_str_t *in, ngx_str_t *out, u_char *buf);
 ngx_int_t ngx_http_passkey_hide_args(ngx_http_request_t *r);
 ngx_int_t ngx_http_passkey_safe_uri(ngx_http_request_t *r, ngx_str_t *uri);
@@ -359,7 +361,6 @@ ngx_int_t ngx_http_passkey_bind_handler(ngx_http_request_t *r);
 
 /* ngx_http_passkey_invoke.c */
 ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_passkey_invoke_hide_handler(ngx_http_request_t *r);
 
 /* ngx_http_passkey_status.c */
 ngx_int_t ngx_http_passkey_job_status_handler(ngx_http_request_t *r);

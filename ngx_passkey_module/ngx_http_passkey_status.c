@@ -255,13 +255,9 @@ ngx_http_passkey_status_start(ngx_http_request_t *r, ngx_uint_t revoke)
     ngx_str_null(&caller);
 
     if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED) {
-        rc = ngx_http_passkey_configured_value(r, plcf->username, &caller);
+        rc = ngx_http_passkey_verified_user(r, plcf->username, &caller);
 
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_OK && caller.len == 0) {
+        if (rc == NGX_DECLINED) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "passkey: unauthenticated: no verified user");
 
@@ -271,19 +267,17 @@ ngx_http_passkey_status_start(ngx_http_request_t *r, ngx_uint_t revoke)
                                                  "unauthenticated", &detail);
         }
 
-        /* the same names as a bind takes: none that reads as another */
-
-        if (rc != NGX_OK || ngx_http_passkey_check_name(&caller) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "passkey: the verified username is not one that "
-                          "can be bound safely");
-
+        if (rc == NGX_ABORT) {
             ngx_str_set(&detail, "the signed-in user cannot be bound "
                                  "safely");
 
             return ngx_http_passkey_send_problem(r, NGX_HTTP_FORBIDDEN,
                                                  "invalid_verified_user",
                                                  &detail);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
