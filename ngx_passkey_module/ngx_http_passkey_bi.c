@@ -96,6 +96,50 @@ ngx_http_passkey_bi_cancel(ngx_http_passkey_bi_call_t *bc)
 }
 
 
+/*
+ * A call about one job of an identity: GET reads it, POST with suffix
+ * ":revoke" revokes it.  When it cannot be made, the call says why in
+ * result and error, and NGX_ERROR leaves calling the handler to the caller.
+ */
+
+ngx_int_t
+ngx_http_passkey_bi_job(ngx_http_passkey_bi_call_t *bc, ngx_http_request_t *r,
+    ngx_str_t *identity_id, ngx_str_t *job_id, char *method, char *suffix,
+    ngx_http_passkey_bi_done_pt handler, void *data)
+{
+    ngx_memzero(bc, sizeof(ngx_http_passkey_bi_call_t));
+
+    bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
+    bc->error = "cannot build the API request";
+    bc->handler = handler;
+    bc->data = data;
+
+    bc->pool = r->pool;
+    bc->log = r->connection->log;
+    bc->conf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+    bc->method.data = (u_char *) method;
+    bc->method.len = ngx_strlen(method);
+
+    bc->path.len = sizeof("/identities/") - 1 + identity_id->len
+                   + sizeof("/credential-binding-jobs/") - 1
+                   + job_id->len + ngx_strlen(suffix);
+    bc->path.data = ngx_pnalloc(r->pool, bc->path.len);
+    if (bc->path.data == NULL) {
+        bc->path.len = 0;
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(bc->path.data, "/identities/%V/credential-binding-jobs/%V%s",
+                identity_id, job_id, suffix);
+
+    if (bc->method.data[0] == 'P') {
+        ngx_str_set(&bc->body, "{}");
+    }
+
+    return ngx_http_passkey_bi_start(bc);
+}
+
+
 static void
 ngx_http_passkey_bi_token_ready(ngx_http_passkey_token_wait_t *w)
 {

@@ -76,7 +76,6 @@ static void ngx_http_passkey_bind_send(ngx_http_passkey_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *body);
 static void ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx,
     ngx_uint_t status, char *code, char *detail);
-static time_t ngx_http_passkey_parse_rfc3339(ngx_str_t *s);
 
 
 static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
@@ -1751,84 +1750,4 @@ ngx_http_passkey_bind_step(ngx_http_passkey_ctx_t *ctx,
     ngx_memzero(&ctx->bi, sizeof(ngx_http_passkey_bi_call_t));
     ctx->bi.result = NGX_HTTP_PASSKEY_API_INTERNAL;
     ctx->bi.error = "cannot build the API request";
-}
-
-
-/* "2026-12-05T15:09:48.123456Z" or with a "+hh:mm" offset; 0 if invalid */
-
-static time_t
-ngx_http_passkey_parse_rfc3339(ngx_str_t *s)
-{
-    u_char      *p, *last;
-    time_t       days, t;
-    ngx_int_t    year, month, day, hour, min, sec, off, sign, y, era, yoe;
-    ngx_uint_t   doy, doe, m;
-
-    p = s->data;
-    last = s->data + s->len;
-
-    if (s->len < sizeof("1970-01-01T00:00:00Z") - 1
-        || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != 't')
-        || p[13] != ':' || p[16] != ':')
-    {
-        return 0;
-    }
-
-    year = ngx_atoi(p, 4);
-    month = ngx_atoi(p + 5, 2);
-    day = ngx_atoi(p + 8, 2);
-    hour = ngx_atoi(p + 11, 2);
-    min = ngx_atoi(p + 14, 2);
-    sec = ngx_atoi(p + 17, 2);
-
-    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31
-        || hour < 0 || hour > 23 || min < 0 || min > 59 || sec < 0
-        || sec > 60)
-    {
-        return 0;
-    }
-
-    p += 19;
-
-    if (p < last && *p == '.') {
-        for (p++; p < last && *p >= '0' && *p <= '9'; p++) {
-            /* fractions of a second do not matter for a TTL */
-        }
-    }
-
-    off = 0;
-
-    if (p + 1 == last && (*p == 'Z' || *p == 'z')) {
-        off = 0;
-
-    } else if (p + 6 == last && (*p == '+' || *p == '-') && p[3] == ':') {
-        sign = (*p == '-') ? -1 : 1;
-        hour = ngx_atoi(p + 1, 2);
-        min = ngx_atoi(p + 4, 2);
-
-        if (hour == NGX_ERROR || min == NGX_ERROR) {
-            return 0;
-        }
-
-        off = sign * (hour * 3600 + min * 60);
-        hour = ngx_atoi(s->data + 11, 2);
-        min = ngx_atoi(s->data + 14, 2);
-
-    } else {
-        return 0;
-    }
-
-    /* days since the epoch of a proleptic Gregorian date */
-
-    y = year - (month <= 2);
-    era = y / 400;
-    yoe = y - era * 400;
-    m = (ngx_uint_t) month;
-    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + day - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    days = (time_t) era * 146097 + (time_t) doe - 719468;
-
-    t = days * 86400 + hour * 3600 + min * 60 + sec - off;
-
-    return t > 0 ? t : 0;
 }

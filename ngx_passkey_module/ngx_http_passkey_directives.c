@@ -906,18 +906,19 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    /* the invoke check needs only Redis; the others call the API */
+    /* the link check asks the API about the job's state, as they all do */
 
     if (ngx_http_passkey_check_needs(cf, plcf, name,
-                                     plcf->invoke
-                                     ? 0 : NGX_HTTP_PASSKEY_NEED_API)
+                                     NGX_HTTP_PASSKEY_NEED_API)
         != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
 
-    if (plcf->invoke) {
-        return ngx_http_passkey_check_invoke_rewrites(cf);
+    if (plcf->invoke
+        && ngx_http_passkey_check_invoke_rewrites(cf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     return ngx_http_passkey_api_client(cf, plcf);

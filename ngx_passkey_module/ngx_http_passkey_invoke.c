@@ -59,8 +59,23 @@ typedef enum {
     NGX_HTTP_PASSKEY_LINK_REVOKED,
     NGX_HTTP_PASSKEY_LINK_COMPLETE,
     NGX_HTTP_PASSKEY_LINK_USED,
-    NGX_HTTP_PASSKEY_LINK_REDIS_FAILED
+    NGX_HTTP_PASSKEY_LINK_NONE,           /* not in Redis at all */
+    NGX_HTTP_PASSKEY_LINK_REDIS_FAILED,
+    NGX_HTTP_PASSKEY_LINK_API_FAILED
 } ngx_http_passkey_link_e;
+
+
+typedef struct {
+    /* first: the $passkey_* variables find it as the module's context */
+    ngx_http_passkey_ctx_t            ctx;
+
+    ngx_str_t                         key;
+    ngx_str_t                         now;       /* RFC 3339, seconds */
+    ngx_http_passkey_problem_t        problem;   /* the API failed */
+
+    unsigned                          known:1;   /* Redis had the job */
+    unsigned                          asked:1;   /* the API was asked */
+} ngx_http_passkey_invoke_ctx_t;
 
 
 typedef struct {
@@ -86,9 +101,20 @@ static ngx_int_t ngx_http_passkey_invoke_unescape(ngx_pool_t *pool,
     ngx_str_t *s, ngx_str_t *out);
 static ngx_uint_t ngx_http_passkey_invoke_same_url(ngx_str_t *url,
     ngx_str_t *conf);
-static ngx_int_t ngx_http_passkey_invoke_open(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx);
+static ngx_int_t ngx_http_passkey_invoke_open(
+    ngx_http_passkey_invoke_ctx_t *ic, ngx_str_t *state,
+    ngx_str_t *expire_time);
 static void ngx_http_passkey_invoke_opened(ngx_http_passkey_redis_op_t *op);
+static void ngx_http_passkey_invoke_ask(ngx_http_passkey_invoke_ctx_t *ic);
+static void ngx_http_passkey_invoke_answered(ngx_http_passkey_bi_call_t *bc);
+static ngx_http_passkey_link_e ngx_http_passkey_invoke_job(
+    ngx_http_passkey_invoke_ctx_t *ic, ngx_http_passkey_bi_call_t *bc,
+    ngx_str_t *state, ngx_str_t *expire);
+static void ngx_http_passkey_invoke_record(ngx_http_passkey_invoke_ctx_t *ic,
+    ngx_str_t *field, ngx_str_t *value);
+static void ngx_http_passkey_invoke_recorded(
+    ngx_http_passkey_redis_op_t *op);
+static void ngx_http_passkey_invoke_resume(ngx_http_passkey_invoke_ctx_t *ic);
 static ngx_int_t ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx);
 static ngx_int_t ngx_http_passkey_invoke_link(ngx_http_request_t *r,
@@ -141,26 +167,48 @@ static ngx_http_passkey_link_answer_t  ngx_http_passkey_link_answers[] = {
       "This link was already used.",
       "the binding link was already used" },
 
+    /* passkey_invoke_unknown_jobs refuse */
+    { ngx_string("none"), NGX_HTTP_NOT_FOUND, "unknown_job",
+      "this link is not valid",
+      "This link is not valid.",
+      "a job this deployment did not create" },
+
     { ngx_null_string, NGX_HTTP_SERVICE_UNAVAILABLE, "redis_unavailable",
       "job storage is unavailable",
+      "This service is unavailable. Please try again later.",
+      NULL },
+
+    /* the status and code are the API failure's */
+    { ngx_null_string, 0, NULL, NULL,
       "This service is unavailable. Please try again later.",
       NULL }
 };
 
 
 /*
- * One atomic step, so that of two requests with the same link exactly one
- * gets through.  ARGV: identity_id, now (RFC 3339 UTC), "1" to use the
- * link up (GET) or "0" to only check it (HEAD).  An expire_time that is
- * not RFC 3339 is left to the key's TTL, which the bind handler set from
- * it (7 days at most when it could not be read).  A job Beyond Identity
- * no longer knows (gone_at, set by the status handler) is unknown; one
- * whose email could not be sent has no valid link either.
+ * The job as Redis holds it, in one atomic step.  ARGV: identity_id, now
+ * (RFC 3339 UTC), "1" to record an opening (GET) or "0" to only check
+ * (HEAD), "1" if a link may be opened again, and, to record a job the API
+ * vouched for when Redis has none: its state, expire_time, TTL and id
+ * (state "" records nothing).
+ *
+ * An expire_time that is not RFC 3339 is left to the key's TTL.  A job
+ * Beyond Identity no longer knows (gone_at) is unknown, and so is one
+ * whose email could not be sent: neither has a valid link.  "none": no
+ * job at all under the key.
  */
 
 static ngx_str_t  ngx_http_passkey_open_script = ngx_string(
-    "local j = redis.call('HMGET', KEYS[1], 'identity_id', "
-    "'delivery_method', 'state', 'expire_time', 'opened_at', 'gone_at') "
+    "local k = KEYS[1] "
+    "if redis.call('EXISTS', k) == 0 then "
+    "if ARGV[5] == '' then return 'none' end "
+    "redis.call('HSET', k, 'job_id', ARGV[8], 'identity_id', ARGV[1], "
+    "'delivery_method', 'EMAIL', 'state', ARGV[5], "
+    "'expire_time', ARGV[6], 'created_at', ARGV[2], "
+    "'adopted_at', ARGV[2]) "
+    "redis.call('EXPIRE', k, ARGV[7]) end "
+    "local j = redis.call('HMGET', k, 'identity_id', 'delivery_method', "
+    "'state', 'expire_time', 'opened_at', 'gone_at') "
     "if j[1] ~= ARGV[1] or j[2] ~= 'EMAIL' or j[6] then "
     "return 'unknown' end "
     "if j[3] == 'FAILED_TO_SEND' then return 'unknown' end "
@@ -170,10 +218,23 @@ static ngx_str_t  ngx_http_passkey_open_script = ngx_string(
     "local e = string.sub(j[4] or '', 1, 19) "
     "if string.match(e, '^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d$') "
     "and e <= string.sub(ARGV[2], 1, 19) then return 'expired' end "
-    "if j[5] then return 'used' end "
+    "if j[5] and ARGV[4] ~= '1' then return 'used' end "
     "if ARGV[3] == '1' then "
-    "redis.call('HSET', KEYS[1], 'opened_at', ARGV[2], "
-    "'state', 'LINK_OPENED') end "
+    "if not j[5] then redis.call('HSET', k, 'opened_at', ARGV[2]) end "
+    "if j[3] == 'LINK_SENT' then "
+    "redis.call('HSET', k, 'state', 'LINK_OPENED') end "
+    "redis.call('HINCRBY', k, 'opens', 1) end "
+    "return 'ok'");
+
+
+/*
+ * A state the API reported, on a job that still exists: an HSET on a key
+ * whose TTL ended meanwhile would bring it back without one.
+ */
+
+static ngx_str_t  ngx_http_passkey_record_script = ngx_string(
+    "if redis.call('EXISTS', KEYS[1]) == 1 then "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end "
     "return 'ok'");
 
 
@@ -252,6 +313,8 @@ ngx_http_passkey_invoke_cleanup(void *data)
 {
     ngx_http_passkey_ctx_t *ctx = data;
 
+    ngx_http_passkey_bi_cancel(&ctx->bi);
+
     if (ctx->waiting_redis) {
         ngx_http_passkey_redis_cancel(&ctx->redis);
         ctx->waiting_redis = 0;
@@ -262,10 +325,11 @@ ngx_http_passkey_invoke_cleanup(void *data)
 static ngx_int_t
 ngx_http_passkey_invoke_start(ngx_http_request_t *r)
 {
-    ngx_int_t                rc;
-    ngx_table_elt_t         *h;
-    ngx_pool_cleanup_t      *cln;
-    ngx_http_passkey_ctx_t  *ctx;
+    ngx_int_t                       rc;
+    ngx_table_elt_t                *h;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_passkey_ctx_t         *ctx;
+    ngx_http_passkey_invoke_ctx_t  *ic;
 
     /* the token left the request line already, in the rewrite phase */
 
@@ -293,14 +357,15 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
                                         "email.");
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_passkey_ctx_t));
-    if (ctx == NULL) {
+    ic = ngx_pcalloc(r->pool, sizeof(ngx_http_passkey_invoke_ctx_t));
+    if (ic == NULL) {
         return ngx_http_passkey_invoke_error(r);
     }
 
+    ctx = &ic->ctx;
     ctx->request = r;
 
-    /* whatever happens to the request, Redis may not call back into it */
+    /* whatever happens to the request, nothing may call back into it */
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -308,7 +373,7 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
     }
 
     cln->handler = ngx_http_passkey_invoke_cleanup;
-    cln->data = ctx;
+    cln->data = ic;
 
     ngx_http_set_ctx(r, ctx, ngx_http_passkey_module);
 
@@ -320,7 +385,19 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
         return rc;
     }
 
-    if (ngx_http_passkey_invoke_open(r, ctx) != NGX_OK) {
+    ic->now.data = ngx_pnalloc(r->pool, sizeof("1970-01-01T00:00:00Z") - 1);
+    if (ic->now.data == NULL) {
+        return ngx_http_passkey_invoke_error(r);
+    }
+
+    ngx_http_passkey_rfc3339(ngx_time(), ic->now.data);
+    ic->now.len = sizeof("1970-01-01T00:00:00Z") - 1;
+
+    if (ngx_http_passkey_job_key(r, &ctx->job_id, &ic->key) != NGX_OK) {
+        return ngx_http_passkey_invoke_error(r);
+    }
+
+    if (ngx_http_passkey_invoke_open(ic, NULL, NULL) != NGX_OK) {
         ctx->done = 1;
         ctx->rc = NGX_HTTP_PASSKEY_LINK_REDIS_FAILED;
 
@@ -430,7 +507,9 @@ ngx_http_passkey_invoke_args(ngx_http_request_t *r,
 
     foreign = NULL;
 
-    if (!ngx_http_passkey_invoke_same_url(&url, &plcf->api_url)) {
+    if (!ngx_http_passkey_invoke_same_url(&url, &plcf->auth_url)
+        && !ngx_http_passkey_invoke_same_url(&url, &plcf->api_url))
+    {
         foreign = "api_base_url";
 
     } else if (tenant->len != plcf->tenant_id.len
@@ -681,39 +760,34 @@ ngx_http_passkey_invoke_same_url(ngx_str_t *url, ngx_str_t *conf)
 }
 
 
+/*
+ * Sends the Redis step.  state NULL: the job as stored; otherwise the
+ * state and expire_time the API gave for a job Redis does not have, to be
+ * recorded (a GET only) before it is checked like any other.
+ */
+
 static ngx_int_t
-ngx_http_passkey_invoke_open(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx)
+ngx_http_passkey_invoke_open(ngx_http_passkey_invoke_ctx_t *ic,
+    ngx_str_t *state, ngx_str_t *expire_time)
 {
-    u_char                       *now;
-    ngx_str_t                     argv[7];
+    time_t                        expires, ttl;
+    ngx_str_t                     argv[12];
+    ngx_http_request_t           *r;
     ngx_http_passkey_loc_conf_t  *plcf;
 
+    r = ic->ctx.request;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
-    /* EVAL script 1 key identity_id now use */
+    /* EVAL script 1 key identity now use reopen state expire ttl job */
 
     ngx_str_set(&argv[0], "EVAL");
     argv[1] = ngx_http_passkey_open_script;
     ngx_str_set(&argv[2], "1");
+    argv[3] = ic->key;
+    argv[4] = ic->ctx.identity_id;
+    argv[5] = ic->now;
 
-    if (ngx_http_passkey_job_key(r, &ctx->job_id, &argv[3]) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    argv[4] = ctx->identity_id;
-
-    now = ngx_pnalloc(r->pool, sizeof("1970-01-01T00:00:00Z") - 1);
-    if (now == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_passkey_rfc3339(ngx_time(), now);
-
-    argv[5].data = now;
-    argv[5].len = sizeof("1970-01-01T00:00:00Z") - 1;
-
-    /* HEAD has no side effects: it does not use the link up */
+    /* HEAD has no side effects: it never counts as an opening */
 
     if (r->method == NGX_HTTP_HEAD) {
         ngx_str_set(&argv[6], "0");
@@ -722,19 +796,54 @@ ngx_http_passkey_invoke_open(ngx_http_request_t *r,
         ngx_str_set(&argv[6], "1");
     }
 
-    ngx_http_passkey_redis_op_init(r, &ctx->redis,
-                                   ngx_http_passkey_invoke_opened, ctx);
+    if (plcf->invoke_reopen) {
+        ngx_str_set(&argv[7], "1");
 
-    if (ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 7, argv)
+    } else {
+        ngx_str_set(&argv[7], "0");
+    }
+
+    ngx_str_null(&argv[8]);
+    ngx_str_null(&argv[9]);
+    ngx_str_null(&argv[10]);
+    argv[11] = ic->ctx.job_id;
+
+    if (state) {
+        argv[8] = *state;
+        argv[9] = *expire_time;
+
+        /* like a job this module created: until it expires at BI */
+
+        expires = ngx_http_passkey_parse_rfc3339(expire_time);
+        ttl = expires ? expires - ngx_time() : 7 * 86400;
+
+        if (ttl < 60) {
+            ttl = 60;
+        }
+
+        argv[10].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (argv[10].data == NULL) {
+            return NGX_ERROR;
+        }
+
+        argv[10].len = ngx_sprintf(argv[10].data, "%T", ttl)
+                       - argv[10].data;
+    }
+
+    ngx_http_passkey_redis_op_init(r, &ic->ctx.redis,
+                                   ngx_http_passkey_invoke_opened, ic);
+
+    if (ngx_http_passkey_redis_send(plcf->redis, &ic->ctx.redis, 12, argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: cannot send the binding link check of job "
-                      "%V to redis \"%V\"", &ctx->job_id, &plcf->redis->name);
+                      "%V to redis \"%V\"", &ic->ctx.job_id,
+                      &plcf->redis->name);
         return NGX_ERROR;
     }
 
-    ctx->waiting_redis = 1;
+    ic->ctx.waiting_redis = 1;
 
     return NGX_OK;
 }
@@ -743,18 +852,19 @@ ngx_http_passkey_invoke_open(ngx_http_request_t *r,
 static void
 ngx_http_passkey_invoke_opened(ngx_http_passkey_redis_op_t *op)
 {
-    ngx_http_passkey_ctx_t *ctx = op->data;
+    ngx_http_passkey_invoke_ctx_t *ic = op->data;
 
     ngx_uint_t                    i;
     ngx_connection_t             *c;
     ngx_http_request_t           *r;
+    ngx_http_passkey_ctx_t       *ctx;
     ngx_http_passkey_loc_conf_t  *plcf;
 
+    ctx = &ic->ctx;
     r = ctx->request;
     c = r->connection;
 
     ctx->waiting_redis = 0;
-    ctx->done = 1;
     ctx->rc = NGX_HTTP_PASSKEY_LINK_REDIS_FAILED;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
@@ -794,13 +904,349 @@ ngx_http_passkey_invoke_opened(ngx_http_passkey_redis_op_t *op)
         }
     }
 
-    /* the phase handler runs again and acts on the outcome */
+    /*
+     * Only Beyond Identity knows whether the job was revoked or completed
+     * meanwhile, in the console say, and whether a job that another
+     * backend of the tenant created is real.
+     */
+
+    if (!ic->asked
+        && (ctx->rc == NGX_HTTP_PASSKEY_LINK_OK
+            || (ctx->rc == NGX_HTTP_PASSKEY_LINK_NONE
+                && plcf->invoke_unknown == NGX_HTTP_PASSKEY_VERIFY)))
+    {
+        ic->known = (ctx->rc == NGX_HTTP_PASSKEY_LINK_OK);
+        ngx_http_passkey_invoke_ask(ic);
+        return;
+    }
+
+    ngx_http_passkey_invoke_resume(ic);
+}
+
+
+static void
+ngx_http_passkey_invoke_ask(ngx_http_passkey_invoke_ctx_t *ic)
+{
+    ngx_http_request_t  *r;
+
+    r = ic->ctx.request;
+    ic->asked = 1;
+
+    r->connection->log->action = "asking Beyond Identity about the passkey "
+                                 "binding job";
+
+    if (ngx_http_passkey_bi_job(&ic->ctx.bi, r, &ic->ctx.identity_id,
+                                &ic->ctx.job_id, "GET", "",
+                                ngx_http_passkey_invoke_answered, ic)
+        != NGX_OK)
+    {
+        ngx_http_passkey_invoke_answered(&ic->ctx.bi);
+    }
+}
+
+
+/*
+ * The API's word on the job.  A job that Redis holds was checked there
+ * first, so when the API cannot be asked, the link is handed over on that
+ * check alone (the SDK then asks Beyond Identity itself); a job that Redis
+ * does not hold is handed over only on the API's word.
+ */
+
+static void
+ngx_http_passkey_invoke_answered(ngx_http_passkey_bi_call_t *bc)
+{
+    ngx_http_passkey_invoke_ctx_t *ic = bc->data;
+
+    ngx_str_t                 state, expire, field;
+    ngx_http_request_t       *r;
+    ngx_http_passkey_link_e   rc;
+
+    r = ic->ctx.request;
+
+    if (bc->result == NGX_HTTP_PASSKEY_API_OK
+        && bc->status == NGX_HTTP_NOT_FOUND)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "passkey: Beyond Identity does not know binding job "
+                      "%V of identity %V", &ic->ctx.job_id,
+                      &ic->ctx.identity_id);
+
+        ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_UNKNOWN;
+        ngx_str_set(&field, "gone_at");
+        ngx_http_passkey_invoke_record(ic, &field, &ic->now);
+        return;
+    }
+
+    rc = ngx_http_passkey_invoke_job(ic, bc, &state, &expire);
+
+    if (rc == NGX_HTTP_PASSKEY_LINK_API_FAILED) {
+
+        if (ic->known && bc->result != NGX_HTTP_PASSKEY_API_OK) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "passkey: cannot read binding job %V (%s), its "
+                          "link is handed over on what redis holds",
+                          &ic->ctx.job_id,
+                          bc->error ? bc->error : "unknown error");
+
+            ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_OK;
+
+        } else if (ic->known) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "passkey: cannot read binding job %V (%V %V "
+                          "answered %ui \"%V\" \"%V\"), its link is handed "
+                          "over on what redis holds", &ic->ctx.job_id,
+                          &bc->method, &bc->path, bc->status, &bc->log_code,
+                          &bc->log_message);
+
+            ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_OK;
+
+        } else {
+            /* logs what failed */
+            ngx_http_passkey_bi_problem(r, bc, 0, &ic->problem);
+
+            if (ic->problem.status < NGX_HTTP_INTERNAL_SERVER_ERROR) {
+                ic->problem.status = NGX_HTTP_BAD_GATEWAY;
+                ic->problem.code = "api_unexpected_status";
+                ic->problem.detail = "the Beyond Identity API answered an "
+                                     "unexpected status";
+            }
+
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "passkey: binding job %V, which redis does not "
+                          "hold, cannot be verified: its link is refused",
+                          &ic->ctx.job_id);
+
+            ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_API_FAILED;
+        }
+
+        ngx_http_passkey_invoke_resume(ic);
+        return;
+    }
+
+    ic->ctx.job_state = state;
+    ic->ctx.rc = rc;
+
+    if (rc != NGX_HTTP_PASSKEY_LINK_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "passkey: Beyond Identity says binding job %V is %V",
+                      &ic->ctx.job_id, &state);
+
+        ngx_str_set(&field, "state");
+        ngx_http_passkey_invoke_record(ic, &field, &state);
+        return;
+    }
+
+    if (ic->known || r->method == NGX_HTTP_HEAD) {
+        ngx_http_passkey_invoke_resume(ic);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "passkey: binding job %V was created elsewhere, and "
+                  "Beyond Identity vouches for it", &ic->ctx.job_id);
+
+    r->connection->log->action = "checking the passkey binding link";
+
+    if (ngx_http_passkey_invoke_open(ic, &state, &expire) != NGX_OK) {
+        ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_REDIS_FAILED;
+        ngx_http_passkey_invoke_resume(ic);
+    }
+}
+
+
+/*
+ * What the API's answer means for the link.  NGX_HTTP_PASSKEY_LINK_API_FAILED:
+ * no usable answer.  A job of another identity, tenant or realm, or one
+ * not sent by email, has no link that leads here.
+ */
+
+static ngx_http_passkey_link_e
+ngx_http_passkey_invoke_job(ngx_http_passkey_invoke_ctx_t *ic,
+    ngx_http_passkey_bi_call_t *bc, ngx_str_t *state, ngx_str_t *expire)
+{
+    time_t                        expires;
+    ngx_str_t                     v, *want[5];
+    ngx_uint_t                    i;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    static ngx_str_t  email = ngx_string("EMAIL");
+    static char      *names[] = { "id", "identity_id", "tenant_id",
+                                  "realm_id", "delivery_method" };
+
+    r = ic->ctx.request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (bc->result != NGX_HTTP_PASSKEY_API_OK || bc->status != NGX_HTTP_OK) {
+        return NGX_HTTP_PASSKEY_LINK_API_FAILED;
+    }
+
+    if (ngx_http_passkey_json_string(r->pool, bc->json, "state", state)
+        != NGX_OK
+        || ngx_http_passkey_valid_value(state, 0) != NGX_OK)
+    {
+        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+        bc->error = "the job has no valid state";
+        return NGX_HTTP_PASSKEY_LINK_API_FAILED;
+    }
+
+    if (ngx_http_passkey_json_string(r->pool, bc->json, "expire_time", expire)
+        != NGX_OK
+        || ngx_http_passkey_valid_value(expire, 1) != NGX_OK)
+    {
+        ngx_str_null(expire);
+    }
+
+    /* each member, when the answer has it, must be this link's */
+
+    want[0] = &ic->ctx.job_id;
+    want[1] = &ic->ctx.identity_id;
+    want[2] = &plcf->tenant_id;
+    want[3] = &plcf->realm_id;
+    want[4] = &email;
+
+    for (i = 0; i < 5; i++) {
+
+        if (ngx_http_passkey_json_string(r->pool, bc->json, names[i], &v)
+            != NGX_OK)
+        {
+            if (i < 4) {
+                continue;
+            }
+
+            /* the delivery method decides: it may not be missing */
+            ngx_str_null(&v);
+        }
+
+        if (v.len != want[i]->len
+            || ngx_strncmp(v.data, want[i]->data, v.len) != 0)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "passkey: binding job %V has another \"%s\" at "
+                          "Beyond Identity", &ic->ctx.job_id, names[i]);
+            return NGX_HTTP_PASSKEY_LINK_UNKNOWN;
+        }
+    }
+
+    if (state->len == sizeof("COMPLETE") - 1
+        && ngx_strncmp(state->data, "COMPLETE", state->len) == 0)
+    {
+        return NGX_HTTP_PASSKEY_LINK_COMPLETE;
+    }
+
+    if (state->len == sizeof("REVOKED") - 1
+        && ngx_strncmp(state->data, "REVOKED", state->len) == 0)
+    {
+        return NGX_HTTP_PASSKEY_LINK_REVOKED;
+    }
+
+    expires = expire->len ? ngx_http_passkey_parse_rfc3339(expire) : 0;
+
+    if ((state->len == sizeof("EXPIRED") - 1
+         && ngx_strncmp(state->data, "EXPIRED", state->len) == 0)
+        || (expires != 0 && expires <= ngx_time()))
+    {
+        return NGX_HTTP_PASSKEY_LINK_EXPIRED;
+    }
+
+    if (ngx_http_passkey_final_state(state)) {
+        /* FAILED_TO_SEND: no email, so no link */
+        return NGX_HTTP_PASSKEY_LINK_UNKNOWN;
+    }
+
+    return NGX_HTTP_PASSKEY_LINK_OK;
+}
+
+
+/* records what the API said on a job Redis holds, then answers */
+
+static void
+ngx_http_passkey_invoke_record(ngx_http_passkey_invoke_ctx_t *ic,
+    ngx_str_t *field, ngx_str_t *value)
+{
+    ngx_str_t                     argv[6];
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ic->ctx.request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (!ic->known) {
+        ngx_http_passkey_invoke_resume(ic);
+        return;
+    }
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1] = ngx_http_passkey_record_script;
+    ngx_str_set(&argv[2], "1");
+    argv[3] = ic->key;
+    argv[4] = *field;
+    argv[5] = *value;
+
+    ngx_http_passkey_redis_op_init(r, &ic->ctx.redis,
+                                   ngx_http_passkey_invoke_recorded, ic);
+
+    if (ngx_http_passkey_redis_send(plcf->redis, &ic->ctx.redis, 6, argv)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "passkey: cannot record in redis \"%V\" what Beyond "
+                      "Identity said about binding job %V",
+                      &plcf->redis->name, &ic->ctx.job_id);
+
+        ngx_http_passkey_invoke_resume(ic);
+        return;
+    }
+
+    ic->ctx.waiting_redis = 1;
+}
+
+
+/* the refusal stands whether or not Redis recorded why */
+
+static void
+ngx_http_passkey_invoke_recorded(ngx_http_passkey_redis_op_t *op)
+{
+    ngx_http_passkey_invoke_ctx_t *ic = op->data;
+
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    ic->ctx.waiting_redis = 0;
+
+    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
+        || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
+    {
+        plcf = ngx_http_get_module_loc_conf(ic->ctx.request,
+                                            ngx_http_passkey_module);
+
+        ngx_log_error(NGX_LOG_ERR, ic->ctx.request->connection->log, 0,
+                      "passkey: redis \"%V\" did not record what Beyond "
+                      "Identity said about binding job %V",
+                      &plcf->redis->name, &ic->ctx.job_id);
+    }
+
+    ngx_http_passkey_invoke_resume(ic);
+}
+
+
+/* the phase handler runs again and acts on the outcome */
+
+static void
+ngx_http_passkey_invoke_resume(ngx_http_passkey_invoke_ctx_t *ic)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ic->ctx.request;
+    c = r->connection;
+
+    ic->ctx.done = 1;
 
     r->read_event_handler = ngx_http_block_reading;
 
     ngx_http_core_run_phases(r);
 
-    /* called from a Redis event, not from the request's own */
+    /* called from a Redis or API event, not from the request's own */
     ngx_http_run_posted_requests(c);
 }
 
@@ -810,9 +1256,18 @@ ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx)
 {
     ngx_http_passkey_loc_conf_t     *plcf;
+    ngx_http_passkey_invoke_ctx_t   *ic;
     ngx_http_passkey_link_answer_t  *a;
 
     a = &ngx_http_passkey_link_answers[ctx->rc];
+
+    if (ctx->rc == NGX_HTTP_PASSKEY_LINK_API_FAILED) {
+        ic = (ngx_http_passkey_invoke_ctx_t *) ctx;
+
+        return ngx_http_passkey_invoke_refuse(r, ic->problem.status,
+                                              ic->problem.code,
+                                              ic->problem.detail, a->text);
+    }
 
     if (ctx->rc != NGX_HTTP_PASSKEY_LINK_OK) {
 
@@ -902,7 +1357,9 @@ ngx_http_passkey_invoke_link(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->delivery_method, "EMAIL");
 
-    if (r->method != NGX_HTTP_HEAD) {
+    /* the API's state when it was asked, else what the opening made it */
+
+    if (ctx->job_state.len == 0 && r->method != NGX_HTTP_HEAD) {
         ngx_str_set(&ctx->job_state, "LINK_OPENED");
     }
 

@@ -53,6 +53,13 @@ static ngx_conf_enum_t  ngx_http_passkey_redis_down[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_passkey_invoke_unknown[] = {
+    { ngx_string("verify"), NGX_HTTP_PASSKEY_VERIFY },
+    { ngx_string("refuse"), NGX_HTTP_PASSKEY_REFUSE },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_api_url"),
@@ -293,6 +300,20 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       offsetof(ngx_http_passkey_loc_conf_t, invoke_redirect),
       NULL },
 
+    { ngx_string("passkey_invoke_unknown_jobs"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, invoke_unknown),
+      &ngx_http_passkey_invoke_unknown },
+
+    { ngx_string("passkey_invoke_reopen"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, invoke_reopen),
+      NULL },
+
     { ngx_string("passkey_job_refresh_interval"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -521,6 +542,8 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
     plcf->post_binding_redirect_uri = NGX_CONF_UNSET_PTR;
     plcf->redirect_origins = NGX_CONF_UNSET_PTR;
     plcf->invoke_redirect = NGX_CONF_UNSET_PTR;
+    plcf->invoke_unknown = NGX_CONF_UNSET_UINT;
+    plcf->invoke_reopen = NGX_CONF_UNSET;
 
     plcf->bind_mode = NGX_CONF_UNSET_UINT;
     plcf->signup_existing = NGX_CONF_UNSET_UINT;
@@ -594,6 +617,9 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              NULL);
     ngx_conf_merge_ptr_value(conf->invoke_redirect, prev->invoke_redirect,
                              NULL);
+    ngx_conf_merge_uint_value(conf->invoke_unknown, prev->invoke_unknown,
+                              NGX_HTTP_PASSKEY_VERIFY);
+    ngx_conf_merge_value(conf->invoke_reopen, prev->invoke_reopen, 1);
 
     ngx_conf_merge_uint_value(conf->bind_mode, prev->bind_mode,
                               NGX_HTTP_PASSKEY_SIGNUP);

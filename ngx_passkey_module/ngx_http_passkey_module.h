@@ -35,11 +35,20 @@
 #define NGX_HTTP_PASSKEY_REFUSE         0
 #define NGX_HTTP_PASSKEY_ALLOW          1     /* passkey_redis_down */
 #define NGX_HTTP_PASSKEY_SEND_EMAIL     1     /* passkey_signup_existing */
+#define NGX_HTTP_PASSKEY_VERIFY         1     /* passkey_invoke_unknown_jobs */
 
 #define NGX_HTTP_PASSKEY_LIMIT_MAX      8
 
 #define NGX_HTTP_PASSKEY_IDEMPOTENCY_KEY_MIN  16
 #define NGX_HTTP_PASSKEY_IDEMPOTENCY_KEY_MAX  255
+
+/* a job state or time from the API, as stored: at most this long */
+#define NGX_HTTP_PASSKEY_STATE_MAX      64
+
+/* the same states as ngx_http_passkey_final_state(), for Lua scripts */
+#define NGX_HTTP_PASSKEY_FINAL_LUA                                            \
+    "local final = {COMPLETE = true, EXPIRED = true, REVOKED = true, "        \
+    "FAILED_TO_SEND = true} "
 
 
 /* how a call to Beyond Identity ended, whatever the HTTP status */
@@ -116,6 +125,8 @@ typedef struct {
     ngx_msec_t                        duplicate_window;
 
     ngx_http_complex_value_t         *invoke_redirect;
+    ngx_uint_t                        invoke_unknown;
+    ngx_flag_t                        invoke_reopen;
     ngx_msec_t                        job_refresh_interval;
 
     ngx_flag_t                        bind;
@@ -375,10 +386,16 @@ void ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
 void ngx_http_passkey_rfc3339(time_t t, u_char *buf);
 ngx_uint_t ngx_http_passkey_final_state(ngx_str_t *state);
 ngx_int_t ngx_http_passkey_valid_id(ngx_str_t *id);
+ngx_int_t ngx_http_passkey_valid_value(ngx_str_t *s, ngx_uint_t time);
+time_t ngx_http_passkey_parse_rfc3339(ngx_str_t *s);
 
 /* ngx_http_passkey_bi.c */
 ngx_int_t ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc);
 void ngx_http_passkey_bi_cancel(ngx_http_passkey_bi_call_t *bc);
+ngx_int_t ngx_http_passkey_bi_job(ngx_http_passkey_bi_call_t *bc,
+    ngx_http_request_t *r, ngx_str_t *identity_id, ngx_str_t *job_id,
+    char *method, char *suffix, ngx_http_passkey_bi_done_pt handler,
+    void *data);
 void ngx_http_passkey_bi_problem(ngx_http_request_t *r,
     ngx_http_passkey_bi_call_t *bc, ngx_uint_t creating_identity,
     ngx_http_passkey_problem_t *pb);

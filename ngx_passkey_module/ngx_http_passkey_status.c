@@ -33,7 +33,6 @@
 
 
 #define NGX_HTTP_PASSKEY_STATUS_NOW_LEN  (sizeof("1970-01-01T00:00:00Z") - 1)
-#define NGX_HTTP_PASSKEY_STATE_MAX       64
 
 
 /* what became of this request's refresh */
@@ -95,9 +94,6 @@ static void ngx_http_passkey_status_refresh_failed(
 static void ngx_http_passkey_status_revoke(ngx_http_passkey_status_ctx_t *sc);
 static void ngx_http_passkey_status_revoked(ngx_http_passkey_bi_call_t *bc);
 static void ngx_http_passkey_status_gone(ngx_http_passkey_status_ctx_t *sc);
-static ngx_int_t ngx_http_passkey_status_call(
-    ngx_http_passkey_status_ctx_t *sc, char *method, char *suffix,
-    ngx_http_passkey_bi_done_pt handler);
 static void ngx_http_passkey_status_update(ngx_http_passkey_status_ctx_t *sc,
     ngx_uint_t n, ngx_str_t *fields);
 static void ngx_http_passkey_status_updated(ngx_http_passkey_redis_op_t *op);
@@ -107,16 +103,8 @@ static void ngx_http_passkey_status_send_job(
 static void ngx_http_passkey_status_fail(ngx_http_passkey_status_ctx_t *sc,
     ngx_uint_t status, char *code, char *detail);
 static ngx_int_t ngx_http_passkey_status_now(ngx_pool_t *pool, ngx_str_t *s);
-static ngx_int_t ngx_http_passkey_status_valid(ngx_str_t *s, ngx_uint_t time);
 static ngx_int_t ngx_http_passkey_status_set_flag(ngx_pool_t *pool,
     ngx_http_passkey_json_t *json, char *key, ngx_uint_t value);
-
-
-/* the same states as ngx_http_passkey_final_state() */
-
-#define NGX_HTTP_PASSKEY_FINAL_LUA                                            \
-    "local final = {COMPLETE = true, EXPIRED = true, REVOKED = true, "        \
-    "FAILED_TO_SEND = true} "
 
 
 /*
@@ -574,8 +562,9 @@ ngx_http_passkey_status_job_read(ngx_http_passkey_redis_op_t *op)
 
     c->log->action = "refreshing the passkey binding job";
 
-    if (ngx_http_passkey_status_call(sc, "GET", "",
-                                     ngx_http_passkey_status_refreshed)
+    if (ngx_http_passkey_bi_job(&sc->ctx.bi, r, &sc->ctx.identity_id,
+                                &sc->ctx.job_id, "GET", "",
+                                ngx_http_passkey_status_refreshed, sc)
         != NGX_OK)
     {
         ngx_http_passkey_status_refresh_failed(sc);
@@ -657,7 +646,7 @@ ngx_http_passkey_status_refreshed(ngx_http_passkey_bi_call_t *bc)
 
     if (ngx_http_passkey_json_string(pool, bc->json, "state", &state)
         != NGX_OK
-        || ngx_http_passkey_status_valid(&state, 0) != NGX_OK)
+        || ngx_http_passkey_valid_value(&state, 0) != NGX_OK)
     {
         bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
         bc->error = "the job has no valid state";
@@ -677,7 +666,7 @@ ngx_http_passkey_status_refreshed(ngx_http_passkey_bi_call_t *bc)
 
     if (ngx_http_passkey_json_string(pool, bc->json, "expire_time", &expire)
         != NGX_OK
-        || ngx_http_passkey_status_valid(&expire, 1) != NGX_OK)
+        || ngx_http_passkey_valid_value(&expire, 1) != NGX_OK)
     {
         ngx_str_null(&expire);
     }
@@ -789,8 +778,9 @@ ngx_http_passkey_status_revoke(ngx_http_passkey_status_ctx_t *sc)
 
     r->connection->log->action = "revoking the passkey binding job";
 
-    if (ngx_http_passkey_status_call(sc, "POST", ":revoke",
-                                     ngx_http_passkey_status_revoked)
+    if (ngx_http_passkey_bi_job(&sc->ctx.bi, r, &sc->ctx.identity_id,
+                                &sc->ctx.job_id, "POST", ":revoke",
+                                ngx_http_passkey_status_revoked, sc)
         != NGX_OK)
     {
         ngx_http_passkey_status_revoked(&sc->ctx.bi);
@@ -899,50 +889,6 @@ ngx_http_passkey_status_gone(ngx_http_passkey_status_ctx_t *sc)
     ngx_str_set(&fields[1], "gone_at");
 
     ngx_http_passkey_status_update(sc, 3, fields);
-}
-
-
-static ngx_int_t
-ngx_http_passkey_status_call(ngx_http_passkey_status_ctx_t *sc, char *method,
-    char *suffix, ngx_http_passkey_bi_done_pt handler)
-{
-    ngx_http_request_t          *r;
-    ngx_http_passkey_bi_call_t  *bc;
-
-    r = sc->ctx.request;
-    bc = &sc->ctx.bi;
-
-    ngx_memzero(bc, sizeof(ngx_http_passkey_bi_call_t));
-
-    /* until it is made, the call reports why it was not */
-    bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
-    bc->error = "cannot build the API request";
-    bc->handler = handler;
-    bc->data = sc;
-
-    bc->pool = r->pool;
-    bc->log = r->connection->log;
-    bc->conf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
-    bc->method.data = (u_char *) method;
-    bc->method.len = ngx_strlen(method);
-
-    bc->path.len = sizeof("/identities/") - 1 + sc->ctx.identity_id.len
-                   + sizeof("/credential-binding-jobs/") - 1
-                   + sc->ctx.job_id.len + ngx_strlen(suffix);
-    bc->path.data = ngx_pnalloc(r->pool, bc->path.len);
-    if (bc->path.data == NULL) {
-        bc->path.len = 0;
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(bc->path.data, "/identities/%V/credential-binding-jobs/%V%s",
-                &sc->ctx.identity_id, &sc->ctx.job_id, suffix);
-
-    if (bc->method.data[0] == 'P') {
-        ngx_str_set(&bc->body, "{}");
-    }
-
-    return ngx_http_passkey_bi_start(bc);
 }
 
 
@@ -1158,39 +1104,6 @@ ngx_http_passkey_status_now(ngx_pool_t *pool, ngx_str_t *s)
 
     ngx_http_passkey_rfc3339(ngx_time(), s->data);
     s->len = NGX_HTTP_PASSKEY_STATUS_NOW_LEN;
-
-    return NGX_OK;
-}
-
-
-/*
- * What the API sends is stored and answered as it is, so it must look
- * like what it is: a state is 1 to 64 letters, digits, "_", "-" or ".",
- * which any future state will be; a time also has ":" and "+".
- */
-
-static ngx_int_t
-ngx_http_passkey_status_valid(ngx_str_t *s, ngx_uint_t time)
-{
-    u_char      ch;
-    ngx_uint_t  i;
-
-    if (s->len == 0 || s->len > NGX_HTTP_PASSKEY_STATE_MAX) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < s->len; i++) {
-        ch = s->data[i];
-
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-            || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'
-            || ch == '.' || (time && (ch == ':' || ch == '+')))
-        {
-            continue;
-        }
-
-        return NGX_DECLINED;
-    }
 
     return NGX_OK;
 }

@@ -131,3 +131,116 @@ ngx_http_passkey_valid_id(ngx_str_t *id)
 
     return NGX_OK;
 }
+
+
+/*
+ * What the API sends is stored and answered as it is, so it must look
+ * like what it is: a state is 1 to 64 letters, digits, "_", "-" or ".",
+ * which any future state will be; a time also has ":" and "+".
+ */
+
+ngx_int_t
+ngx_http_passkey_valid_value(ngx_str_t *s, ngx_uint_t time)
+{
+    u_char      ch;
+    ngx_uint_t  i;
+
+    if (s->len == 0 || s->len > NGX_HTTP_PASSKEY_STATE_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        ch = s->data[i];
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'
+            || ch == '.' || (time && (ch == ':' || ch == '+')))
+        {
+            continue;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "2026-12-05T15:09:48.123456Z" or with a "+hh:mm" offset; 0 if invalid */
+
+time_t
+ngx_http_passkey_parse_rfc3339(ngx_str_t *s)
+{
+    u_char      *p, *last;
+    time_t       days, t;
+    ngx_int_t    year, month, day, hour, min, sec, off, sign, y, era, yoe;
+    ngx_uint_t   doy, doe, m;
+
+    p = s->data;
+    last = s->data + s->len;
+
+    if (s->len < sizeof("1970-01-01T00:00:00Z") - 1
+        || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != 't')
+        || p[13] != ':' || p[16] != ':')
+    {
+        return 0;
+    }
+
+    year = ngx_atoi(p, 4);
+    month = ngx_atoi(p + 5, 2);
+    day = ngx_atoi(p + 8, 2);
+    hour = ngx_atoi(p + 11, 2);
+    min = ngx_atoi(p + 14, 2);
+    sec = ngx_atoi(p + 17, 2);
+
+    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31
+        || hour < 0 || hour > 23 || min < 0 || min > 59 || sec < 0
+        || sec > 60)
+    {
+        return 0;
+    }
+
+    p += 19;
+
+    if (p < last && *p == '.') {
+        for (p++; p < last && *p >= '0' && *p <= '9'; p++) {
+            /* fractions of a second do not matter for a TTL */
+        }
+    }
+
+    off = 0;
+
+    if (p + 1 == last && (*p == 'Z' || *p == 'z')) {
+        off = 0;
+
+    } else if (p + 6 == last && (*p == '+' || *p == '-') && p[3] == ':') {
+        sign = (*p == '-') ? -1 : 1;
+        hour = ngx_atoi(p + 1, 2);
+        min = ngx_atoi(p + 4, 2);
+
+        if (hour == NGX_ERROR || min == NGX_ERROR) {
+            return 0;
+        }
+
+        off = sign * (hour * 3600 + min * 60);
+        hour = ngx_atoi(s->data + 11, 2);
+        min = ngx_atoi(s->data + 14, 2);
+
+    } else {
+        return 0;
+    }
+
+    /* days since the epoch of a proleptic Gregorian date */
+
+    y = year - (month <= 2);
+    era = y / 400;
+    yoe = y - era * 400;
+    m = (ngx_uint_t) month;
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + day - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    days = (time_t) era * 146097 + (time_t) doe - 719468;
+
+    t = days * 86400 + hour * 3600 + min * 60 + sec - off;
+
+    return t > 0 ? t : 0;
+}

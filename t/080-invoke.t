@@ -1,7 +1,8 @@
 # The invoke_url handler (passkey_invoke): the /bind URL that an emailed
-# binding link leads to is checked against the configuration and the job
-# in Redis, let through once, and handed to the app, to a static page or
-# by a redirect with the link in the fragment.
+# binding link leads to is checked against the configuration, the job in
+# Redis and the job's state at Beyond Identity, and handed to the app, to
+# a static page or by a redirect with the link in the fragment; again
+# while the job is live, or once with passkey_invoke_reopen off.
 #
 # The links are made for real: each flow creates an EMAIL job through the
 # module's bind endpoint, reads Beyond Identity's mail from the stand-in's
@@ -184,12 +185,29 @@ sub logs_clean {
 }
 
 sub opened_in_redis {
-    my ($name, $link) = @_;
+    my ($name, $link, $opens) = @_;
     my %job = @{ redis_cmd('HGETALL', $link->{key}) || [] };
     Test::More::is($job{state}, 'LINK_OPENED', "$name - redis state");
     Test::More::like($job{opened_at} // '',
                      qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/,
                      "$name - redis opened_at");
+    Test::More::is($job{opens}, $opens // 1, "$name - redis opens");
+}
+
+# what the stand-in was asked, by route
+sub api_calls {
+    my ($block, $route) = @_;
+    my $tenant = block_tenant($block->seq_num);
+    my $res = ua()->get(bi_url() . "/__fake/stats?tenant=$tenant");
+    return JSON::PP::decode_json($res->{content})->{$route};
+}
+
+# the job's state at Beyond Identity, changed as the console would
+sub set_state {
+    my ($link, $state) = @_;
+    my $res = post_json(bi_url() . "/__fake/jobs/$link->{job}/state",
+                        qq({"state":"$state"}));
+    die "stand-in state: $res->{status}" unless $res->{success};
 }
 
 # GET the same /bind URL on two connections at once
@@ -258,36 +276,58 @@ CONF
 run_flows(\%Flows);
 
 
-$Flows{'a good link reaches the app byte for byte, once'} = sub {
+$Flows{'a good link reaches the app byte for byte, while the job is live'}
+= sub {
     my ($block, $name) = @_;
     my $link = email_job($block);
+    my $expected = "link=$link->{url} job=$link->{job} "
+                   . "identity=$link->{identity} state=LINK_OPENED "
+                   . "method=EMAIL uri=/app/bind\n";
 
+    my $calls = api_calls($block, 'get_job');
     my $res = get($link->{url});
 
     Test::More::is($res->{status}, 200, "$name - 200 from the app");
-    Test::More::is($res->{content},
-                   "link=$link->{url} job=$link->{job} "
-                   . "identity=$link->{identity} state=LINK_OPENED "
-                   . "method=EMAIL uri=/app/bind\n",
+    Test::More::is($res->{content}, $expected,
                    "$name - the app got the link as the browser sent it");
     both_headers($name, $res);
     opened_in_redis($name, $link);
+    Test::More::is(api_calls($block, 'get_job'), $calls + 1,
+                   "$name - the job's state was read from the API");
 
-    refused("$name - replay", get($link->{url}), 409, 'link_already_used',
+    # a reload, or the user after a mail scanner
+    $res = get($link->{url});
+    Test::More::is($res->{status}, 200, "$name - opened again: 200");
+    Test::More::is($res->{content}, $expected, "$name - the same link");
+    opened_in_redis("$name - again", $link, 2);
+
+    # the passkey is made: the link is done, whatever Redis said
+    my $done = post_json(bi_url() . "/__fake/jobs/$link->{job}/complete",
+                         '{}');
+    die "stand-in complete: $done->{status}" unless $done->{success};
+
+    refused("$name - complete", get($link->{url}), 410, 'job_complete',
             0, $link);
-    refused("$name - replay, JSON",
-            get($link->{url}, Accept => 'application/json'), 409,
-            'link_already_used', 1, $link);
+    my %job = @{ redis_cmd('HGETALL', $link->{key}) };
+    Test::More::is($job{state}, 'COMPLETE', "$name - recorded in redis");
+
+    $calls = api_calls($block, 'get_job');
+    refused("$name - complete, JSON",
+            get($link->{url}, Accept => 'application/json'), 410,
+            'job_complete', 1, $link);
+    Test::More::is(api_calls($block, 'get_job'), $calls,
+                   "$name - then answered from redis alone");
 
     my $html = get($link->{url})->{content};
-    Test::More::like($html, qr{<h1>This link was already used\.</h1>},
+    Test::More::like($html,
+                     qr{<h1>A passkey was already set up with this link\.</h1>},
                      "$name - the page says why");
 
     logs_clean($name, $link);
 };
 
 
-$Flows{'a static page'} = sub {
+$Flows{'a static page, once with passkey_invoke_reopen off'} = sub {
     my ($block, $name) = @_;
     my $link = email_job($block);
 
@@ -302,6 +342,12 @@ $Flows{'a static page'} = sub {
 
     refused("$name - replay", get($link->{url}), 409, 'link_already_used',
             0, $link);
+    refused("$name - replay, JSON",
+            get($link->{url}, Accept => 'application/json'), 409,
+            'link_already_used', 1, $link);
+    Test::More::like(get($link->{url})->{content},
+                     qr{<h1>This link was already used\.</h1>},
+                     "$name - the page says why");
 
     logs_clean($name, $link);
 };
@@ -326,14 +372,17 @@ $Flows{'the redirect style carries the link in the fragment'} = sub {
     Test::More::is(uri_unescape($fragment), $link->{url},
                    "$name - the fragment is the link");
 
-    refused("$name - replay", get($link->{url}), 409, 'link_already_used',
-            0, $link);
+    $res = get($link->{url});
+    Test::More::is($res->{status}, 302, "$name - a reload: 302 again");
+    Test::More::is($res->{headers}{location}, $location,
+                   "$name - to the same place");
 
     logs_clean($name, $link);
 };
 
 
-$Flows{'two requests with one link at once: exactly one gets through'} = sub {
+$Flows{'reopen off: two requests with one link at once, one gets through'}
+= sub {
     my ($block, $name) = @_;
 
     for my $i (1 .. 3) {
@@ -358,8 +407,15 @@ $Flows{'HEAD checks a link without using it up'} = sub {
     Test::More::is(get($link->{url})->{status}, 200, "$name - GET 200");
 
     $res = ua()->request('HEAD', $link->{url});
-    Test::More::is($res->{status}, 409, "$name - HEAD after use: 409");
+    Test::More::is($res->{status}, 200, "$name - HEAD after use: 200");
     both_headers("$name - HEAD after use", $res);
+    opened_in_redis("$name - HEAD did not count", $link, 1);
+
+    # and what Beyond Identity says counts for HEAD too
+    set_state($link, 'REVOKED');
+    $res = ua()->request('HEAD', $link->{url});
+    Test::More::is($res->{status}, 410, "$name - HEAD of a revoked job: 410");
+    both_headers("$name - HEAD of a revoked job", $res);
 };
 
 
@@ -397,11 +453,26 @@ $Flows{'expired, revoked and complete jobs'} = sub {
     Test::More::is(get($link->{url})->{status}, 200,
                    "$name - expiring in a minute: 200");
 
-    # Redis forgot the job (its TTL ended)
-    $link = email_job($block);
-    redis_cmd('DEL', $link->{key});
-    refused("$name - no job in redis", get($link->{url}), 404,
-            'unknown_job', 0, $link);
+    # the console revoked it, completed it, or it expired at BI: the API
+    # says so while Redis still holds it as sent
+    for my $case (['REVOKED', 410, 'job_revoked'],
+                  ['COMPLETE', 410, 'job_complete'],
+                  ['EXPIRED', 410, 'link_expired'],
+                  ['FAILED_TO_SEND', 404, 'unknown_job'])
+    {
+        my ($state, $status, $code) = @$case;
+        $link = email_job($block);
+        set_state($link, $state);
+
+        refused("$name - $state at Beyond Identity",
+                get($link->{url}, Accept => 'application/json'),
+                $status, $code, 1, $link);
+
+        my %job = @{ redis_cmd('HGETALL', $link->{key}) };
+        Test::More::is($job{state}, $state, "$name - $state recorded");
+        Test::More::is($job{job_id}, $link->{job},
+                       "$name - $state: redis still holds the job");
+    }
 };
 
 
@@ -529,9 +600,7 @@ $Flows{'an internal redirect after the check does not use the link twice'}
     Test::More::is($res->{headers}{'x-passkey-job'}, $link->{job},
                    "$name - the variables survive the redirect");
     both_headers($name, $res);
-
-    refused("$name - replay", get($link->{url}), 409, 'link_already_used',
-            0, $link);
+    opened_in_redis($name, $link, 1);
 };
 
 
@@ -597,12 +666,135 @@ $Flows{'access checks and limits run before the link check'} = sub {
     Test::More::is($res->{status}, 200, "$name - then it opens: 200");
     Test::More::like($res->{content}, qr/^link=\Q$link->{url}\E /,
                      "$name - the app gets the link");
-    opened_in_redis($name, $link);
-
-    refused("$name - once", get($link->{url}, 'X-Limit' => 'k3',
-                                'X-Session' => 'ok'),
-            409, 'link_already_used', 0, $link);
+    opened_in_redis($name, $link, 1);
     logs_clean($name, $link);
+};
+
+
+# the Admin Console, batch jobs and other backends of the tenant mail
+# links that lead here too: Redis has never heard of their jobs
+$Flows{'a job Redis does not hold is verified with the API'} = sub {
+    my ($block, $name) = @_;
+    my $link = email_job($block);
+    redis_cmd('DEL', $link->{key});
+
+    my $calls = api_calls($block, 'get_job');
+    my $res = get($link->{url});
+
+    Test::More::is($res->{status}, 200, "$name - 200");
+    Test::More::like($res->{content},
+                     qr/^link=\Q$link->{url}\E job=$link->{job} /,
+                     "$name - the app gets the link");
+    Test::More::is(api_calls($block, 'get_job'), $calls + 1,
+                   "$name - one API call");
+
+    my %job = @{ redis_cmd('HGETALL', $link->{key}) };
+    Test::More::is($job{identity_id}, $link->{identity},
+                   "$name - recorded: identity");
+    Test::More::is($job{delivery_method}, 'EMAIL', "$name - recorded: EMAIL");
+    Test::More::like($job{adopted_at} // '', qr/^\d{4}-\d\d-\d\dT/,
+                     "$name - recorded: adopted_at");
+    Test::More::is($job{opens}, 1, "$name - recorded: one opening");
+
+    my $ttl = redis_cmd('TTL', $link->{key});
+    Test::More::ok($ttl > 6 * 86400 && $ttl <= 7 * 86400,
+                   "$name - kept until the job expires ($ttl s)");
+
+    Test::More::is(get($link->{url})->{status}, 200,
+                   "$name - then known: 200");
+
+    # a job at BI that is not this link's: another identity in the URL
+    # finds nothing at BI; a RETURN job has no emailed link
+    my ($job, $identity) = bind_job('RETURN');
+    redis_cmd('DEL', block_prefix($block->seq_num) . "job:$job");
+
+    my $url = tampered($link->{url}, sub {
+        map { $_->[0] eq 'job_id' ? ['job_id', $job]
+              : $_->[0] eq 'identity_id' ? ['identity_id', $identity]
+              : $_ } @_ });
+    refused("$name - a RETURN job", get($url, Accept => 'application/json'),
+            404, 'unknown_job', 1, $link);
+    Test::More::is(redis_cmd('EXISTS',
+                             block_prefix($block->seq_num) . "job:$job"),
+                   0, "$name - a RETURN job is not recorded");
+
+    $url = tampered($link->{url}, changed('job_id', 'fedcba9876543210'));
+    refused("$name - no such job at BI", get($url), 404, 'unknown_job', 0,
+            $link);
+
+    logs_clean($name, $link);
+};
+
+
+$Flows{'passkey_invoke_unknown_jobs refuse'} = sub {
+    my ($block, $name) = @_;
+    my $link = email_job($block);
+    redis_cmd('DEL', $link->{key});
+
+    my $calls = api_calls($block, 'get_job');
+    refused($name, get($link->{url}, Accept => 'application/json'), 404,
+            'unknown_job', 1, $link);
+    Test::More::is(api_calls($block, 'get_job'), $calls,
+                   "$name - without asking the API");
+};
+
+
+$Flows{'the API cannot be asked'} = sub {
+    my ($block, $name) = @_;
+    my $tenant = block_tenant($block->seq_num);
+    my $link = email_job($block);
+    my $res;
+
+    my $fault = sub {
+        my $r = post_json(bi_url() . "/__fake/faults",
+                          qq({"tenant":"$tenant","route":"get_job",)
+                          . qq("type":"status","status":503}));
+        die "stand-in fault: $r->{status}" unless $r->{success};
+    };
+
+    # Redis holds it: handed over on that, and the SDK asks BI itself
+    $fault->();
+    $res = get($link->{url});
+    Test::More::is($res->{status}, 200, "$name - a known job: 200");
+    opened_in_redis($name, $link, 1);
+
+    # Redis does not: nothing vouches for it
+    $link = email_job($block);
+    redis_cmd('DEL', $link->{key});
+    $fault->();
+    refused("$name - an unknown job",
+            get($link->{url}, Accept => 'application/json'), 502,
+            'api_error', 1, $link);
+    Test::More::is(redis_cmd('EXISTS', $link->{key}), 0,
+                   "$name - nothing recorded");
+
+    $fault->();
+    $res = get($link->{url});
+    Test::More::is($res->{status}, 502, "$name - an unknown job, HTML: 502");
+    Test::More::like($res->{content},
+                     qr{<h1>This service is unavailable\. Please try again later\.</h1>},
+                     "$name - the page says so");
+
+    Test::More::is(get($link->{url})->{status}, 200,
+                   "$name - once the API answers: 200");
+};
+
+
+$Flows{'any order of the arguments, api_base_url the auth host'} = sub {
+    my ($block, $name) = @_;
+    my $link = email_job($block);
+    my $auth = "127.0.0.1:"
+               . ($ENV{TEST_NGINX_BI_AUTH_PORT} || $ENV{TEST_NGINX_BI_PORT});
+
+    # alphabetical, as Beyond Identity sends them, and reversed
+    my $url = tampered($link->{url}, sub {
+        sort { $a->[0] cmp $b->[0] }
+        map { $_->[0] eq 'api_base_url'
+              ? ['api_base_url', "http%3A%2F%2F$auth"] : $_ } @_ });
+    Test::More::is(get($url)->{status}, 200, "$name - alphabetical");
+
+    $url = tampered($url, sub { reverse @_ });
+    Test::More::is(get($url)->{status}, 200, "$name - reversed");
 };
 
 
@@ -610,7 +802,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: a good link reaches the app byte for byte, once
+=== TEST 1: a good link reaches the app byte for byte, while the job is live
 --- config
     location = /app/bind {
         passkey_invoke;
@@ -628,14 +820,16 @@ __DATA__
 ready
 --- error_log eval
 [qr/passkey: binding link of job [0-9a-f]{16} opened/,
- qr/\[info\] .*passkey: binding link of job [0-9a-f]{16} refused: the binding link was already used/]
+ qr/\[info\] .*passkey: Beyond Identity says binding job [0-9a-f]{16} is COMPLETE/,
+ qr/\[info\] .*passkey: binding link of job [0-9a-f]{16} refused: the binding job is complete/]
 
 
 
-=== TEST 2: a static page
+=== TEST 2: a static page, once with passkey_invoke_reopen off
 --- config
     location = /app/bind {
         passkey_invoke;
+        passkey_invoke_reopen off;
         default_type text/html;
         alias $TEST_NGINX_HTML_DIR/bind.html;
     }
@@ -658,10 +852,11 @@ ready
 
 
 
-=== TEST 4: two requests with one link at once: exactly one gets through
+=== TEST 4: reopen off: two requests with one link at once, one gets through
 --- config
     location = /app/bind {
         passkey_invoke;
+        passkey_invoke_reopen off;
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1$uri;
     }
 --- response_body
@@ -1011,3 +1206,60 @@ ready
 --- must_die
 --- error_log
 "passkey_invoke" cannot be used with "return", "rewrite", "if", "set" or "break" in location "/app/bind"
+
+
+
+=== TEST 25: a job Redis does not hold is verified with the API
+--- config
+    location = /app/bind {
+        passkey_invoke;
+
+        proxy_set_header  X-Passkey-Link  $passkey_binding_link;
+        proxy_set_header  X-Passkey-Job   $passkey_job_id;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1$uri;
+    }
+--- response_body
+ready
+--- error_log eval
+[qr/\[info\] .*passkey: binding job [0-9a-f]{16} was created elsewhere, and Beyond Identity vouches for it/,
+ qr/\[info\] .*passkey: binding job [0-9a-f]{16} has another "delivery_method" at Beyond Identity/,
+ qr/\[info\] .*passkey: Beyond Identity does not know binding job fedcba9876543210/]
+
+
+
+=== TEST 26: passkey_invoke_unknown_jobs refuse
+--- config
+    location = /app/bind {
+        passkey_invoke;
+        passkey_invoke_unknown_jobs refuse;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1$uri;
+    }
+--- response_body
+ready
+--- error_log eval
+qr/\[info\] .*refused: a job this deployment did not create/
+
+
+
+=== TEST 27: the API cannot be asked
+--- config
+    location = /app/bind {
+        passkey_invoke;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1$uri;
+    }
+--- response_body
+ready
+--- error_log eval
+[qr/\[error\] .*passkey: cannot read binding job [0-9a-f]{16} \(GET \S+ answered 503 "service_unavailable" "[^"]*"\), its link is handed over on what redis holds/,
+ qr/\[error\] .*passkey: binding job [0-9a-f]{16}, which redis does not hold, cannot be verified: its link is refused/]
+
+
+
+=== TEST 28: any order of the arguments, api_base_url the auth host
+--- config
+    location = /app/bind {
+        passkey_invoke;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1$uri;
+    }
+--- response_body
+ready

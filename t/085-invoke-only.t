@@ -1,5 +1,6 @@
 # A server whose only passkey location is passkey_invoke still gets its
-# Redis connection: the check answers from Redis, not 503.
+# Redis connection and its API client: the check answers from Redis and
+# the API, not 503; and it needs API credentials.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -18,6 +19,7 @@ __DATA__
     passkey_realm_id r1;
     passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
     passkey_redis_prefix test:invokeonly:;
+    passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
 --- config
     location = /app/bind {
         passkey_invoke;
@@ -29,3 +31,21 @@ __DATA__
 Accept: application/json
 --- error_code: 404
 --- response_body_like: "code":"unknown_job"
+
+
+
+=== TEST 2: the link check asks the API, so it needs credentials
+--- http_config
+    # passkey: no defaults
+    passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_tenant_id invokeonly;
+    passkey_realm_id r1;
+    passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location = /app/bind {
+        passkey_invoke;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BI_PORT/__fake/health;
+    }
+--- must_die
+--- error_log
+"passkey_invoke" requires "passkey_client_id" or "passkey_api_token_file"
