@@ -35,6 +35,7 @@ BEGIN {
     }
 
     $ENV{TEST_NGINX_BI_PORT} ||= 18999;
+    $ENV{TEST_NGINX_BI_AUTH_PORT} ||= 18997;
     $ENV{TEST_NGINX_REDIS_PORT} ||= 16379;
 }
 
@@ -71,7 +72,7 @@ sub defaults {
 
     return <<"CONF";
     passkey_api_url http://127.0.0.1:\$TEST_NGINX_BI_PORT;
-    passkey_auth_url http://127.0.0.1:\$TEST_NGINX_BI_PORT;
+    passkey_auth_url http://127.0.0.1:\$TEST_NGINX_BI_AUTH_PORT;
     passkey_tenant_id $tenant;
     passkey_realm_id r1;
     passkey_authenticator_config_id 67bb0acf12e5c899;
