@@ -1,6 +1,7 @@
 # Access tokens: one client-credentials request serves many binds; the token
 # is renewed before it expires, and renewed once more when the API rejects
-# it; a static token from a file needs no token endpoint.
+# it; a static token from a file needs no token endpoint.  The token
+# endpoint is on the auth host (passkey_auth_url), not the API host.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -211,3 +212,36 @@ lacks access_token or expires_in
 [502, 200]
 --- response_body_like eval
 [qr/"code":"api_unauthorized"/, qr/"create_identity":1,/]
+
+
+
+=== TEST 13: the token endpoint is on the auth host only, as at Beyond Identity
+--- http_config
+    # passkey: no defaults
+    passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_auth_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_tenant_id @TENANT@;
+    passkey_realm_id r1;
+    passkey_authenticator_config_id 67bb0acf12e5c899;
+    passkey_application_id app1;
+    passkey_client_id passkey-client;
+    passkey_client_secret_file $TEST_NGINX_SECRETS/client_secret;
+    passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    passkey_redis_prefix test:@TENANT@:;
+    passkey_delivery_method RETURN;
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+    location = /requests {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BI_PORT/__fake/requests?tenant=@TENANT@;
+    }
+--- request eval
+[main::bind_req("m1"), "GET /requests"]
+--- error_code eval
+[502, 200]
+--- response_body_like eval
+[qr/"code":"api_credentials_rejected"/,
+ qr/^(?!.*"route":"token").*"host":"api".*"route":"wrong_host","status":404/s]
+--- block_error_log eval
+[qr/access token request to "http:\/\/127\.0\.0\.1:$ENV{TEST_NGINX_BI_PORT}\/v1\/\S+" answered 404 "not_found"/]
