@@ -11,9 +11,10 @@ package t::Passkey;
 # each other's identities, jobs, tokens or faults, and its own Redis key
 # prefix.  Unless its http_config says "# passkey: no defaults", a block's
 # http_config starts with a complete passkey configuration pointing at the
-# stand-in and Redis, and its server gets "location /fake/", a proxy to
-# the stand-in's control API for that tenant.  Every block also checks
-# that no secret reached the error log.
+# stand-in (passkey_api_url at its API host, passkey_auth_url at its auth
+# host) and Redis, and its server gets "location /fake/", a proxy to the
+# stand-in's control API for that tenant.  Every block also checks that
+# no secret reached the error log.
 #
 # Load this before Test::Nginx::Socket: it gives each test file its own
 # servroot so that the suite's logs can be searched afterwards.
