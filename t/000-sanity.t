@@ -25,8 +25,8 @@ Content-Type: application/json
 Content-Type: application/json
 Cache-Control: no-store
 Referrer-Policy: no-referrer
---- response_body_like chomp
-^\{"job_id":"[0-9a-f]{16}","identity_id":"[0-9a-f]{16}","state":"LINK_SENT","expire_time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z","delivery_method":"RETURN","credential_binding_link":"http://127\.0\.0\.1:\d+/v1/tenants/\w+/realms/r1/identities/[0-9a-f]{16}/credential-binding-jobs/[0-9a-f]{16}:invokeAuthenticator\?token=[\w-]{48,}"\}$
+--- response_body_like eval
+qr{^\{"job_id":"[0-9a-f]{16}","identity_id":"[0-9a-f]{16}","state":"LINK_SENT","expire_time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z","delivery_method":"RETURN","credential_binding_link":"http://127\.0\.0\.1:$ENV{TEST_NGINX_BI_AUTH_PORT}/v1/tenants/\w+/realms/r1/identities/[0-9a-f]{16}/credential-binding-jobs/[0-9a-f]{16}:invokeAuthenticator\?token=[\w-]{64}"\}$}
 --- redis_job
 username: ^alice$
 identity_id: ^[0-9a-f]{16}$

@@ -231,7 +231,7 @@ invalid parameter "db=1" in "passkey_redis"
 --- http_config
     # passkey: no defaults
     passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
-    passkey_auth_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_auth_url http://127.0.0.1:$TEST_NGINX_BI_AUTH_PORT;
     passkey_realm_id r1;
     passkey_authenticator_config_id 67bb0acf12e5c899;
     passkey_application_id app1;

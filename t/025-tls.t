@@ -20,7 +20,7 @@ add_block_preprocessor(sub {
     $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
     # passkey: no defaults
     passkey_api_url https://127.0.0.1:$TEST_NGINX_BI_TLS_PORT;
-    passkey_auth_url https://127.0.0.1:$TEST_NGINX_BI_TLS_PORT;
+    passkey_auth_url https://127.0.0.1:$TEST_NGINX_BI_TLS_AUTH_PORT;
     passkey_tenant_id @TENANT@;
     passkey_realm_id r1;
     passkey_authenticator_config_id 67bb0acf12e5c899;
@@ -54,7 +54,7 @@ main::bind_req("tls1")
 --- error_code: 502
 --- response_body_like: "code":"api_unreachable"
 --- error_log eval
-qr/passkey: access token request to "https:\/\/127\.0\.0\.1:\d+\/v1\/.*" failed: .*[Cc]ertificate/
+qr/passkey: access token request to "https:\/\/127\.0\.0\.1:$ENV{TEST_NGINX_BI_TLS_AUTH_PORT}\/v1\/.*" failed: .*[Cc]ertificate/
 
 
 
@@ -67,7 +67,8 @@ qr/passkey: access token request to "https:\/\/127\.0\.0\.1:\d+\/v1\/.*" failed:
 --- request eval
 main::bind_req("tls2")
 --- error_code: 200
---- response_body_like: "credential_binding_link":"https://127\.0\.0\.1:\d+/v1/
+--- response_body_like eval
+qr{"credential_binding_link":"https://127\.0\.0\.1:$ENV{TEST_NGINX_BI_TLS_AUTH_PORT}/v1/}
 
 
 

@@ -1,6 +1,7 @@
 # Access tokens: one client-credentials request serves many binds; the token
 # is renewed before it expires, and renewed once more when the API rejects
-# it; a static token from a file needs no token endpoint.
+# it; a static token from a file needs no token endpoint.  The token
+# endpoint is on the auth host (passkey_auth_url), not the API host.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -211,3 +212,21 @@ lacks access_token or expires_in
 [502, 200]
 --- response_body_like eval
 [qr/"code":"api_unauthorized"/, qr/"create_identity":1,/]
+
+
+
+=== TEST 13: the token endpoint is on the auth host only, as at Beyond Identity
+--- config
+    location = /passkey/bind {
+        passkey_auth_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+        passkey_bind;
+    }
+--- request eval
+[main::bind_req("m1"), "GET /fake/requests"]
+--- error_code eval
+[502, 200]
+--- response_body_like eval
+[qr/"code":"api_credentials_rejected"/,
+ qr/"host":"api","method":"POST","path":"\/v1\/[^"]+\/token","query":"","region":0,"route":"wrong_host","status":404/]
+--- block_error_log eval
+[qr/access token request to "http:\/\/127\.0\.0\.1:$ENV{TEST_NGINX_BI_PORT}\/v1\/\S+" answered 404 "not_found"/]

@@ -37,6 +37,8 @@ my $app_port = $port + 2;
 my $tenant = block_tenant('examples');
 my $nginx_url = "http://127.0.0.1:$port";
 my $bi_url = "http://127.0.0.1:$ENV{TEST_NGINX_BI_PORT}";
+my $auth_url = "http://127.0.0.1:$ENV{TEST_NGINX_BI_AUTH_PORT}";
+my $auth_arg = "http%3A%2F%2F127.0.0.1%3A$ENV{TEST_NGINX_BI_AUTH_PORT}";
 my $users = 0;
 
 # the sign-up answer, whatever happened
@@ -67,6 +69,7 @@ sub render {
     my $user = $> == 0 ? "\nuser root;" : '';
     $conf =~ s/^worker_processes .*;$/worker_processes 1;$user/m;
     $conf =~ s/127\.0\.0\.1:18999/127.0.0.1:$ENV{TEST_NGINX_BI_PORT}/g;
+    $conf =~ s/127\.0\.0\.1:18997/127.0.0.1:$ENV{TEST_NGINX_BI_AUTH_PORT}/g;
     $conf =~ s/127\.0\.0\.1:16379/127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}/g;
     $conf =~ s/127\.0\.0\.1:(8080|8090)\b/127.0.0.1:$port/g;
     $conf =~ s/127\.0\.0\.1:8091\b/127.0.0.1:@{[$port + 1]}/g;
@@ -214,19 +217,24 @@ sub login {
 }
 
 # An emailed link followed as the README tells it: the mail in the
-# stand-in's outbox, its link answered with a 302 to /app/bind?....
+# stand-in's outbox, its link (on the auth host) answered with a 302 to
+# /app/bind?... with the six arguments in alphabetical order, as Beyond
+# Identity sends them, api_base_url the auth host.
 sub follow_mail {
     my ($name, $mail, $identity) = @_;
+
+    like($mail->{link}, qr{^\Q$auth_url\E/v1/},
+         "$name: the mailed link is on the auth host");
 
     my $res = get($mail->{link});
     is($res->{status}, 302, "$name: the mailed link answers 302");
 
     my $url = $res->{headers}{location} // '';
     $identity //= $mail->{identity_id};
-    my $want = qr{^\Q$nginx_url\E/app/bind\?api_base_url=[^&]+}
-                . qr{&tenant_id=\Q$tenant\E&realm_id=demo}
+    my $want = qr{^\Q$nginx_url\E/app/bind\?api_base_url=\Q$auth_arg\E}
                 . qr{&identity_id=\Q$identity\E&job_id=\Q$mail->{job_id}\E}
-                . qr{&token=[\w-]{20,}$};
+                . qr{&realm_id=demo&tenant_id=\Q$tenant\E}
+                . qr{&token=[\w-]{64}$};
     like($url, qr/$want/,
          "$name: ... to /app/bind with the six arguments");
 
@@ -622,7 +630,7 @@ ok(start_app(), 'util/demo-app starts')
     like($log, qr/$want/,
          "$name: the access log has the user and the job id");
     $want = qr{"GET /app/bind\?api_base_url=\S+&job_id=\Q$flow->{job}\E}
-            . qr{&token=- HTTP/1\.1" 200 };
+            . qr{&realm_id=demo&tenant_id=\Q$tenant\E&token=- HTTP/1\.1" 200 };
     like($log, qr/$want/,
          "$name: the access log shows /app/bind with token=-");
 

@@ -538,7 +538,7 @@ $Flows{'tampered links are refused'} = sub {
 
 $Flows{'api_base_url encoded or not, any case, one trailing slash'} = sub {
     my ($block, $name) = @_;
-    my $api = "127.0.0.1:$ENV{TEST_NGINX_BI_PORT}";
+    my $api = "127.0.0.1:$ENV{TEST_NGINX_BI_AUTH_PORT}";
 
     for my $value ("http://$api", "HTTP%3A%2F%2F$api%2F", "Http://$api/") {
         my $link = email_job($block);
@@ -783,8 +783,7 @@ $Flows{'the API cannot be asked'} = sub {
 $Flows{'any order of the arguments, api_base_url the auth host'} = sub {
     my ($block, $name) = @_;
     my $link = email_job($block);
-    my $auth = "127.0.0.1:"
-               . ($ENV{TEST_NGINX_BI_AUTH_PORT} || $ENV{TEST_NGINX_BI_PORT});
+    my $auth = "127.0.0.1:$ENV{TEST_NGINX_BI_AUTH_PORT}";
 
     # alphabetical, as Beyond Identity sends them, and reversed
     my $url = tampered($link->{url}, sub {
@@ -795,6 +794,11 @@ $Flows{'any order of the arguments, api_base_url the auth host'} = sub {
 
     $url = tampered($url, sub { reverse @_ });
     Test::More::is(get($url)->{status}, 200, "$name - reversed");
+
+    # the API host, leniently: an older reference said it was that one
+    $url = tampered($url, changed('api_base_url',
+                    "http%3A%2F%2F127.0.0.1%3A$ENV{TEST_NGINX_BI_PORT}"));
+    Test::More::is(get($url)->{status}, 200, "$name - the API host");
 };
 
 

@@ -433,7 +433,7 @@ taken EMAIL
 --- http_config
     # passkey: no defaults
     passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
-    passkey_auth_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_auth_url http://127.0.0.1:$TEST_NGINX_BI_AUTH_PORT;
     passkey_tenant_id @TENANT@;
     passkey_realm_id r1;
     passkey_authenticator_config_id 67bb0acf12e5c899;

@@ -11,9 +11,10 @@ package t::Passkey;
 # each other's identities, jobs, tokens or faults, and its own Redis key
 # prefix.  Unless its http_config says "# passkey: no defaults", a block's
 # http_config starts with a complete passkey configuration pointing at the
-# stand-in and Redis, and its server gets "location /fake/", a proxy to
-# the stand-in's control API for that tenant.  Every block also checks
-# that no secret reached the error log.
+# stand-in (passkey_api_url at its API host, passkey_auth_url at its auth
+# host) and Redis, and its server gets "location /fake/", a proxy to the
+# stand-in's control API for that tenant.  Every block also checks that
+# no secret reached the error log.
 #
 # Load this before Test::Nginx::Socket: it gives each test file its own
 # servroot so that the suite's logs can be searched afterwards.
@@ -35,6 +36,7 @@ BEGIN {
     }
 
     $ENV{TEST_NGINX_BI_PORT} ||= 18999;
+    $ENV{TEST_NGINX_BI_AUTH_PORT} ||= 18997;
     $ENV{TEST_NGINX_REDIS_PORT} ||= 16379;
 }
 
@@ -71,7 +73,7 @@ sub defaults {
 
     return <<"CONF";
     passkey_api_url http://127.0.0.1:\$TEST_NGINX_BI_PORT;
-    passkey_auth_url http://127.0.0.1:\$TEST_NGINX_BI_PORT;
+    passkey_auth_url http://127.0.0.1:\$TEST_NGINX_BI_AUTH_PORT;
     passkey_tenant_id $tenant;
     passkey_realm_id r1;
     passkey_authenticator_config_id 67bb0acf12e5c899;
