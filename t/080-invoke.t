@@ -703,6 +703,31 @@ $Flows{'a job Redis does not hold is verified with the API'} = sub {
     Test::More::is(get($link->{url})->{status}, 200,
                    "$name - then known: 200");
 
+    # a job made in the Admin Console for that identity: its mail, its
+    # click, its /bind URL
+    my $tenant = block_tenant($block->seq_num);
+    $res = post_json(bi_url() . "/__fake/console/jobs?tenant=$tenant",
+                     qq({"realm":"r1","identity_id":"$link->{identity}"}));
+    die "console job: $res->{status} $res->{content}"
+        unless $res->{status} == 200;
+    my $console = JSON::PP::decode_json($res->{content});
+    (my $click = $console->{link})
+        =~ s/:invokeAuthenticator\?/:%69nvokeAuthenticator?/;
+    $res = ua()->get($click);
+    my $bind = $res->{headers}{location} // '';
+    Test::More::like($bind, qr{/app/bind\?api_base_url=},
+                     "$name - console job: BI redirects to /app/bind");
+
+    $res = get($bind);
+    Test::More::is($res->{status}, 200, "$name - console job: 200");
+    Test::More::like($res->{content},
+                     qr/^link=\Q$bind\E job=$console->{job}{id} /,
+                     "$name - console job: the app gets its link");
+    my $key = block_prefix($block->seq_num) . "job:$console->{job}{id}";
+    %job = @{ redis_cmd('HGETALL', $key) };
+    Test::More::ok($job{adopted_at} && !exists $job{username},
+                   "$name - console job: recorded, with no owner name");
+
     # a job at BI that is not this link's: another identity in the URL
     # finds nothing at BI; a RETURN job has no emailed link
     my ($job, $identity) = bind_job('RETURN');
