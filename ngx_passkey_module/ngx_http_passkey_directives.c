@@ -23,6 +23,8 @@ typedef struct {
 
 
 static char *ngx_http_passkey_check_invoke_rewrites(ngx_conf_t *cf);
+static ngx_int_t ngx_http_passkey_add_invoke_location(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf);
 static ngx_int_t ngx_http_passkey_check_needs(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf, char *name, ngx_uint_t needs);
 static char *ngx_http_passkey_api_client(ngx_conf_t *cf,
@@ -916,12 +918,90 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     }
 
     if (plcf->invoke
-        && ngx_http_passkey_check_invoke_rewrites(cf) != NGX_CONF_OK)
+        && (ngx_http_passkey_check_invoke_rewrites(cf) != NGX_CONF_OK
+            || ngx_http_passkey_add_invoke_location(cf, plcf) != NGX_OK))
     {
         return NGX_CONF_ERROR;
     }
 
     return ngx_http_passkey_api_client(cf, plcf);
+}
+
+
+/* workers check later that Beyond Identity's links lead here */
+
+static ngx_int_t
+ngx_http_passkey_add_invoke_location(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf)
+{
+    ngx_str_t                      *name, *copy;
+    ngx_uint_t                      i;
+    ngx_http_server_name_t         *sn;
+    ngx_http_core_srv_conf_t       *cscf;
+    ngx_http_passkey_invoke_loc_t  *il;
+    ngx_http_passkey_main_conf_t   *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_passkey_module);
+
+    il = ngx_array_push(&pmcf->invoke_locations);
+    if (il == NULL) {
+        return NGX_ERROR;
+    }
+
+    il->conf = plcf;
+    il->location = ngx_http_conf_get_module_loc_conf(cf,
+                                                     ngx_http_core_module);
+    il->any_name = 0;
+
+    /* the server's names live in the temporary pool: copied */
+
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+
+    il->server_names = ngx_array_create(cf->pool,
+                                        cscf->server_names.nelts + 1,
+                                        sizeof(ngx_str_t));
+    if (il->server_names == NULL) {
+        return NGX_ERROR;
+    }
+
+    sn = cscf->server_names.elts;
+
+    for (i = 0; i < cscf->server_names.nelts; i++) {
+        name = &sn[i].name;
+
+#if (NGX_PCRE)
+        if (sn[i].regex) {
+            il->any_name = 1;
+            continue;
+        }
+#endif
+
+        if (name->len == 0
+            || name->data[0] == '*' || name->data[0] == '.'
+            || name->data[name->len - 1] == '*'
+            || (name->len == 1 && name->data[0] == '_'))
+        {
+            il->any_name = 1;
+            continue;
+        }
+
+        copy = ngx_array_push(il->server_names);
+        if (copy == NULL) {
+            return NGX_ERROR;
+        }
+
+        copy->len = name->len;
+        copy->data = ngx_pstrdup(cf->pool, name);
+        if (copy->data == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (cscf->server_names.nelts == 0) {
+        il->any_name = 1;
+    }
+
+    return NGX_OK;
 }
 
 

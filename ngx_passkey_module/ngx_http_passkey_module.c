@@ -489,6 +489,13 @@ ngx_http_passkey_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&pmcf->invoke_locations, cf->pool, 1,
+                       sizeof(ngx_http_passkey_invoke_loc_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     pmcf->request_id_index = NGX_ERROR;
 
     return pmcf;
@@ -716,7 +723,11 @@ ngx_http_passkey_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_passkey_token_init_process(cycle, pmcf);
+    if (ngx_http_passkey_token_init_process(cycle, pmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_passkey_check_init_process(cycle, pmcf);
 }
 
 
@@ -736,6 +747,7 @@ ngx_http_passkey_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_passkey_check_exit_process(cycle);
     ngx_http_passkey_token_exit_process(cycle, pmcf);
     ngx_http_passkey_redis_exit_process(cycle, &pmcf->redis_servers);
     ngx_http_passkey_http_exit_process(cycle);

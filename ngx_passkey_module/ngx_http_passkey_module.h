@@ -68,9 +68,21 @@ typedef struct ngx_http_passkey_token_s  ngx_http_passkey_token_t;
 typedef struct {
     ngx_array_t                       redis_servers;
     ngx_array_t                       tokens;
+    ngx_array_t                       invoke_locations;
     ngx_shm_zone_t                   *token_zone;
     ngx_int_t                         request_id_index;
 } ngx_http_passkey_main_conf_t;
+
+
+/* a passkey_invoke location, for the startup check */
+typedef struct {
+    struct ngx_http_passkey_loc_conf_s  *conf;
+    ngx_http_core_loc_conf_t           *location;
+
+    /* its server's plain names; any: one may match anything */
+    ngx_array_t                        *server_names;  /* ngx_str_t */
+    ngx_uint_t                          any_name;
+} ngx_http_passkey_invoke_loc_t;
 
 
 /* one passkey_limit: a token bucket in Redis */
@@ -83,7 +95,7 @@ typedef struct {
 } ngx_http_passkey_limit_t;
 
 
-typedef struct {
+typedef struct ngx_http_passkey_loc_conf_s {
     ngx_str_t                         api_url;
     ngx_str_t                         auth_url;
     ngx_str_t                         tenant_id;
@@ -376,6 +388,11 @@ ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);
 /* ngx_http_passkey_status.c */
 ngx_int_t ngx_http_passkey_job_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_passkey_job_revoke_handler(ngx_http_request_t *r);
+
+/* ngx_http_passkey_check.c */
+ngx_int_t ngx_http_passkey_check_init_process(ngx_cycle_t *cycle,
+    ngx_http_passkey_main_conf_t *pmcf);
+void ngx_http_passkey_check_exit_process(ngx_cycle_t *cycle);
 
 /* ngx_http_passkey_store.c */
 ngx_int_t ngx_http_passkey_job_key(ngx_http_request_t *r, ngx_str_t *job_id,

@@ -150,11 +150,13 @@ sub import {
 # that the requests of the block wrote to the error log, all checked after
 # its last request: "--- error_log" is checked request by request, against
 # what each one added.  Each block's nginx starts with an empty logs/.
+# "--- block_no_error_log": the same, for lines that must not be there.
 sub check_block_error_log {
     my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
 
     my $want = $block->block_error_log;
-    return if $dry_run || !defined $want;
+    my $unwanted = $block->block_no_error_log;
+    return if $dry_run || !(defined $want || defined $unwanted);
 
     my $reqs = $block->request;
     return unless $req_idx == (ref $reqs eq 'ARRAY' ? $#$reqs : 0);
@@ -171,9 +173,22 @@ sub check_block_error_log {
         close $fh;
     }
 
-    for my $pat (ref $want ? @$want : grep { /\S/ } split /\n/, $want) {
+    my $list = sub {
+        my ($spec) = @_;
+        return () unless defined $spec;
+        return ref $spec eq 'ARRAY' ? @$spec
+             : ref $spec ? ($spec)
+             : grep { /\S/ } split /\n/, $spec;
+    };
+
+    for my $pat ($list->($want)) {
         Test::More::ok(ref $pat ? $text =~ $pat : index($text, $pat) >= 0,
                        $block->name . " - the error log has \"$pat\"");
+    }
+
+    for my $pat ($list->($unwanted)) {
+        Test::More::ok(ref $pat ? $text !~ $pat : index($text, $pat) < 0,
+                       $block->name . " - the error log lacks \"$pat\"");
     }
 }
 
