@@ -376,9 +376,17 @@ ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
                                          "delivery_method", &method))
     {
     case NGX_OK:
-        bit = (method.len == 6 && ngx_strncmp(method.data, "RETURN", 6) == 0)
+
+        /*
+         * without case: Beyond Identity's own example frontends send
+         * "return"; from here on only the canonical spelling is used
+         */
+
+        bit = (method.len == 6
+               && ngx_strncasecmp(method.data, (u_char *) "RETURN", 6) == 0)
               ? NGX_HTTP_PASSKEY_RETURN
-              : (method.len == 5 && ngx_strncmp(method.data, "EMAIL", 5) == 0)
+              : (method.len == 5
+                 && ngx_strncasecmp(method.data, (u_char *) "EMAIL", 5) == 0)
                 ? NGX_HTTP_PASSKEY_EMAIL : 0;
 
         if (!(bit & plcf->delivery_methods)) {
