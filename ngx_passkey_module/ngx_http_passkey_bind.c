@@ -93,7 +93,7 @@ static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
 typedef struct {
     char                             *name;
     char                             *camel;
-    size_t                            offset;    /* of a ngx_str_t in ctx */
+    size_t                            offset;    /* of an ngx_str_t in ctx */
     ngx_uint_t                        optional;  /* left out when empty */
 } ngx_http_passkey_member_t;
 
@@ -1672,10 +1672,10 @@ ngx_http_passkey_bind_reply(ngx_http_passkey_ctx_t *ctx, ngx_uint_t camel)
 static ngx_http_passkey_json_t *
 ngx_http_passkey_bind_envelope(ngx_http_passkey_ctx_t *ctx)
 {
-    char                     **name;
-    ngx_str_t                  s;
-    ngx_pool_t                *pool;
-    ngx_http_passkey_json_t   *json, *job;
+    char                    **name;
+    ngx_str_t                 s;
+    ngx_pool_t               *pool;
+    ngx_http_passkey_json_t  *json, *job;
 
     pool = ctx->request->pool;
 
