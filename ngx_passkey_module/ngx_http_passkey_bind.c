@@ -68,6 +68,10 @@ static ngx_int_t ngx_http_passkey_bi_call(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_json_t *body, ngx_http_passkey_bi_done_pt handler);
 static void ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx);
+static ngx_http_passkey_json_t *ngx_http_passkey_bind_reply(
+    ngx_http_passkey_ctx_t *ctx, ngx_uint_t camel);
+static ngx_http_passkey_json_t *ngx_http_passkey_bind_envelope(
+    ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_bind_accepted(ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_bind_answer(ngx_http_passkey_ctx_t *ctx,
     ngx_uint_t status, ngx_http_passkey_json_t *json);
@@ -81,6 +85,53 @@ static void ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx,
 static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
     "redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
     "return redis.call('EXPIRE', KEYS[1], ARGV[1])");
+
+
+/* the members of a job's answer, as this module and camelCase name them */
+
+typedef struct {
+    char                             *name;
+    char                             *camel;
+    size_t                            offset;    /* of an ngx_str_t in ctx */
+    ngx_uint_t                        optional;  /* left out when empty */
+} ngx_http_passkey_member_t;
+
+
+static ngx_http_passkey_member_t  ngx_http_passkey_members[] = {
+    { "job_id", "jobId", offsetof(ngx_http_passkey_ctx_t, job_id), 0 },
+    { "identity_id", "identityId",
+      offsetof(ngx_http_passkey_ctx_t, identity_id), 0 },
+    { "state", "state", offsetof(ngx_http_passkey_ctx_t, job_state), 0 },
+    { "expire_time", "expireTime",
+      offsetof(ngx_http_passkey_ctx_t, expire_time), 0 },
+    { "delivery_method", "deliveryMethod",
+      offsetof(ngx_http_passkey_ctx_t, delivery_method), 0 },
+    { "credential_binding_link", "credentialBindingLink",
+      offsetof(ngx_http_passkey_ctx_t, link), 1 },
+    { NULL, NULL, 0, 0 }
+};
+
+
+/*
+ * The members of Beyond Identity's job that its envelope passes on: those
+ * the API documents.  Anything else the API may add one day is not handed
+ * to a browser unread.
+ */
+
+static char  *ngx_http_passkey_job_members[] = {
+    "id",
+    "realm_id",
+    "tenant_id",
+    "identity_id",
+    "delivery_method",
+    "state",
+    "post_binding_redirect_uri",
+    "authenticator_config_id",
+    "expire_time",
+    "create_time",
+    "update_time",
+    NULL
+};
 
 
 ngx_int_t
@@ -375,9 +426,17 @@ ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
                                          "delivery_method", &method))
     {
     case NGX_OK:
-        bit = (method.len == 6 && ngx_strncmp(method.data, "RETURN", 6) == 0)
+
+        /*
+         * without case: Beyond Identity's own example frontends send
+         * "return"; from here on only the canonical spelling is used
+         */
+
+        bit = (method.len == 6
+               && ngx_strncasecmp(method.data, (u_char *) "RETURN", 6) == 0)
               ? NGX_HTTP_PASSKEY_RETURN
-              : (method.len == 5 && ngx_strncmp(method.data, "EMAIL", 5) == 0)
+              : (method.len == 5
+                 && ngx_strncasecmp(method.data, (u_char *) "EMAIL", 5) == 0)
                 ? NGX_HTTP_PASSKEY_EMAIL : 0;
 
         if (!(bit & plcf->delivery_methods)) {
@@ -1305,6 +1364,10 @@ ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc)
                                         "credential_binding_job.expire_time",
                                         &ctx->expire_time);
 
+    /* owned by the request's pool, like the rest of the API's answer */
+    ctx->job = ngx_http_passkey_json_child(bc->json,
+                                           "credential_binding_job");
+
     ctx->expires = ngx_http_passkey_parse_rfc3339(&ctx->expire_time);
 
     if (ngx_http_passkey_store_job(ctx) != NGX_OK) {
@@ -1521,34 +1584,6 @@ ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
     r->connection->log->action = "sending the passkey binding job";
 
-    json = ngx_http_passkey_json_object(r->pool);
-
-    if (json == NULL
-        || ngx_http_passkey_json_set_string(json, "job_id", &ctx->job_id)
-           != NGX_OK
-        || ngx_http_passkey_json_set_string(json, "identity_id",
-                                            &ctx->identity_id)
-           != NGX_OK
-        || ngx_http_passkey_json_set_string(json, "state", &ctx->job_state)
-           != NGX_OK
-        || ngx_http_passkey_json_set_string(json, "expire_time",
-                                            &ctx->expire_time)
-           != NGX_OK
-        || ngx_http_passkey_json_set_string(json, "delivery_method",
-                                            &ctx->delivery_method)
-           != NGX_OK
-        || (ctx->link.len
-            && ngx_http_passkey_json_set_string(json,
-                                                "credential_binding_link",
-                                                &ctx->link)
-               != NGX_OK))
-    {
-        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal_error",
-                                     "cannot build the response");
-        return;
-    }
-
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "passkey: binding job %V for identity %V (%s)",
                   &ctx->job_id, &ctx->identity_id,
@@ -1559,7 +1594,129 @@ ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
         return;
     }
 
+    switch (plcf->bind_format) {
+
+    case NGX_HTTP_PASSKEY_FORMAT_BI:
+        json = ngx_http_passkey_bind_envelope(ctx);
+        break;
+
+    case NGX_HTTP_PASSKEY_FORMAT_CAMEL:
+        json = ngx_http_passkey_bind_reply(ctx, 1);
+        break;
+
+    default: /* NGX_HTTP_PASSKEY_FORMAT_PASSKEY */
+        json = ngx_http_passkey_bind_reply(ctx, 0);
+    }
+
+    if (json == NULL) {
+        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "cannot build the response");
+        return;
+    }
+
     ngx_http_passkey_bind_answer(ctx, NGX_HTTP_OK, json);
+}
+
+
+/*
+ * The job as this module names it, or in camelCase with the username, as
+ * the backend of Beyond Identity's Angular example answers.
+ */
+
+static ngx_http_passkey_json_t *
+ngx_http_passkey_bind_reply(ngx_http_passkey_ctx_t *ctx, ngx_uint_t camel)
+{
+    ngx_str_t                  *value;
+    ngx_http_passkey_json_t    *json;
+    ngx_http_passkey_member_t  *m;
+
+    json = ngx_http_passkey_json_object(ctx->request->pool);
+    if (json == NULL) {
+        return NULL;
+    }
+
+    if (camel
+        && ngx_http_passkey_json_set_string(json, "username", &ctx->username)
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    for (m = ngx_http_passkey_members; m->name; m++) {
+        value = (ngx_str_t *) ((u_char *) ctx + m->offset);
+
+        if (m->optional && value->len == 0) {
+            continue;
+        }
+
+        if (ngx_http_passkey_json_set_string(json, camel ? m->camel : m->name,
+                                             value)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+    }
+
+    return json;
+}
+
+
+/*
+ * Beyond Identity's own answer to creating a job, which its mobile SDK
+ * examples read: the job under "credential_binding_job", its members as
+ * the API gave them, and the link beside it (RETURN only).
+ */
+
+static ngx_http_passkey_json_t *
+ngx_http_passkey_bind_envelope(ngx_http_passkey_ctx_t *ctx)
+{
+    char                    **name;
+    ngx_str_t                 s;
+    ngx_pool_t               *pool;
+    ngx_http_passkey_json_t  *json, *job;
+
+    pool = ctx->request->pool;
+
+    json = ngx_http_passkey_json_object(pool);
+    job = ngx_http_passkey_json_object(pool);
+
+    if (json == NULL || job == NULL) {
+        return NULL;
+    }
+
+    for (name = ngx_http_passkey_job_members; *name; name++) {
+
+        switch (ngx_http_passkey_json_string(pool, ctx->job, *name, &s)) {
+
+        case NGX_OK:
+            if (ngx_http_passkey_json_set_string(job, *name, &s) != NGX_OK) {
+                return NULL;
+            }
+
+            break;
+
+        case NGX_DECLINED:
+            /* not there, or not a string: the API did not say */
+            break;
+
+        default:
+            return NULL;
+        }
+    }
+
+    if (ngx_http_passkey_json_set_object(json, "credential_binding_job", job)
+        != NGX_OK
+        || (ctx->link.len
+            && ngx_http_passkey_json_set_string(json,
+                                                "credential_binding_link",
+                                                &ctx->link)
+               != NGX_OK))
+    {
+        return NULL;
+    }
+
+    return json;
 }
 
 

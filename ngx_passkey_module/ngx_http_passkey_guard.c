@@ -308,10 +308,25 @@ ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
         parts[3] = ikey;
 
         if (ngx_http_passkey_guard_key(r, "idem:", parts, 4, &keys[0])
-            != NGX_OK
-            || ngx_http_passkey_digest(r->pool, &ctx->raw_body, 1,
-                                       &g->fingerprint)
-               != NGX_OK)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        /*
+         * The request as the module reads it, not its bytes: a retry
+         * that spells "return" for "RETURN", orders the members otherwise
+         * or sends others that the module ignores asks for the same job.
+         */
+
+        parts[0] = ctx->username;
+        parts[1] = ctx->email;
+        parts[2] = ctx->display_name;
+        parts[3] = ctx->delivery_method;
+        parts[4] = ctx->post_binding_redirect_uri;
+
+        if (ngx_http_passkey_digest(r->pool, parts, 5, &g->fingerprint)
+            != NGX_OK)
         {
             return NGX_ERROR;
         }

@@ -46,6 +46,14 @@ static ngx_conf_enum_t  ngx_http_passkey_signup_existing[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_passkey_bind_formats[] = {
+    { ngx_string("passkey"), NGX_HTTP_PASSKEY_FORMAT_PASSKEY },
+    { ngx_string("beyond_identity"), NGX_HTTP_PASSKEY_FORMAT_BI },
+    { ngx_string("camel_case"), NGX_HTTP_PASSKEY_FORMAT_CAMEL },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_passkey_redis_down[] = {
     { ngx_string("refuse"), NGX_HTTP_PASSKEY_REFUSE },
     { ngx_string("allow"), NGX_HTTP_PASSKEY_ALLOW },
@@ -250,6 +258,13 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, signup_existing),
       &ngx_http_passkey_signup_existing },
+
+    { ngx_string("passkey_bind_format"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, bind_format),
+      &ngx_http_passkey_bind_formats },
 
     { ngx_string("passkey_allowed_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -554,6 +569,7 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
 
     plcf->bind_mode = NGX_CONF_UNSET_UINT;
     plcf->signup_existing = NGX_CONF_UNSET_UINT;
+    plcf->bind_format = NGX_CONF_UNSET_UINT;
     plcf->allowed_origins = NGX_CONF_UNSET_PTR;
     plcf->limits = NGX_CONF_UNSET_PTR;
     plcf->email_cooldown = NGX_CONF_UNSET_MSEC;
@@ -651,6 +667,8 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_uint_value(conf->signup_existing, prev->signup_existing,
                               NGX_HTTP_PASSKEY_REFUSE);
+    ngx_conf_merge_uint_value(conf->bind_format, prev->bind_format,
+                              NGX_HTTP_PASSKEY_FORMAT_PASSKEY);
     ngx_conf_merge_ptr_value(conf->allowed_origins, prev->allowed_origins,
                              NULL);
     ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);

@@ -29,6 +29,11 @@
 #define NGX_HTTP_PASSKEY_RETURN         0x01
 #define NGX_HTTP_PASSKEY_EMAIL          0x02
 
+/* passkey_bind_format: the answer's members, as each client reads them */
+#define NGX_HTTP_PASSKEY_FORMAT_PASSKEY  0
+#define NGX_HTTP_PASSKEY_FORMAT_BI       1
+#define NGX_HTTP_PASSKEY_FORMAT_CAMEL    2
+
 #define NGX_HTTP_PASSKEY_SIGNUP         0
 #define NGX_HTTP_PASSKEY_AUTHENTICATED  1
 
@@ -125,6 +130,7 @@ typedef struct ngx_http_passkey_loc_conf_s {
     ngx_uint_t                        delivery_implicit;
     ngx_http_complex_value_t         *post_binding_redirect_uri;
     ngx_array_t                      *redirect_origins;   /* ngx_str_t */
+    ngx_uint_t                        bind_format;
 
     /* who may bind what, and how often */
     ngx_uint_t                        bind_mode;
@@ -275,6 +281,7 @@ typedef struct {
     ngx_str_t                         job_state;
     ngx_str_t                         expire_time;
     ngx_str_t                         link;
+    ngx_http_passkey_json_t          *job;      /* as the API answered */
     ngx_str_t                         delivery_method;
     ngx_str_t                         post_binding_redirect_uri;
     time_t                            expires;
