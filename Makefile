@@ -3,6 +3,8 @@
 #   make            build build/ngx_http_passkey_module.so against Debian's
 #                   nginx-dev (or NGINX_SRC=/path/to/nginx-x.y.z)
 #   make deps       install the Debian packages everything needs
+#   make sdk-deps   install Node.js, npm and the pinned Beyond Identity SDK
+#                   that the tests check links with (util/sdk)
 #   make test       run t/ (starts Redis and the API stand-in)
 #   make test-valgrind   the same under valgrind; fails on any error
 #   make demo       nginx + module + Redis + API stand-in on 127.0.0.1
@@ -34,12 +36,21 @@ DEB_PACKAGES = nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
     liblist-moreutils-perl libmojolicious-perl libio-socket-ssl-perl \
     valgrind curl openssl libpcre2-dev zlib1g-dev
 
-.PHONY: all deps test test-valgrind demo demo-stop bench check-style clean
+# for the tests' SDK oracle (util/sdk-deps): installed only when the node
+# or npm command is missing, as a Node.js from elsewhere may conflict with
+# Debian's npm
+NODE_PACKAGES = nodejs npm
+
+.PHONY: all deps sdk-deps test test-valgrind demo demo-stop bench \
+    check-style clean
 
 all: $(MODULE)
 
 deps:
 	@util/deps $(DEB_PACKAGES)
+
+sdk-deps:
+	@util/sdk-deps $(NODE_PACKAGES)
 
 $(BUILD)/Makefile: config util/configure
 	@util/deps $(DEB_PACKAGES)
@@ -48,10 +59,10 @@ $(BUILD)/Makefile: config util/configure
 $(MODULE): $(BUILD)/Makefile $(SOURCES)
 	$(MAKE) -f $(BUILD)/Makefile -C "$(NGINX_SRC)" $(TARGET)
 
-test: deps $(MODULE)
+test: deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests $(TESTS)
 
-test-valgrind: deps $(MODULE)
+test-valgrind: deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests --valgrind \
 	    $(TESTS)
 

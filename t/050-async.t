@@ -36,6 +36,8 @@ sub background_binds {
                 "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/passkey/bind",
                 { headers => { 'Content-Type' => 'application/json' },
                   content => "{\"username\":\"$prefix$i\"}" });
+            eval { sdk_record_link(sdk_links_in($res->{content})); 1 }
+                or POSIX::_exit(1);
             open my $fh, '>', "$Out/$prefix$i" or POSIX::_exit(1);
             printf $fh "%d %.3f\n", $res->{status}, time - $Start;
             close $fh;

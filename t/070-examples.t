@@ -170,9 +170,11 @@ sub ua { HTTP::Tiny->new(timeout => 10, max_redirect => 0) }
 # POST a JSON body to one of the passkey endpoints
 sub post_json {
     my ($path, $json, %headers) = @_;
-    return ua()->post("$nginx_url$path",
+    my $res = ua()->post("$nginx_url$path",
         { headers => { 'Content-Type' => 'application/json', %headers },
           content => $json });
+    sdk_record_link(sdk_links_in($res->{content}));
+    return $res;
 }
 
 sub post_bind { post_json('/passkey/bind', @_) }
@@ -233,6 +235,7 @@ sub follow_mail {
     is($res->{status}, 302, "$name: the mailed link answers 302");
 
     my $url = $res->{headers}{location} // '';
+    sdk_record_link($url);
     $identity //= $mail->{identity_id};
     my $want = qr{^\Q$nginx_url\E/app/bind\?api_base_url=\Q$auth_arg\E}
                 . qr{&identity_id=\Q$identity\E&job_id=\Q$mail->{job_id}\E}
@@ -459,6 +462,7 @@ ok(start_app(), 'util/demo-app starts')
     both_headers("$name: /app/bind", $res);
 
     my $got = decode($res);
+    sdk_record_link($got->{binding_link});
     is($got->{binding_link}, $flow->{url},
        "$name: the app got the link byte for byte");
     is($got->{job_id}, $flow->{job}, "$name: ... and the job id");
@@ -527,6 +531,7 @@ ok(start_app(), 'util/demo-app starts')
     ok($mail, "$name: ... and carol gets the link by email");
     my $carol_flow = $mail ? follow_mail("$name, carol", $mail) : {};
     $res = get($carol_flow->{url}, Accept => 'application/json');
+    sdk_record_link(decode($res)->{binding_link});
     is(decode($res)->{binding_link}, $carol_flow->{url},
        "$name: ... which the app gets");
 
@@ -684,6 +689,7 @@ ok(start_app(), 'util/demo-app starts')
     both_headers("$name: the redirect", $res);
 
     my ($to, $fragment) = ($res->{headers}{location} // '') =~ /^([^#]*)#(.*)$/;
+    sdk_record_link(uri_unescape($fragment // ''));
     is($to, "$nginx_url/app/finish", "$name: ... to the frontend route");
     is(uri_unescape($fragment // ''), $flow->{url},
        "$name: ... with the link in the fragment");

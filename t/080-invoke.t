@@ -53,6 +53,7 @@ sub bind_job {
 
     die "bind answered $res->{status}: $res->{content}"
         unless $res->{status} == 200;
+    sdk_record_link(sdk_links_in($res->{content}));
 
     my ($job) = $res->{content} =~ /"job_id":"(\w+)"/;
     my ($identity) = $res->{content} =~ /"identity_id":"(\w+)"/;
@@ -86,6 +87,7 @@ sub email_job {
     die "the mailed link answered $res->{status}" unless $res->{status} == 302;
 
     my $url = $res->{headers}{location};
+    sdk_record_link($url);
     my ($token) = $url =~ /[?&]token=([^&]+)/;
 
     return { job => $job, identity => $identity, url => $url,

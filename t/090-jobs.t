@@ -46,6 +46,7 @@ sub bind_job {
 
     die "bind answered $res->{status}: $res->{content}"
         unless $res->{status} == 200;
+    sdk_record_link(sdk_links_in($res->{content}));
 
     my ($job) = $res->{content} =~ /"job_id":"(\w+)"/;
     my ($identity) = $res->{content} =~ /"identity_id":"(\w+)"/;

@@ -34,9 +34,12 @@ sub nginx_url { "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}" }
 
 sub post_bind {
     my ($as, $json) = @_;
-    return HTTP::Tiny->new(timeout => 10)->post(nginx_url() . '/passkey/bind',
+    my $res = HTTP::Tiny->new(timeout => 10)->post(
+        nginx_url() . '/passkey/bind',
         { headers => { 'Content-Type' => 'application/json', 'X-As' => $as },
           content => $json // '{}' });
+    sdk_record_link(sdk_links_in($res->{content}));
+    return $res;
 }
 
 add_block_preprocessor(sub {

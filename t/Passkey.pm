@@ -18,15 +18,22 @@ package t::Passkey;
 #
 # Load this before Test::Nginx::Socket: it gives each test file its own
 # servroot so that the suite's logs can be searched afterwards.
+#
+# Every credential_binding_link in a response body (of a block, or read
+# with read_response) is recorded for Beyond Identity's SDK to check after
+# the run (util/run-tests, util/sdk/oracle); flows that get links or /bind
+# URLs over their own HTTP requests record them with sdk_record_link().
 
 use strict;
 use warnings;
 use IO::Socket::INET;
 use HTTP::Tiny;
 use File::Basename qw(basename);
+use Fcntl qw(:flock);
+use JSON::PP ();
 
 our @EXPORT = qw(redis_cmd block_tenant block_prefix run_flows read_response
-                 redis_jobs);
+                 redis_jobs sdk_record_link sdk_links_in);
 use base 'Exporter';
 
 BEGIN {
@@ -144,6 +151,53 @@ sub import {
 
     Test::Nginx::Socket::add_response_body_check(\&check_redis_job);
     Test::Nginx::Socket::add_response_body_check(\&check_block_error_log);
+    Test::Nginx::Socket::add_response_body_check(\&record_sdk_links);
+}
+
+# Links for the SDK check: util/run-tests gives the file, in its work
+# directory (never in a log or the servroot: links are bearer secrets),
+# and after the run asks Beyond Identity's SDK whether it takes each one
+# (isBindPasskeyUrl).  Without PASSKEY_LINKS_FILE (prove run by hand)
+# nothing is recorded.  Forked flows may record too: lines are appended
+# under a lock.
+sub sdk_record_link {
+    my @urls = grep { defined && $_ ne '' } @_;
+    my $file = $ENV{PASSKEY_LINKS_FILE};
+
+    return unless @urls && $file;
+
+    for (@urls) {
+        die "a link with a line break: cannot record it" if /[\r\n]/;
+    }
+
+    open my $fh, '>>', $file or die "cannot record links in $file: $!";
+    flock $fh, LOCK_EX or die "cannot lock $file: $!";
+    print $fh map { "$_\n" } @urls;
+    close $fh or die "cannot record links in $file: $!";
+}
+
+# the credential_binding_link values in a response body, JSON-unescaped
+sub sdk_links_in {
+    my ($body) = @_;
+    my @links;
+
+    return () unless defined $body;
+
+    while ($body =~ /"credential_binding_link"\s*:\s*("(?:[^"\\]|\\.)*")/g) {
+        my $json = $1;
+        my $link = eval { JSON::PP->new->allow_nonref->decode($json) };
+        push @links, defined $link ? $link : substr($json, 1, -1);
+    }
+
+    return @links;
+}
+
+sub record_sdk_links {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+
+    return if $dry_run;
+
+    sdk_record_link(sdk_links_in($body));
 }
 
 # "--- block_error_log": lines (substrings, or an eval array of regexes)
@@ -295,6 +349,8 @@ sub read_response {
                      length $content);
         die "short body" unless $n;
     }
+
+    sdk_record_link(sdk_links_in($content));
 
     return { status => $status, headers => \%h, content => $content };
 }
