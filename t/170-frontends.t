@@ -273,13 +273,13 @@ qr/^\{"credential_binding_job":\{"id":"[0-9a-f]{16}","realm_id":"r1","tenant_id"
         passkey_bind;
     }
 --- fault
-{"route":"create_job","type":"status","status":200,"body":"{\"credential_binding_job\":{\"id\":\"0123456789abcdef\",\"state\":\"LINK_SENT\",\"delivery_method\":\"RETURN\",\"internal_note\":\"not for browsers\",\"create_time\":5,\"expire_time\":\"2030-01-01T00:00:00Z\"},\"credential_binding_link\":\"https://auth.example.com/link-0123456789abcdef\",\"extra\":\"nor this\"}"}
+{"route":"create_job","type":"status","status":200,"body":"{\"credential_binding_job\":{\"id\":\"0123456789abcdef\",\"state\":\"LINK_SENT\",\"delivery_method\":\"RETURN\",\"internal_note\":\"not for browsers\",\"create_time\":5,\"expire_time\":\"2030-01-01T00:00:00Z\"},\"credential_binding_link\":\"https://auth.example.com/v1/tenants/t/realms/r/identities/i/credential-binding-jobs/0123456789abcdef:invokeAuthenticator?token=odd\",\"extra\":\"nor this\"}"}
 --- request
 POST /passkey/bind
 {"username":"envelope-odd"}
 --- error_code: 200
 --- response_body eval
-qq({"credential_binding_job":{"id":"0123456789abcdef","delivery_method":"RETURN","state":"LINK_SENT","expire_time":"2030-01-01T00:00:00Z"},"credential_binding_link":"https://auth.example.com/link-0123456789abcdef"}\n)
+qq({"credential_binding_job":{"id":"0123456789abcdef","delivery_method":"RETURN","state":"LINK_SENT","expire_time":"2030-01-01T00:00:00Z"},"credential_binding_link":"https://auth.example.com/v1/tenants/t/realms/r/identities/i/credential-binding-jobs/0123456789abcdef:invokeAuthenticator?token=odd"}\n)
 
 
 
