@@ -32,6 +32,7 @@ static ngx_int_t ngx_http_passkey_bind_value(
     ngx_http_passkey_ctx_t *ctx, ngx_http_complex_value_t *cv, char *member,
     ngx_str_t *value);
 static void ngx_http_passkey_bind_cleanup(void *data);
+static void ngx_http_passkey_bind_timeout(ngx_event_t *ev);
 
 static ngx_int_t ngx_http_passkey_bind_caller(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx);
@@ -274,8 +275,18 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
         return;
     }
 
-    /* from here on, a client that goes away ends the work */
+    /*
+     * From here on, a client that goes away ends the work, until a
+     * creating POST goes out; and the whole bind has one deadline.
+     */
+
     r->read_event_handler = ngx_http_test_reading;
+
+    ctx->deadline.handler = ngx_http_passkey_bind_timeout;
+    ctx->deadline.data = ctx;
+    ctx->deadline.log = r->connection->log;
+
+    ngx_add_timer(&ctx->deadline, ngx_http_passkey_bind_deadline(plcf));
 
     r->connection->log->action = "checking passkey rate limits";
     ctx->step = NGX_HTTP_PASSKEY_STEP_GUARD;
@@ -295,7 +306,6 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
         return;
     }
 
-    ctx->guard.result = NGX_HTTP_PASSKEY_GUARD_DOWN;
     ngx_http_passkey_guard_refused(ctx);
 }
 
@@ -595,16 +605,87 @@ ngx_http_passkey_bind_cleanup(void *data)
 {
     ngx_http_passkey_ctx_t *ctx = data;
 
+    if (ctx->deadline.timer_set) {
+        ngx_del_timer(&ctx->deadline);
+    }
+
     ngx_http_passkey_bi_cancel(&ctx->bi);
 
     /* the client went away mid-flight: a retry must not wait for us */
 
-    ngx_http_passkey_guard_release(&ctx->guard);
+    if (ctx->waiting_redis && ctx->step == NGX_HTTP_PASSKEY_STEP_GUARD) {
+        ngx_http_passkey_guard_abandon(&ctx->guard);
+
+    } else {
+        ngx_http_passkey_guard_release(&ctx->guard);
+    }
 
     if (ctx->waiting_redis) {
         ngx_http_passkey_redis_cancel(&ctx->redis);
         ctx->waiting_redis = 0;
     }
+}
+
+
+/*
+ * The longest a bind may take: a token fetch and a retry after a 401, a
+ * create, a look-up and a job, each within passkey_api_timeout, and the
+ * Redis steps, each within passkey_redis_timeout.  Claims outlive it.
+ */
+
+ngx_msec_t
+ngx_http_passkey_bind_deadline(ngx_http_passkey_loc_conf_t *plcf)
+{
+    return 6 * plcf->http.timeout + 4 * plcf->redis_timeout;
+}
+
+
+/*
+ * The deadline passed: what is in flight is cancelled and the client
+ * told.  If the job's POST went out, Beyond Identity may have made the
+ * job: the claim then stays until its TTL, so that a retry within it
+ * does not make a second one.
+ */
+
+static void
+ngx_http_passkey_bind_timeout(ngx_event_t *ev)
+{
+    ngx_http_passkey_ctx_t *ctx = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                  "passkey: the bind did not finish in %M ms%s, giving up",
+                  ngx_http_passkey_bind_deadline(
+                      ngx_http_get_module_loc_conf(r,
+                                                   ngx_http_passkey_module)),
+                  ctx->posted ? " after the job's POST went out" : "");
+
+    ngx_http_passkey_bi_cancel(&ctx->bi);
+
+    if (ctx->waiting_redis) {
+
+        if (ctx->step == NGX_HTTP_PASSKEY_STEP_GUARD) {
+            ngx_http_passkey_guard_abandon(&ctx->guard);
+        }
+
+        ngx_http_passkey_redis_cancel(&ctx->redis);
+        ctx->waiting_redis = 0;
+    }
+
+    if (ctx->posted) {
+        ngx_http_passkey_guard_keep(&ctx->guard);
+    }
+
+    ngx_http_passkey_bind_fail(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
+                               "bind_timeout",
+                               "the binding request did not finish in time");
+
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -903,9 +984,7 @@ ngx_http_passkey_cooldown_done(ngx_http_passkey_redis_op_t *op)
             return;
         }
 
-        ctx->guard.result = NGX_HTTP_PASSKEY_GUARD_LIMITED;
-        ctx->guard.retry = op->integer;
-        ctx->guard.limit = NULL;
+        ngx_http_passkey_guard_cooling(&ctx->guard, op->integer);
 
         if (ngx_http_passkey_guard_headers(r, &ctx->guard) != NGX_OK) {
             ngx_http_passkey_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -1555,6 +1634,19 @@ ngx_http_passkey_bi_call(ngx_http_passkey_ctx_t *ctx, char *method,
     bc->handler = handler;
     bc->data = ctx;
 
+    /*
+     * Once the job's POST goes out, the bind finishes whether or not its
+     * client waits (as proxy_ignore_client_abort does): the job and the
+     * answer are stored, so that a retry with the same Idempotency-Key
+     * gets that answer, not a second job.  Creating the identity needs
+     * no such care: a retry finds it.
+     */
+
+    if (ctx->step == NGX_HTTP_PASSKEY_STEP_CREATE_JOB) {
+        ctx->posted = 1;
+        r->read_event_handler = ngx_http_block_reading;
+    }
+
     return ngx_http_passkey_bi_start(bc);
 }
 
@@ -1781,8 +1873,8 @@ ngx_http_passkey_bind_answer(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
     }
 
     ctx->step = NGX_HTTP_PASSKEY_STEP_SAVE_ANSWER;
-    ctx->guard.status = status;
-    ctx->guard.body = body;
+    ctx->answer_status = status;
+    ctx->answer = body;
 
     rc = ngx_http_passkey_guard_save(ctx, status, &body,
                                      ngx_http_passkey_answer_saved);
@@ -1792,10 +1884,8 @@ ngx_http_passkey_bind_answer(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
         return;
     }
 
-    /* a duplicate lock stays until it expires: that is its purpose */
-
     if (rc == NGX_DECLINED) {
-        ctx->guard.held = 0;
+        ngx_http_passkey_guard_finish(&ctx->guard);
     }
 
     if (rc == NGX_ERROR) {
@@ -1814,24 +1904,26 @@ ngx_http_passkey_answer_saved(ngx_http_passkey_redis_op_t *op)
 {
     ngx_http_passkey_ctx_t *ctx = op->data;
 
+    ngx_uint_t  kept;
+
     ctx->waiting_redis = 0;
 
-    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
-        || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
-    {
+    kept = (op->result == NGX_HTTP_PASSKEY_REDIS_OK
+            && op->type != NGX_HTTP_PASSKEY_REDIS_ERROR);
+
+    if (!kept) {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "passkey: the answer cannot be kept for "
                       "Idempotency-Key replays: redis %s",
                       op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
                       ? "timed out" : "is unavailable");
-
-        /* a retry must not wait for a claim that nothing will fill */
-
-        ctx->guard.held = 1;
-        ngx_http_passkey_guard_release(&ctx->guard);
     }
 
-    ngx_http_passkey_bind_send(ctx, ctx->guard.status, &ctx->guard.body);
+    /* a retry must not wait for a claim that nothing will fill */
+
+    ngx_http_passkey_guard_saved(&ctx->guard, kept);
+
+    ngx_http_passkey_bind_send(ctx, ctx->answer_status, &ctx->answer);
 }
 
 
@@ -1842,6 +1934,10 @@ ngx_http_passkey_bind_send(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
     ngx_http_request_t  *r;
 
     r = ctx->request;
+
+    if (ctx->deadline.timer_set) {
+        ngx_del_timer(&ctx->deadline);
+    }
 
     if (ngx_http_passkey_guard_headers(r, &ctx->guard) != NGX_OK) {
         ngx_http_passkey_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -1883,6 +1979,10 @@ ngx_http_passkey_bind_fail(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
 
     s.data = (u_char *) detail;
     s.len = detail ? ngx_strlen(detail) : 0;
+
+    if (ctx->deadline.timer_set) {
+        ngx_del_timer(&ctx->deadline);
+    }
 
     ngx_http_passkey_guard_release(&ctx->guard);
 

@@ -32,7 +32,8 @@ static void ngx_http_passkey_guard_released(ngx_http_passkey_redis_op_t *op);
 /*
  * KEYS[1]: the idempotency key, the duplicate lock, or unused; KEYS[2..]:
  * the buckets.  ARGV: mode ("k", "d" or "-"), fingerprint, TTL of the
- * claim in ms, then per bucket its interval (ms per token) and burst.
+ * claim in ms, the claim's owner (the request id), then per bucket its
+ * interval (ms per token) and burst.
  *
  * A bucket holds the "theoretical arrival time" of the generic cell rate
  * algorithm: a request fits while that time is at most burst intervals
@@ -56,8 +57,8 @@ static ngx_str_t  ngx_http_passkey_guard_script = ngx_string(
     "end "
     "local best, rem, reset, tats = 0, -1, 0, {} "
     "for i = 2, #KEYS do "
-    "  local T = tonumber(ARGV[2 * i]) "
-    "  local B = tonumber(ARGV[2 * i + 1]) "
+    "  local T = tonumber(ARGV[2 * i + 1]) "
+    "  local B = tonumber(ARGV[2 * i + 2]) "
     "  local tat = tonumber(redis.call('GET', KEYS[i]) or now) "
     "  if tat < now then tat = now end "
     "  local new = tat + T "
@@ -73,12 +74,29 @@ static ngx_str_t  ngx_http_passkey_guard_script = ngx_string(
     "end "
     "if rem < 0 then rem = 0 end "
     "if mode == 'k' then "
-    "  redis.call('HSET', KEYS[1], 'fp', ARGV[2]) "
+    "  redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'owner', ARGV[4]) "
     "  redis.call('PEXPIRE', KEYS[1], ARGV[3]) "
     "elseif mode == 'd' then "
-    "  redis.call('SET', KEYS[1], '1', 'PX', ARGV[3]) "
+    "  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3]) "
     "end "
     "return {'ok', best, rem, reset}");
+
+
+/*
+ * Gives back a claim, if it is still this request's (ARGV[1], its owner)
+ * and holds no answer: one that expired meanwhile may be another
+ * request's now.
+ */
+
+static ngx_str_t  ngx_http_passkey_release_script = ngx_string(
+    "local t = redis.call('TYPE', KEYS[1]).ok "
+    "if t == 'hash' then "
+    "  local h = redis.call('HMGET', KEYS[1], 'owner', 'status') "
+    "  if h[1] ~= ARGV[1] or h[2] then return 0 end "
+    "elseif t ~= 'string' or redis.call('GET', KEYS[1]) ~= ARGV[1] then "
+    "  return 0 "
+    "end "
+    "return redis.call('DEL', KEYS[1])");
 
 
 /*
@@ -252,22 +270,28 @@ ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
     u_char                       *p;
     ngx_str_t                    *argv, value, parts[5], *loc, user, ikey;
     ngx_str_t                     keys[1 + NGX_HTTP_PASSKEY_LIMIT_MAX];
-    ngx_str_t                     params[3 + 2 * NGX_HTTP_PASSKEY_LIMIT_MAX];
+    ngx_str_t                     params[4 + 2 * NGX_HTTP_PASSKEY_LIMIT_MAX];
     ngx_uint_t                    i, n, argc, nkeys;
     ngx_msec_t                    claim;
-    ngx_table_elt_t              *h;
-    ngx_http_request_t           *r;
-    ngx_http_passkey_limit_t     *lim;
-    ngx_http_passkey_guard_t     *g;
-    ngx_http_core_loc_conf_t     *clcf;
-    ngx_http_passkey_loc_conf_t  *plcf;
+    ngx_table_elt_t               *h;
+    ngx_http_request_t            *r;
+    ngx_http_variable_value_t     *vv;
+    ngx_http_passkey_limit_t      *lim;
+    ngx_http_passkey_guard_t      *g;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_passkey_loc_conf_t   *plcf;
+    ngx_http_passkey_main_conf_t  *pmcf;
 
     r = ctx->request;
     g = &ctx->guard;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_passkey_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     g->conf = plcf;
+
+    /* until the script's reply says otherwise */
+    g->result = NGX_HTTP_PASSKEY_GUARD_DOWN;
 
     loc = &clcf->name;
     ngx_str_null(&user);
@@ -339,9 +363,9 @@ ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
 
         ngx_sprintf(g->secret.data, "%V\n%V\n%V", &ikey, loc, &user);
 
-        /* a claim outlives the slowest bind: API calls and a token fetch */
+        /* a claim outlives the slowest bind, which its deadline ends */
 
-        claim = 5 * plcf->http.timeout + 10000;
+        claim = ngx_http_passkey_bind_deadline(plcf) + 10000;
 
         ngx_str_set(&params[0], "k");
         params[1] = g->fingerprint;
@@ -384,10 +408,21 @@ ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+    /* the request id: only this request gives its claim back */
+
+    vv = ngx_http_get_indexed_variable(r, pmcf->request_id_index);
+    if (vv == NULL || vv->not_found || vv->len == 0) {
+        return NGX_ERROR;
+    }
+
+    g->owner.data = vv->data;
+    g->owner.len = vv->len;
+    params[3] = g->owner;
+
     /* the buckets; a limit whose key is empty does not apply */
 
     nkeys = 1;
-    n = 3;
+    n = 4;
     lim = plcf->limits ? plcf->limits->elts : NULL;
 
     for (i = 0; lim && i < plcf->limits->nelts; i++) {
@@ -464,7 +499,10 @@ ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
     if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
         || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
     {
+        /* a script that timed out may still have written the claim */
+
         g->result = NGX_HTTP_PASSKEY_GUARD_DOWN;
+        g->unsure = g->key.len ? 1 : 0;
         return NGX_OK;
     }
 
@@ -610,9 +648,50 @@ ngx_http_passkey_guard_save(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
         return NGX_ERROR;
     }
 
-    g->held = 0;
-
     return NGX_OK;
+}
+
+
+/* the reply to ngx_http_passkey_guard_save(): kept, or the claim goes */
+
+void
+ngx_http_passkey_guard_saved(ngx_http_passkey_guard_t *g, ngx_uint_t kept)
+{
+    if (kept) {
+        g->held = 0;
+        g->unsure = 0;
+        return;
+    }
+
+    ngx_http_passkey_guard_release(g);
+}
+
+
+/*
+ * The bind is over with no answer to keep: a duplicate lock stays until
+ * it expires, which is its purpose; an idempotency claim goes.
+ */
+
+void
+ngx_http_passkey_guard_finish(ngx_http_passkey_guard_t *g)
+{
+    if (g->idempotent) {
+        ngx_http_passkey_guard_release(g);
+        return;
+    }
+
+    ngx_http_passkey_guard_keep(g);
+}
+
+
+/* the identity had an email a moment ago: ms until the next may go */
+
+void
+ngx_http_passkey_guard_cooling(ngx_http_passkey_guard_t *g, ngx_msec_t ms)
+{
+    g->result = NGX_HTTP_PASSKEY_GUARD_LIMITED;
+    g->retry = ms;
+    g->limit = NULL;
 }
 
 
@@ -663,15 +742,16 @@ ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
 void
 ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g)
 {
-    ngx_str_t                     argv[2];
+    ngx_str_t                     argv[5];
     ngx_pool_t                   *pool;
     ngx_http_passkey_redis_op_t  *op;
 
-    if (!g->held) {
+    if (!g->held && !g->unsure) {
         return;
     }
 
     g->held = 0;
+    g->unsure = 0;
 
     pool = ngx_create_pool(512, ngx_cycle->log);
     if (pool == NULL) {
@@ -684,8 +764,21 @@ ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g)
         return;
     }
 
-    ngx_str_set(&argv[0], "DEL");
-    argv[1] = g->key;
+    /* EVAL script 1 key owner; the key and owner live in the request */
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1] = ngx_http_passkey_release_script;
+    ngx_str_set(&argv[2], "1");
+
+    argv[3].data = ngx_pstrdup(pool, &g->key);
+    argv[3].len = g->key.len;
+    argv[4].data = ngx_pstrdup(pool, &g->owner);
+    argv[4].len = g->owner.len;
+
+    if (argv[3].data == NULL || argv[4].data == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
 
     op->pool = pool;
     op->log = ngx_cycle->log;
@@ -693,12 +786,41 @@ ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g)
     op->handler = ngx_http_passkey_guard_released;
     op->data = pool;
 
-    if (ngx_http_passkey_redis_send(g->conf->redis, op, 2, argv) != NGX_OK) {
+    if (ngx_http_passkey_redis_send(g->conf->redis, op, 5, argv) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "passkey: cannot release a request's claim in "
                       "redis; a retry waits for it to expire");
         ngx_destroy_pool(pool);
     }
+}
+
+
+/*
+ * The guard's script was sent and its reply will never be read (the
+ * request ended first): it may have written a claim, which is given back
+ * by a command that Redis runs after the script, on the same connection.
+ */
+
+void
+ngx_http_passkey_guard_abandon(ngx_http_passkey_guard_t *g)
+{
+    g->unsure = g->key.len ? 1 : 0;
+
+    ngx_http_passkey_guard_release(g);
+}
+
+
+/*
+ * A job may exist at Beyond Identity although the request could not
+ * tell: the claim stays until its TTL, so that a retry within it does
+ * not make a second one.
+ */
+
+void
+ngx_http_passkey_guard_keep(ngx_http_passkey_guard_t *g)
+{
+    g->held = 0;
+    g->unsure = 0;
 }
 
 

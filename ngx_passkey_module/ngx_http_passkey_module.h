@@ -252,8 +252,10 @@ typedef struct {
     ngx_str_t                         key;
     ngx_str_t                         secret;       /* Idempotency-Key */
     ngx_str_t                         fingerprint;
+    ngx_str_t                         owner;        /* the request id */
     unsigned                          idempotent:1;
     unsigned                          held:1;
+    unsigned                          unsure:1;     /* maybe held */
 
     /* the limits that applied, by bucket; the tightest one */
     ngx_http_passkey_limit_t         *limits[NGX_HTTP_PASSKEY_LIMIT_MAX];
@@ -294,14 +296,22 @@ typedef struct {
     ngx_str_t                         conflict;
     ngx_str_t                         raw_body;
 
+    /* the answer, once built: kept for replays, then sent */
+    ngx_uint_t                        answer_status;
+    ngx_str_t                         answer;
+
     ngx_http_passkey_guard_t          guard;
 
     ngx_http_passkey_step_e           step;
     ngx_http_passkey_bi_call_t        bi;
     ngx_http_passkey_redis_op_t       redis;
 
+    /* the whole bind, whatever step it is at */
+    ngx_event_t                       deadline;
+
     unsigned                          created:1;
     unsigned                          existing:1;   /* sign-up: taken */
+    unsigned                          posted:1;     /* the job's POST */
     unsigned                          waiting_redis:1;
     unsigned                          body_read:1;
 } ngx_http_passkey_ctx_t;
@@ -381,6 +391,13 @@ ngx_int_t ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
 ngx_int_t ngx_http_passkey_guard_save(ngx_http_passkey_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *body, ngx_http_passkey_redis_done_pt handler);
 void ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g);
+void ngx_http_passkey_guard_abandon(ngx_http_passkey_guard_t *g);
+void ngx_http_passkey_guard_keep(ngx_http_passkey_guard_t *g);
+void ngx_http_passkey_guard_saved(ngx_http_passkey_guard_t *g,
+    ngx_uint_t kept);
+void ngx_http_passkey_guard_finish(ngx_http_passkey_guard_t *g);
+void ngx_http_passkey_guard_cooling(ngx_http_passkey_guard_t *g,
+    ngx_msec_t ms);
 ngx_int_t ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler);
 ngx_int_t ngx_http_passkey_guard_headers(ngx_http_request_t *r,
@@ -388,6 +405,7 @@ ngx_int_t ngx_http_passkey_guard_headers(ngx_http_request_t *r,
 
 /* ngx_http_passkey_bind.c */
 ngx_int_t ngx_http_passkey_bind_handler(ngx_http_request_t *r);
+ngx_msec_t ngx_http_passkey_bind_deadline(ngx_http_passkey_loc_conf_t *plcf);
 
 /* ngx_http_passkey_invoke.c */
 ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);

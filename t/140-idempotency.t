@@ -137,6 +137,101 @@ sub redis_dump {
 }
 
 
+# The job's POST went out, then the client left: the bind finishes, keeps
+# its answer, and the retry with the same key gets it, not a second job.
+$Flows{'a client that leaves after the job POST: the retry gets the answer'}
+= sub {
+    my ($block, $name) = @_;
+    my $key = "$Key-gone";
+
+    my $s = conn();
+    send_req($s, 'POST', '/passkey/bind', '{"username":"gone1"}',
+             'Idempotency-Key' => $key);
+    select undef, undef, undef, 0.5;    # the job's POST waits at the API
+    close $s;
+
+    select undef, undef, undef, 1.5;    # the API answers, nobody listens
+
+    my $res = bind_once('gone1', 'Idempotency-Key' => $key);
+    Test::More::is($res->{status}, 200, "$name - the retry: 200");
+    Test::More::is($res->{headers}{'idempotent-replayed'}, 'true',
+                   "$name - the retry: the stored answer");
+    Test::More::like($res->{content}, qr/"job_id":"\w+"/,
+                     "$name - the retry: the job");
+
+    my $stats = stats($block);
+    Test::More::is($stats->{create_job}, 1, "$name - one job at the API");
+
+    my ($job) = $res->{content} =~ /"job_id":"(\w+)"/;
+    Test::More::is(redis_cmd('EXISTS',
+                             block_prefix($block->seq_num) . "job:$job"),
+                   1, "$name - the job is kept in redis");
+};
+
+
+# Redis stalls while the guard's script waits behind a slow one: the
+# request gives up (503), and the claim the script still writes once
+# Redis runs it is given back at once, not held for the claim's TTL.
+$Flows{'a guard script that timed out gives its claim back'} = sub {
+    my ($block, $name) = @_;
+    my $key = "$Key-stall";
+
+    # a script that keeps Redis busy for 0.8 s; its reply is not awaited
+    my $busy = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $ENV{TEST_NGINX_REDIS_PORT},
+                                     Timeout => 5)
+        or die "cannot connect to redis: $!";
+    my $lua = "local s = redis.call('TIME') local n repeat "
+              . "n = redis.call('TIME') until (n[1] - s[1]) * 1000000 "
+              . "+ (n[2] - s[2]) > 800000 return 1";
+    print $busy "*3\r\n\$4\r\nEVAL\r\n\$" . length($lua) . "\r\n$lua\r\n"
+                . "\$1\r\n0\r\n";
+    select undef, undef, undef, 0.05;
+
+    my $res = bind_once('stall1', 'Idempotency-Key' => $key);
+    Test::More::is($res->{status}, 503, "$name - redis too slow: 503");
+
+    my $reply = <$busy>;
+    close $busy;
+    select undef, undef, undef, 0.3;
+
+    my @claims = grep { /idem:/ }
+                 @{ redis_cmd('KEYS', block_prefix($block->seq_num) . '*') };
+    Test::More::is(scalar @claims, 0, "$name - no claim left in redis")
+        or Test::More::diag("@claims");
+
+    $res = bind_once('stall1', 'Idempotency-Key' => $key);
+    Test::More::is($res->{status}, 200, "$name - the retry at once: 200");
+    Test::More::ok(!exists $res->{headers}{'idempotent-replayed'},
+                   "$name - the retry ran the bind");
+};
+
+
+# a claim lives for the bind's deadline (6 API timeouts and 4 Redis
+# timeouts) and 10 s more
+$Flows{'the claim outlives the bind deadline'} = sub {
+    my ($block, $name) = @_;
+    my $key = "$Key-ttl";
+
+    my $s = conn();
+    send_req($s, 'POST', '/passkey/bind', '{"username":"ttl1"}',
+             'Idempotency-Key' => $key);
+    select undef, undef, undef, 0.3;    # the bind waits at the API
+
+    my ($claim) = grep { /idem:/ }
+                  @{ redis_cmd('KEYS', block_prefix($block->seq_num) . '*') };
+    my $pttl = $claim ? redis_cmd('PTTL', $claim) : -1;
+
+    # 6 x 2 s + 4 x 500 ms + 10 s = 24 s
+    Test::More::ok($pttl > 23000 && $pttl <= 24000,
+                   "$name - the claim's TTL: $pttl ms");
+
+    my $res = read_response($s);
+    close $s;
+    Test::More::is($res->{status}, 200, "$name - the bind: 200");
+};
+
+
 $Flows{'a retry with the same key gets the first answer'} = sub {
     my ($block, $name) = @_;
 
@@ -495,3 +590,42 @@ ready
 --- block_error_log eval
 [qr/passkey: redis "127\.0\.0\.1:1" [^,\n]+, going on without rate limits and idempotency \(passkey_redis_down allow\)/,
  qr/passkey: redis "127\.0\.0\.1:1" [^,\n]+, going on without storing the job \(passkey_redis_down allow\)/]
+
+
+
+=== TEST 11: a client that leaves after the job POST: the retry gets the answer
+--- fault
+{"route":"create_job","type":"delay","delay_ms":1000}
+--- request
+GET /ready
+--- response_body
+ready
+
+
+
+=== TEST 12: a guard script that timed out gives its claim back
+--- config
+    location = /passkey/bind {
+        passkey_redis_timeout 300ms;
+        passkey_bind;
+    }
+--- request
+GET /ready
+--- response_body
+ready
+
+
+
+=== TEST 13: the claim outlives the bind deadline
+--- config
+    location = /passkey/bind {
+        passkey_api_timeout 2s;
+        passkey_redis_timeout 500ms;
+        passkey_bind;
+    }
+--- fault
+{"route":"create_identity","type":"delay","delay_ms":1000}
+--- request
+GET /ready
+--- response_body
+ready
