@@ -97,15 +97,17 @@ ngx_http_passkey_bi_cancel(ngx_http_passkey_bi_call_t *bc)
 
 
 /*
- * A call about one job of an identity: GET reads it, POST with suffix
- * ":revoke" revokes it.  When it cannot be made, the call says why in
- * result and error, and NGX_ERROR leaves calling the handler to the caller.
+ * The one builder of a request's API calls: method, the path after
+ * .../realms/{r}, an optional query and JSON body.  Until it is made, the
+ * call reports why it was not, and NGX_ERROR leaves calling the handler
+ * to the caller.
  */
 
 ngx_int_t
-ngx_http_passkey_bi_job(ngx_http_passkey_bi_call_t *bc, ngx_http_request_t *r,
-    ngx_str_t *identity_id, ngx_str_t *job_id, char *method, char *suffix,
-    ngx_http_passkey_bi_done_pt handler, void *data)
+ngx_http_passkey_bi_request(ngx_http_passkey_bi_call_t *bc,
+    ngx_http_request_t *r, char *method, ngx_str_t *path, ngx_str_t *query,
+    ngx_http_passkey_json_t *body, ngx_http_passkey_bi_done_pt handler,
+    void *data)
 {
     ngx_memzero(bc, sizeof(ngx_http_passkey_bi_call_t));
 
@@ -120,23 +122,59 @@ ngx_http_passkey_bi_job(ngx_http_passkey_bi_call_t *bc, ngx_http_request_t *r,
     bc->method.data = (u_char *) method;
     bc->method.len = ngx_strlen(method);
 
-    bc->path.len = sizeof("/identities/") - 1 + identity_id->len
-                   + sizeof("/credential-binding-jobs/") - 1
-                   + job_id->len + ngx_strlen(suffix);
-    bc->path.data = ngx_pnalloc(r->pool, bc->path.len);
-    if (bc->path.data == NULL) {
-        bc->path.len = 0;
+    if (path == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(bc->path.data, "/identities/%V/credential-binding-jobs/%V%s",
-                identity_id, job_id, suffix);
+    bc->path = *path;
 
-    if (bc->method.data[0] == 'P') {
-        ngx_str_set(&bc->body, "{}");
+    if (query) {
+        bc->query = *query;
+    }
+
+    if (body && ngx_http_passkey_json_dump(r->pool, body, &bc->body)
+                != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return ngx_http_passkey_bi_start(bc);
+}
+
+
+/* about one job of an identity: GET reads it, POST ":revoke" revokes it */
+
+ngx_int_t
+ngx_http_passkey_bi_job(ngx_http_passkey_bi_call_t *bc, ngx_http_request_t *r,
+    ngx_str_t *identity_id, ngx_str_t *job_id, char *method, char *suffix,
+    ngx_http_passkey_bi_done_pt handler, void *data)
+{
+    ngx_str_t                 path, *p;
+    ngx_http_passkey_json_t  *body;
+
+    path.len = sizeof("/identities/") - 1 + identity_id->len
+               + sizeof("/credential-binding-jobs/") - 1
+               + job_id->len + ngx_strlen(suffix);
+    path.data = ngx_pnalloc(r->pool, path.len);
+
+    p = NULL;
+
+    if (path.data) {
+        ngx_sprintf(path.data, "/identities/%V/credential-binding-jobs/%V%s",
+                    identity_id, job_id, suffix);
+        p = &path;
+    }
+
+    /* a POST of a custom method takes an empty object */
+
+    body = (method[0] == 'P') ? ngx_http_passkey_json_object(r->pool) : NULL;
+
+    if (method[0] == 'P' && body == NULL) {
+        p = NULL;
+    }
+
+    return ngx_http_passkey_bi_request(bc, r, method, p, NULL, body,
+                                       handler, data);
 }
 
 

@@ -259,6 +259,19 @@ invalid:
 
 
 /*
+ * The longest a bind may take: a token fetch and a retry after a 401, a
+ * create, a look-up and a job, each within passkey_api_timeout, and the
+ * Redis steps, each within passkey_redis_timeout.  Claims outlive it.
+ */
+
+ngx_msec_t
+ngx_http_passkey_bind_deadline(ngx_http_passkey_loc_conf_t *plcf)
+{
+    return 6 * plcf->http.timeout + 4 * plcf->redis_timeout;
+}
+
+
+/*
  * NGX_DECLINED: the Idempotency-Key is not acceptable; the request has
  * not been sent.
  */

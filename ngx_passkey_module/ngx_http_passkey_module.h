@@ -270,7 +270,24 @@ typedef struct {
 } ngx_http_passkey_guard_t;
 
 
-typedef struct {
+/* what became of the identity a bind is for */
+typedef enum {
+    NGX_HTTP_PASSKEY_IDENTITY_CREATED = 0,
+    NGX_HTTP_PASSKEY_IDENTITY_FOUND,
+    NGX_HTTP_PASSKEY_IDENTITY_TAKEN,       /* sign-up: no job for it */
+    NGX_HTTP_PASSKEY_IDENTITY_MISSPELLED,  /* authenticated: another case */
+    NGX_HTTP_PASSKEY_IDENTITY_NONE,        /* 409, yet no such username */
+    NGX_HTTP_PASSKEY_IDENTITY_FAILED       /* an API call: see ctx->bi */
+} ngx_http_passkey_identity_e;
+
+
+typedef struct ngx_http_passkey_ctx_s  ngx_http_passkey_ctx_t;
+
+typedef void (*ngx_http_passkey_identity_done_pt)(
+    ngx_http_passkey_ctx_t *ctx, ngx_http_passkey_identity_e rc);
+
+
+struct ngx_http_passkey_ctx_s {
     ngx_http_request_t               *request;
     ngx_http_passkey_json_t          *body;
 
@@ -296,6 +313,9 @@ typedef struct {
     ngx_str_t                         conflict;
     ngx_str_t                         raw_body;
 
+    /* a refusal of what the request asked for, to be answered */
+    ngx_http_passkey_problem_t        problem;
+
     /* the answer, once built: kept for replays, then sent */
     ngx_uint_t                        answer_status;
     ngx_str_t                         answer;
@@ -309,12 +329,14 @@ typedef struct {
     /* the whole bind, whatever step it is at */
     ngx_event_t                       deadline;
 
+    ngx_http_passkey_identity_done_pt  identity_done;
+
     unsigned                          created:1;
     unsigned                          existing:1;   /* sign-up: taken */
     unsigned                          posted:1;     /* the job's POST */
     unsigned                          waiting_redis:1;
     unsigned                          body_read:1;
-} ngx_http_passkey_ctx_t;
+};
 
 
 extern ngx_module_t  ngx_http_passkey_module;
@@ -390,6 +412,7 @@ ngx_int_t ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_op_t *op);
 ngx_int_t ngx_http_passkey_guard_save(ngx_http_passkey_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *body, ngx_http_passkey_redis_done_pt handler);
+ngx_msec_t ngx_http_passkey_bind_deadline(ngx_http_passkey_loc_conf_t *plcf);
 void ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g);
 void ngx_http_passkey_guard_abandon(ngx_http_passkey_guard_t *g);
 void ngx_http_passkey_guard_keep(ngx_http_passkey_guard_t *g);
@@ -405,6 +428,16 @@ ngx_int_t ngx_http_passkey_guard_headers(ngx_http_request_t *r,
 
 /* ngx_http_passkey_bind.c */
 ngx_int_t ngx_http_passkey_bind_handler(ngx_http_request_t *r);
+
+/* ngx_http_passkey_bind_answer.c */
+ngx_http_passkey_json_t *ngx_http_passkey_bind_shape(
+    ngx_http_passkey_ctx_t *ctx, ngx_uint_t format);
+ngx_http_passkey_json_t *ngx_http_passkey_bind_accepted_shape(
+    ngx_pool_t *pool);
+
+/* ngx_http_passkey_bind_request.c */
+ngx_int_t ngx_http_passkey_bind_request(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx);
 ngx_msec_t ngx_http_passkey_bind_deadline(ngx_http_passkey_loc_conf_t *plcf);
 
 /* ngx_http_passkey_invoke.c */
@@ -419,7 +452,15 @@ ngx_int_t ngx_http_passkey_check_init_process(ngx_cycle_t *cycle,
     ngx_http_passkey_main_conf_t *pmcf);
 void ngx_http_passkey_check_exit_process(ngx_cycle_t *cycle);
 
-/* ngx_http_passkey_store.c */
+/* ngx_http_passkey_identity.c */
+ngx_int_t ngx_http_passkey_identity_resolve(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_identity_done_pt done);
+
+/* ngx_http_passkey_job.c */
+ngx_int_t ngx_http_passkey_job_created_read(ngx_http_passkey_ctx_t *ctx,
+    ngx_pool_t *pool, ngx_http_passkey_json_t *json);
+ngx_int_t ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_redis_done_pt handler);
 ngx_int_t ngx_http_passkey_job_key(ngx_http_request_t *r, ngx_str_t *job_id,
     ngx_str_t *key);
 void ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
@@ -434,6 +475,10 @@ time_t ngx_http_passkey_parse_rfc3339(ngx_str_t *s);
 /* ngx_http_passkey_bi.c */
 ngx_int_t ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc);
 void ngx_http_passkey_bi_cancel(ngx_http_passkey_bi_call_t *bc);
+ngx_int_t ngx_http_passkey_bi_request(ngx_http_passkey_bi_call_t *bc,
+    ngx_http_request_t *r, char *method, ngx_str_t *path, ngx_str_t *query,
+    ngx_http_passkey_json_t *body, ngx_http_passkey_bi_done_pt handler,
+    void *data);
 ngx_int_t ngx_http_passkey_bi_job(ngx_http_passkey_bi_call_t *bc,
     ngx_http_request_t *r, ngx_str_t *identity_id, ngx_str_t *job_id,
     char *method, char *suffix, ngx_http_passkey_bi_done_pt handler,

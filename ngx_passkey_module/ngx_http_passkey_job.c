@@ -12,10 +12,19 @@
 
 
 /*
- * What the handlers share about the jobs kept in Redis: where a job lives,
- * how a command for a request is set up, how times are written, which
- * states are final.
+ * The job record kept in Redis, and what the handlers share about it:
+ * where a job lives, how a new one is written, how a command for a
+ * request is set up, how times are written and read, which states are
+ * final.
  */
+
+
+#define NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT  (7 * 86400)
+
+
+static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
+    "return redis.call('EXPIRE', KEYS[1], ARGV[1])");
 
 
 /* "<passkey_redis_prefix>job:<job_id>" */
@@ -243,4 +252,133 @@ ngx_http_passkey_parse_rfc3339(ngx_str_t *s)
     t = days * 86400 + hour * 3600 + min * 60 + sec - off;
 
     return t > 0 ? t : 0;
+}
+
+
+/*
+ * The new job in the API's answer to its creation: the id, the state and,
+ * for RETURN, the link are required; expire_time is taken as it is.
+ */
+
+ngx_int_t
+ngx_http_passkey_job_created_read(ngx_http_passkey_ctx_t *ctx,
+    ngx_pool_t *pool, ngx_http_passkey_json_t *json)
+{
+    if (ngx_http_passkey_json_string(pool, json,
+                                     "credential_binding_job.id",
+                                     &ctx->job_id)
+        != NGX_OK
+        || ctx->job_id.len == 0
+        || ngx_http_passkey_json_string(pool, json,
+                                        "credential_binding_job.state",
+                                        &ctx->job_state)
+           != NGX_OK
+        || (ctx->delivery_method.data[0] == 'R'
+            && (ngx_http_passkey_json_string(pool, json,
+                                             "credential_binding_link",
+                                             &ctx->link)
+                != NGX_OK
+                || ctx->link.len == 0)))
+    {
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_http_passkey_json_string(pool, json,
+                                        "credential_binding_job.expire_time",
+                                        &ctx->expire_time);
+
+    /* owned by the request's pool, like the rest of the API's answer */
+    ctx->job = ngx_http_passkey_json_child(json, "credential_binding_job");
+
+    ctx->expires = ngx_http_passkey_parse_rfc3339(&ctx->expire_time);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Writes a new job's record: its fields and, in the same script, its TTL,
+ * until Beyond Identity's expire_time, so that a job never exists without
+ * one.  The binding link is never stored.
+ */
+
+ngx_int_t
+ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
+    ngx_http_passkey_redis_done_pt handler)
+{
+    time_t                        now, ttl;
+    ngx_str_t                     argv[19];
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    now = ngx_time();
+
+    if (ctx->expires == 0) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "passkey: binding job %V has no readable expire_time, "
+                      "keeping it for %d s", &ctx->job_id,
+                      NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT);
+        ttl = NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT;
+
+    } else {
+        ttl = ctx->expires - now;
+
+        if (ttl < 60) {
+            ttl = 60;
+        }
+    }
+
+    /* EVAL script 1 key ttl field value ... */
+
+    ngx_str_set(&argv[0], "EVAL");
+    argv[1] = ngx_http_passkey_store_script;
+    ngx_str_set(&argv[2], "1");
+
+    if (ngx_http_passkey_job_key(r, &ctx->job_id, &argv[3]) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    argv[4].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (argv[4].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[4].len = ngx_sprintf(argv[4].data, "%T", ttl) - argv[4].data;
+
+    ngx_str_set(&argv[5], "job_id");
+    argv[6] = ctx->job_id;
+    ngx_str_set(&argv[7], "identity_id");
+    argv[8] = ctx->identity_id;
+    ngx_str_set(&argv[9], "username");
+    argv[10] = ctx->username;
+    ngx_str_set(&argv[11], "delivery_method");
+    argv[12] = ctx->delivery_method;
+    ngx_str_set(&argv[13], "state");
+    argv[14] = ctx->job_state;
+    ngx_str_set(&argv[15], "expire_time");
+    argv[16] = ctx->expire_time;
+    ngx_str_set(&argv[17], "created_at");
+
+    /* the binding link is a bearer secret: it is never stored */
+
+    argv[18].len = sizeof("1970-01-01T00:00:00Z") - 1;
+    argv[18].data = ngx_pnalloc(r->pool, argv[18].len);
+    if (argv[18].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_passkey_rfc3339(now, argv[18].data);
+
+    ngx_http_passkey_redis_op_init(r, &ctx->redis, handler, ctx);
+
+    if (ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 19, argv)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
