@@ -326,7 +326,6 @@ static ngx_int_t
 ngx_http_passkey_invoke_start(ngx_http_request_t *r)
 {
     ngx_int_t                       rc;
-    ngx_table_elt_t                *h;
     ngx_pool_cleanup_t             *cln;
     ngx_http_passkey_ctx_t         *ctx;
     ngx_http_passkey_invoke_ctx_t  *ic;
@@ -338,17 +337,9 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
                       "passkey: method %V not allowed for a binding link",
                       &r->method_name);
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_passkey_add_header(r, "Allow", "GET, HEAD") != NGX_OK) {
             return ngx_http_passkey_invoke_error(r);
         }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "GET, HEAD");
 
         return ngx_http_passkey_invoke_refuse(r, NGX_HTTP_NOT_ALLOWED,
                                         "method_not_allowed",
@@ -385,13 +376,9 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
         return rc;
     }
 
-    ic->now.data = ngx_pnalloc(r->pool, sizeof("1970-01-01T00:00:00Z") - 1);
-    if (ic->now.data == NULL) {
+    if (ngx_http_passkey_rfc3339_now(r->pool, &ic->now) != NGX_OK) {
         return ngx_http_passkey_invoke_error(r);
     }
-
-    ngx_http_passkey_rfc3339(ngx_time(), ic->now.data);
-    ic->now.len = sizeof("1970-01-01T00:00:00Z") - 1;
 
     if (ngx_http_passkey_job_key(r, &ctx->job_id, &ic->key) != NGX_OK) {
         return ngx_http_passkey_invoke_error(r);
@@ -1081,20 +1068,8 @@ ngx_http_passkey_invoke_job(ngx_http_passkey_invoke_ctx_t *ic,
         return NGX_HTTP_PASSKEY_LINK_API_FAILED;
     }
 
-    if (ngx_http_passkey_json_string(r->pool, bc->json, "state", state)
-        != NGX_OK
-        || ngx_http_passkey_valid_value(state, 0) != NGX_OK)
-    {
-        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
-        bc->error = "the job has no valid state";
+    if (ngx_http_passkey_job_state(r->pool, bc, state, expire) != NGX_OK) {
         return NGX_HTTP_PASSKEY_LINK_API_FAILED;
-    }
-
-    if (ngx_http_passkey_json_string(r->pool, bc->json, "expire_time", expire)
-        != NGX_OK
-        || ngx_http_passkey_valid_value(expire, 1) != NGX_OK)
-    {
-        ngx_str_null(expire);
     }
 
     /* each member, when the answer has it, must be this link's */

@@ -426,9 +426,12 @@ void ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
     ngx_http_passkey_redis_op_t *op, ngx_http_passkey_redis_done_pt handler,
     void *data);
 void ngx_http_passkey_rfc3339(time_t t, u_char *buf);
+ngx_int_t ngx_http_passkey_rfc3339_now(ngx_pool_t *pool, ngx_str_t *s);
 ngx_uint_t ngx_http_passkey_final_state(ngx_str_t *state);
 ngx_int_t ngx_http_passkey_valid_id(ngx_str_t *id);
 ngx_int_t ngx_http_passkey_valid_value(ngx_str_t *s, ngx_uint_t time);
+ngx_int_t ngx_http_passkey_job_state(ngx_pool_t *pool,
+    ngx_http_passkey_bi_call_t *bc, ngx_str_t *state, ngx_str_t *expire_time);
 time_t ngx_http_passkey_parse_rfc3339(ngx_str_t *s);
 
 /* ngx_http_passkey_bi.c */

@@ -32,9 +32,6 @@
  */
 
 
-#define NGX_HTTP_PASSKEY_STATUS_NOW_LEN  (sizeof("1970-01-01T00:00:00Z") - 1)
-
-
 /* what became of this request's refresh */
 
 typedef enum {
@@ -102,7 +99,6 @@ static void ngx_http_passkey_status_send_job(
     ngx_http_passkey_status_ctx_t *sc);
 static void ngx_http_passkey_status_fail(ngx_http_passkey_status_ctx_t *sc,
     ngx_uint_t status, char *code, char *detail);
-static ngx_int_t ngx_http_passkey_status_now(ngx_pool_t *pool, ngx_str_t *s);
 static ngx_int_t ngx_http_passkey_status_set_flag(ngx_pool_t *pool,
     ngx_http_passkey_json_t *json, char *key, ngx_uint_t value);
 
@@ -644,12 +640,7 @@ ngx_http_passkey_status_refreshed(ngx_http_passkey_bi_call_t *bc)
 
     /* the API answers the bare job; unknown states are passed through */
 
-    if (ngx_http_passkey_json_string(pool, bc->json, "state", &state)
-        != NGX_OK
-        || ngx_http_passkey_valid_value(&state, 0) != NGX_OK)
-    {
-        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
-        bc->error = "the job has no valid state";
+    if (ngx_http_passkey_job_state(pool, bc, &state, &expire) != NGX_OK) {
         ngx_http_passkey_status_refresh_failed(sc);
         return;
     }
@@ -664,14 +655,7 @@ ngx_http_passkey_status_refreshed(ngx_http_passkey_bi_call_t *bc)
         return;
     }
 
-    if (ngx_http_passkey_json_string(pool, bc->json, "expire_time", &expire)
-        != NGX_OK
-        || ngx_http_passkey_valid_value(&expire, 1) != NGX_OK)
-    {
-        ngx_str_null(&expire);
-    }
-
-    if (ngx_http_passkey_status_now(pool, &now) != NGX_OK) {
+    if (ngx_http_passkey_rfc3339_now(pool, &now) != NGX_OK) {
         ngx_http_passkey_status_fail(sc, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                      "internal_error", "out of memory");
         return;
@@ -813,7 +797,7 @@ ngx_http_passkey_status_revoked(ngx_http_passkey_bi_call_t *bc)
         return;
     }
 
-    if (ngx_http_passkey_status_now(r->pool, &now) != NGX_OK) {
+    if (ngx_http_passkey_rfc3339_now(r->pool, &now) != NGX_OK) {
         ngx_http_passkey_status_fail(sc, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                      "internal_error", "out of memory");
         return;
@@ -878,7 +862,7 @@ ngx_http_passkey_status_gone(ngx_http_passkey_status_ctx_t *sc)
     sc->code = "unknown_job";
     sc->detail = "Beyond Identity no longer knows this job";
 
-    if (ngx_http_passkey_status_now(sc->ctx.request->pool, &fields[2])
+    if (ngx_http_passkey_rfc3339_now(sc->ctx.request->pool, &fields[2])
         != NGX_OK)
     {
         ngx_http_passkey_status_reply(sc);
@@ -1087,25 +1071,6 @@ ngx_http_passkey_status_fail(ngx_http_passkey_status_ctx_t *sc,
 
     ngx_http_passkey_finalize(sc->ctx.request,
         ngx_http_passkey_send_problem(sc->ctx.request, status, code, &s));
-}
-
-
-
-
-/* "1970-01-01T00:00:00Z" of now, into pool */
-
-static ngx_int_t
-ngx_http_passkey_status_now(ngx_pool_t *pool, ngx_str_t *s)
-{
-    s->data = ngx_pnalloc(pool, NGX_HTTP_PASSKEY_STATUS_NOW_LEN);
-    if (s->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_passkey_rfc3339(ngx_time(), s->data);
-    s->len = NGX_HTTP_PASSKEY_STATUS_NOW_LEN;
-
-    return NGX_OK;
 }
 
 
