@@ -410,6 +410,17 @@ ngx_msec_t ngx_http_passkey_bind_deadline(ngx_http_passkey_loc_conf_t *plcf);
 /* ngx_http_passkey_invoke.c */
 ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);
 
+/* ngx_http_passkey_invoke_args.c */
+ngx_int_t ngx_http_passkey_invoke_args(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx);
+
+/* ngx_http_passkey_handover.c */
+ngx_int_t ngx_http_passkey_invoke_handover(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx);
+ngx_int_t ngx_http_passkey_invoke_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, char *code, char *detail, char *text);
+ngx_int_t ngx_http_passkey_invoke_error(ngx_http_request_t *r);
+
 /* ngx_http_passkey_status.c */
 ngx_int_t ngx_http_passkey_job_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_passkey_job_revoke_handler(ngx_http_request_t *r);
