@@ -423,6 +423,8 @@ ngx_int_t ngx_http_passkey_invoke_error(ngx_http_request_t *r);
 
 /* ngx_http_passkey_status.c */
 ngx_int_t ngx_http_passkey_job_status_handler(ngx_http_request_t *r);
+
+/* ngx_http_passkey_revoke.c */
 ngx_int_t ngx_http_passkey_job_revoke_handler(ngx_http_request_t *r);
 
 /* ngx_http_passkey_check.c */
