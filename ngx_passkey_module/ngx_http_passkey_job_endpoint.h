@@ -4,8 +4,8 @@
  */
 
 
-#ifndef _NGX_HTTP_PASSKEY_JOB_H_INCLUDED_
-#define _NGX_HTTP_PASSKEY_JOB_H_INCLUDED_
+#ifndef _NGX_HTTP_PASSKEY_JOB_ENDPOINT_H_INCLUDED_
+#define _NGX_HTTP_PASSKEY_JOB_ENDPOINT_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -18,8 +18,8 @@
 /*
  * The job endpoints, passkey_job_status (ngx_http_passkey_status.c) and
  * passkey_job_revoke (ngx_http_passkey_revoke.c), on what they share
- * (ngx_http_passkey_job.c): the job read from Redis for its caller, what
- * the API said recorded there, and the answer.
+ * (ngx_http_passkey_job_endpoint.c): the job read from Redis for its
+ * caller, what the API said recorded there, and the answer.
  */
 
 
@@ -87,4 +87,4 @@ void ngx_http_passkey_job_fail(ngx_http_passkey_status_ctx_t *sc,
     ngx_uint_t status, char *code, char *detail);
 
 
-#endif /* _NGX_HTTP_PASSKEY_JOB_H_INCLUDED_ */
+#endif /* _NGX_HTTP_PASSKEY_JOB_ENDPOINT_H_INCLUDED_ */

@@ -9,7 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_passkey_module.h"
-#include "ngx_http_passkey_job.h"
+#include "ngx_http_passkey_job_endpoint.h"
 
 
 /*
