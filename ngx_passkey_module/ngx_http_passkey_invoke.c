@@ -23,31 +23,13 @@
  * kept in Redis, lets it through once, and then hands it over: to the
  * location's content (the app, or a static page), or by a redirect that
  * carries the link in the fragment.
+ *
+ * The link's arguments are read in ngx_http_passkey_invoke_args.c, and
+ * what the browser gets in the end is ngx_http_passkey_handover.c's.
  */
 
 
-#define NGX_HTTP_PASSKEY_TOKEN_MAX  2048
-#define NGX_HTTP_PASSKEY_GONE       410
-
-
-/* the arguments of a link, in the order Beyond Identity sends them */
-
-typedef enum {
-    NGX_HTTP_PASSKEY_ARG_API_BASE_URL = 0,
-    NGX_HTTP_PASSKEY_ARG_TENANT_ID,
-    NGX_HTTP_PASSKEY_ARG_REALM_ID,
-    NGX_HTTP_PASSKEY_ARG_IDENTITY_ID,
-    NGX_HTTP_PASSKEY_ARG_JOB_ID,
-    NGX_HTTP_PASSKEY_ARG_TOKEN,
-    NGX_HTTP_PASSKEY_ARG_N
-} ngx_http_passkey_arg_e;
-
-
-typedef struct {
-    ngx_str_t                         value;
-    ngx_uint_t                        count;
-    unsigned                          odd:1;     /* not spelled as expected */
-} ngx_http_passkey_arg_t;
+#define NGX_HTTP_PASSKEY_GONE  410
 
 
 /* what the Redis script found, and what the client is told about it */
@@ -92,15 +74,6 @@ static ngx_http_passkey_ctx_t *ngx_http_passkey_invoke_ctx(
     ngx_http_request_t *r);
 static void ngx_http_passkey_invoke_cleanup(void *data);
 static ngx_int_t ngx_http_passkey_invoke_start(ngx_http_request_t *r);
-static ngx_int_t ngx_http_passkey_invoke_args(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx);
-static void ngx_http_passkey_invoke_parse(ngx_str_t *query,
-    ngx_http_passkey_arg_t *args);
-static ngx_int_t ngx_http_passkey_invoke_token(ngx_str_t *token);
-static ngx_int_t ngx_http_passkey_invoke_unescape(ngx_pool_t *pool,
-    ngx_str_t *s, ngx_str_t *out);
-static ngx_uint_t ngx_http_passkey_invoke_same_url(ngx_str_t *url,
-    ngx_str_t *conf);
 static ngx_int_t ngx_http_passkey_invoke_open(
     ngx_http_passkey_invoke_ctx_t *ic, ngx_str_t *state,
     ngx_str_t *expire_time);
@@ -117,24 +90,6 @@ static void ngx_http_passkey_invoke_recorded(
 static void ngx_http_passkey_invoke_resume(ngx_http_passkey_invoke_ctx_t *ic);
 static ngx_int_t ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx);
-static ngx_int_t ngx_http_passkey_invoke_link(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx);
-static ngx_int_t ngx_http_passkey_invoke_redirect(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx);
-static ngx_int_t ngx_http_passkey_invoke_refuse(ngx_http_request_t *r,
-    ngx_uint_t status, char *code, char *detail, char *text);
-static ngx_int_t ngx_http_passkey_invoke_error(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_passkey_invoke_wants_json(ngx_http_request_t *r);
-
-
-static ngx_str_t  ngx_http_passkey_arg_names[] = {
-    ngx_string("api_base_url"),
-    ngx_string("tenant_id"),
-    ngx_string("realm_id"),
-    ngx_string("identity_id"),
-    ngx_string("job_id"),
-    ngx_string("token")
-};
 
 
 static ngx_http_passkey_link_answer_t  ngx_http_passkey_link_answers[] = {
@@ -326,7 +281,6 @@ static ngx_int_t
 ngx_http_passkey_invoke_start(ngx_http_request_t *r)
 {
     ngx_int_t                       rc;
-    ngx_table_elt_t                *h;
     ngx_pool_cleanup_t             *cln;
     ngx_http_passkey_ctx_t         *ctx;
     ngx_http_passkey_invoke_ctx_t  *ic;
@@ -338,17 +292,9 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
                       "passkey: method %V not allowed for a binding link",
                       &r->method_name);
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_passkey_add_header(r, "Allow", "GET, HEAD") != NGX_OK) {
             return ngx_http_passkey_invoke_error(r);
         }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "GET, HEAD");
 
         return ngx_http_passkey_invoke_refuse(r, NGX_HTTP_NOT_ALLOWED,
                                         "method_not_allowed",
@@ -385,13 +331,9 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
         return rc;
     }
 
-    ic->now.data = ngx_pnalloc(r->pool, sizeof("1970-01-01T00:00:00Z") - 1);
-    if (ic->now.data == NULL) {
+    if (ngx_http_passkey_rfc3339_now(r->pool, &ic->now) != NGX_OK) {
         return ngx_http_passkey_invoke_error(r);
     }
-
-    ngx_http_passkey_rfc3339(ngx_time(), ic->now.data);
-    ic->now.len = sizeof("1970-01-01T00:00:00Z") - 1;
 
     if (ngx_http_passkey_job_key(r, &ctx->job_id, &ic->key) != NGX_OK) {
         return ngx_http_passkey_invoke_error(r);
@@ -409,354 +351,6 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_test_reading;
 
     return NGX_AGAIN;
-}
-
-
-/*
- * The six arguments, each exactly once, as Beyond Identity writes them.
- * They are read from the URI as the browser sent it, which is what the
- * SDK will read too, rather than from $args, which the configuration
- * could have rewritten.
- */
-
-static ngx_int_t
-ngx_http_passkey_invoke_args(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx)
-{
-    char                         *problem, *foreign;
-    u_char                       *q, *last;
-    ngx_int_t                     rc;
-    ngx_str_t                     query, url, *tenant, *realm;
-    ngx_uint_t                    i;
-    ngx_http_passkey_arg_t        args[NGX_HTTP_PASSKEY_ARG_N];
-    ngx_http_passkey_loc_conf_t  *plcf;
-
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
-
-    last = r->unparsed_uri.data + r->unparsed_uri.len;
-    q = ngx_strlchr(r->unparsed_uri.data, last, '?');
-
-    query.data = q ? q + 1 : last;
-    query.len = last - query.data;
-
-    ngx_memzero(args, sizeof(args));
-
-    ngx_http_passkey_invoke_parse(&query, args);
-
-    problem = NULL;
-    ngx_str_null(&url);
-
-    for (i = 0; i < NGX_HTTP_PASSKEY_ARG_N; i++) {
-
-        if (args[i].count != 1 || args[i].odd) {
-            problem = (args[i].count == 0) ? "no"
-                      : (args[i].count > 1) ? "more than one"
-                      : "an oddly spelled";
-            break;
-        }
-
-        switch (i) {
-
-        case NGX_HTTP_PASSKEY_ARG_API_BASE_URL:
-            rc = ngx_http_passkey_invoke_unescape(r->pool, &args[i].value,
-                                                  &url);
-            if (rc == NGX_ERROR) {
-                return ngx_http_passkey_invoke_error(r);
-            }
-
-            break;
-
-        case NGX_HTTP_PASSKEY_ARG_TOKEN:
-            rc = ngx_http_passkey_invoke_token(&args[i].value);
-            break;
-
-        default:
-            rc = ngx_http_passkey_valid_id(&args[i].value);
-        }
-
-        if (rc != NGX_OK) {
-            problem = "an invalid";
-            break;
-        }
-    }
-
-    if (problem) {
-        /* the name only: the value may be the token */
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "passkey: invalid binding link: %s \"%V\" argument",
-                      problem, &ngx_http_passkey_arg_names[i]);
-
-        return ngx_http_passkey_invoke_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                        "invalid_link",
-                                        "this link is not a valid binding "
-                                        "link",
-                                        "This link is not valid.");
-    }
-
-    ctx->job_id = args[NGX_HTTP_PASSKEY_ARG_JOB_ID].value;
-    ctx->identity_id = args[NGX_HTTP_PASSKEY_ARG_IDENTITY_ID].value;
-
-    tenant = &args[NGX_HTTP_PASSKEY_ARG_TENANT_ID].value;
-    realm = &args[NGX_HTTP_PASSKEY_ARG_REALM_ID].value;
-
-    /*
-     * The SDK sends the token to api_base_url: a link that names another
-     * host would hand the user's enrollment to that host.
-     */
-
-    foreign = NULL;
-
-    if (!ngx_http_passkey_invoke_same_url(&url, &plcf->auth_url)
-        && !ngx_http_passkey_invoke_same_url(&url, &plcf->api_url))
-    {
-        foreign = "api_base_url";
-
-    } else if (tenant->len != plcf->tenant_id.len
-               || ngx_strncmp(tenant->data, plcf->tenant_id.data,
-                              tenant->len)
-                  != 0)
-    {
-        foreign = "tenant_id";
-
-    } else if (realm->len != plcf->realm_id.len
-               || ngx_strncmp(realm->data, plcf->realm_id.data, realm->len)
-                  != 0)
-    {
-        foreign = "realm_id";
-    }
-
-    if (foreign) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "passkey: binding link of job %V has a foreign "
-                      "\"%s\"", &ctx->job_id, foreign);
-
-        return ngx_http_passkey_invoke_refuse(r, NGX_HTTP_FORBIDDEN,
-                                        "foreign_link",
-                                        "this link was not issued for this "
-                                        "site",
-                                        "This link was not issued for this "
-                                        "site.");
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * Splits the query at "&".  A name counts as one of the six if it equals
- * it after percent-decoding and ignoring case, as some parsers read names;
- * such a name spelled in any other way than Beyond Identity's makes the
- * link ambiguous, and so does a name that comes twice.
- */
-
-static void
-ngx_http_passkey_invoke_parse(ngx_str_t *query, ngx_http_passkey_arg_t *args)
-{
-    u_char      *p, *q, *eq, *last, *s, *d;
-    u_char       name[16];
-    size_t       len;
-    ngx_int_t    hi, lo;
-    ngx_uint_t   i, raw;
-
-    p = query->data;
-    last = query->data + query->len;
-
-    while (p < last) {
-        q = ngx_strlchr(p, last, '&');
-        if (q == NULL) {
-            q = last;
-        }
-
-        eq = ngx_strlchr(p, q, '=');
-        if (eq == NULL) {
-            eq = q;
-        }
-
-        /* the name, decoded into name[] if it fits */
-
-        d = name;
-        raw = 1;
-
-        for (s = p; s < eq && d < name + sizeof(name); s++) {
-
-            if (*s == '%' && eq - s > 2) {
-                hi = ngx_hextoi(s + 1, 1);
-                lo = ngx_hextoi(s + 2, 1);
-
-                if (hi != NGX_ERROR && lo != NGX_ERROR) {
-                    *d++ = (u_char) (hi * 16 + lo);
-                    s += 2;
-                    raw = 0;
-                    continue;
-                }
-            }
-
-            *d++ = *s;
-        }
-
-        len = d - name;
-
-        if (s == eq) {
-            for (i = 0; i < NGX_HTTP_PASSKEY_ARG_N; i++) {
-                if (len != ngx_http_passkey_arg_names[i].len
-                    || ngx_strncasecmp(name, ngx_http_passkey_arg_names[i].data,
-                                       len)
-                       != 0)
-                {
-                    continue;
-                }
-
-                args[i].count++;
-
-                if (!raw || eq == q
-                    || ngx_strncmp(p, ngx_http_passkey_arg_names[i].data, len)
-                       != 0)
-                {
-                    args[i].odd = 1;
-                }
-
-                args[i].value.data = (eq < q) ? eq + 1 : q;
-                args[i].value.len = q - args[i].value.data;
-                break;
-            }
-        }
-
-        p = q + 1;
-    }
-}
-
-
-/* 1 to 2048 URL-safe characters: RFC 3986 unreserved ones and %XX */
-
-static ngx_int_t
-ngx_http_passkey_invoke_token(ngx_str_t *token)
-{
-    u_char      ch;
-    ngx_uint_t  i;
-
-    if (token->len == 0 || token->len > NGX_HTTP_PASSKEY_TOKEN_MAX) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < token->len; i++) {
-        ch = token->data[i];
-
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-            || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'
-            || ch == '_' || ch == '~')
-        {
-            continue;
-        }
-
-        if (ch == '%' && token->len - i > 2
-            && ngx_hextoi(&token->data[i + 1], 2) != NGX_ERROR)
-        {
-            i += 2;
-            continue;
-        }
-
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * Percent-decodes once.  Whether Beyond Identity encodes api_base_url is
- * not documented, and a URL that is not encoded decodes to itself.
- * NGX_DECLINED: a "%" without two hex digits, or a control character.
- */
-
-static ngx_int_t
-ngx_http_passkey_invoke_unescape(ngx_pool_t *pool, ngx_str_t *s,
-    ngx_str_t *out)
-{
-    u_char     *d;
-    ngx_int_t   ch;
-    ngx_uint_t  i;
-
-    if (s->len == 0) {
-        return NGX_DECLINED;
-    }
-
-    out->data = ngx_pnalloc(pool, s->len);
-    if (out->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    d = out->data;
-
-    for (i = 0; i < s->len; i++) {
-        ch = s->data[i];
-
-        if (ch == '%') {
-            if (s->len - i < 3) {
-                return NGX_DECLINED;
-            }
-
-            ch = ngx_hextoi(&s->data[i + 1], 2);
-
-            if (ch == NGX_ERROR) {
-                return NGX_DECLINED;
-            }
-
-            i += 2;
-        }
-
-        if (ch < 0x20 || ch == 0x7f) {
-            return NGX_DECLINED;
-        }
-
-        *d++ = (u_char) ch;
-    }
-
-    out->len = d - out->data;
-
-    return NGX_OK;
-}
-
-
-/*
- * The configured URL (stored without trailing slashes), with the scheme
- * and host compared regardless of case, the path exactly, and one
- * trailing slash in the link allowed.
- */
-
-static ngx_uint_t
-ngx_http_passkey_invoke_same_url(ngx_str_t *url, ngx_str_t *conf)
-{
-    u_char  *p, *last;
-    size_t   len, host;
-
-    len = url->len;
-
-    if (len && url->data[len - 1] == '/') {
-        len--;
-    }
-
-    if (len != conf->len) {
-        return 0;
-    }
-
-    last = conf->data + conf->len;
-
-    /* passkey_api_url starts with "http://" or "https://" */
-
-    p = ngx_strlchr(conf->data, last, ':');
-    if (p == NULL || last - p < 3) {
-        return 0;
-    }
-
-    p = ngx_strlchr(p + 3, last, '/');
-    host = (p ? p : last) - conf->data;
-
-    if (ngx_strncasecmp(url->data, conf->data, host) != 0) {
-        return 0;
-    }
-
-    return ngx_memcmp(url->data + host, conf->data + host, len - host) == 0;
 }
 
 
@@ -1081,20 +675,8 @@ ngx_http_passkey_invoke_job(ngx_http_passkey_invoke_ctx_t *ic,
         return NGX_HTTP_PASSKEY_LINK_API_FAILED;
     }
 
-    if (ngx_http_passkey_json_string(r->pool, bc->json, "state", state)
-        != NGX_OK
-        || ngx_http_passkey_valid_value(state, 0) != NGX_OK)
-    {
-        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
-        bc->error = "the job has no valid state";
+    if (ngx_http_passkey_job_state(r->pool, bc, state, expire) != NGX_OK) {
         return NGX_HTTP_PASSKEY_LINK_API_FAILED;
-    }
-
-    if (ngx_http_passkey_json_string(r->pool, bc->json, "expire_time", expire)
-        != NGX_OK
-        || ngx_http_passkey_valid_value(expire, 1) != NGX_OK)
-    {
-        ngx_str_null(expire);
     }
 
     /* each member, when the answer has it, must be this link's */
@@ -1255,7 +837,6 @@ static ngx_int_t
 ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx)
 {
-    ngx_http_passkey_loc_conf_t     *plcf;
     ngx_http_passkey_invoke_ctx_t   *ic;
     ngx_http_passkey_link_answer_t  *a;
 
@@ -1281,273 +862,5 @@ ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
                                               a->detail, a->text);
     }
 
-    if (ngx_http_passkey_invoke_link(r, ctx) != NGX_OK) {
-        return ngx_http_passkey_invoke_error(r);
-    }
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "passkey: binding link of job %V %s", &ctx->job_id,
-                  r->method == NGX_HTTP_HEAD ? "checked" : "opened");
-
-    r->connection->log->action = NULL;
-
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
-
-    if (plcf->invoke_redirect) {
-        return ngx_http_passkey_invoke_redirect(r, ctx);
-    }
-
-    /*
-     * The location's content gets the request: the app, or a page.  The
-     * headers stay in headers_out for whatever it answers; an app's own
-     * Cache-Control is added beside ours, and no-store still wins.
-     */
-
-    ngx_http_passkey_no_store(r);
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * The binding link is the URL exactly as the browser sent it: the SDK
- * recognises a link by its shape, so nothing of the path or the query is
- * decoded, normalised or dropped.
- */
-
-static ngx_int_t
-ngx_http_passkey_invoke_link(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx)
-{
-    u_char                    *p;
-    ngx_str_t                  scheme, *host;
-    ngx_http_core_srv_conf_t  *cscf;
-
-    ngx_str_set(&scheme, "http");
-
-#if (NGX_HTTP_SSL)
-    if (r->connection->ssl) {
-        ngx_str_set(&scheme, "https");
-    }
-#endif
-
-    if (r->headers_in.host) {
-        host = &r->headers_in.host->value;
-
-    } else if (r->headers_in.server.len) {
-        host = &r->headers_in.server;
-
-    } else {
-        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
-        host = &cscf->server_name;
-    }
-
-    ctx->binding_link.len = scheme.len + sizeof("://") - 1 + host->len
-                            + r->unparsed_uri.len;
-    ctx->binding_link.data = ngx_pnalloc(r->pool, ctx->binding_link.len);
-    if (ctx->binding_link.data == NULL) {
-        ctx->binding_link.len = 0;
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(ctx->binding_link.data, scheme.data, scheme.len);
-    p = ngx_cpymem(p, "://", sizeof("://") - 1);
-    p = ngx_cpymem(p, host->data, host->len);
-    ngx_memcpy(p, r->unparsed_uri.data, r->unparsed_uri.len);
-
-    ngx_str_set(&ctx->delivery_method, "EMAIL");
-
-    /* the API's state when it was asked, else what the opening made it */
-
-    if (ctx->job_state.len == 0 && r->method != NGX_HTTP_HEAD) {
-        ngx_str_set(&ctx->job_state, "LINK_OPENED");
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * passkey_invoke_redirect: 302 to the URL with the binding link in the
- * fragment, which browsers keep to themselves: it reaches the page's
- * script, and never a server, a log or a Referer.
- */
-
-static ngx_int_t
-ngx_http_passkey_invoke_redirect(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx)
-{
-    u_char                       *p;
-    ngx_int_t                     rc;
-    ngx_str_t                     url, link;
-    ngx_uint_t                    i;
-    ngx_table_elt_t              *h;
-    ngx_http_passkey_loc_conf_t  *plcf;
-
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
-
-    if (ngx_http_complex_value(r, plcf->invoke_redirect, &url) != NGX_OK
-        || ngx_http_passkey_http_escape(r->pool, &ctx->binding_link, &link)
-           != NGX_OK)
-    {
-        return ngx_http_passkey_invoke_error(r);
-    }
-
-    for (i = 0; i < url.len; i++) {
-        if (url.data[i] <= 0x20 || url.data[i] == 0x7f || url.data[i] == '#') {
-            break;
-        }
-    }
-
-    /*
-     * the link goes where the URL points: a path of this site, or an
-     * allowed origin; "//host" and "/\host" are other sites to browsers
-     */
-
-    if (i == url.len && url.len
-        && !(url.data[0] == '/'
-             && (url.len == 1 || (url.data[1] != '/' && url.data[1] != '\\')))
-        && ngx_http_passkey_check_redirect(&url, plcf->redirect_origins)
-           != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "passkey: \"passkey_invoke_redirect\" gave a URL "
-                      "that is not a path here nor of an origin in "
-                      "\"passkey_redirect_origins\"; the link of job %V "
-                      "was used up", &ctx->job_id);
-
-        return ngx_http_passkey_invoke_refuse(r,
-                                        NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "internal_error",
-                                        "the redirect is misconfigured",
-                                        "Something went wrong.");
-    }
-
-    if (url.len == 0 || i != url.len) {
-        /* not the value: its variables could hold anything */
-
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "passkey: \"passkey_invoke_redirect\" gave a URL "
-                      "that is empty or has a fragment, a space or a "
-                      "control character; the link of job %V was used up",
-                      &ctx->job_id);
-
-        return ngx_http_passkey_invoke_refuse(r,
-                                        NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "internal_error",
-                                        "the redirect is misconfigured",
-                                        "Something went wrong.");
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return ngx_http_passkey_invoke_error(r);
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Location");
-    h->value.len = url.len + 1 + link.len;
-    h->value.data = ngx_pnalloc(r->pool, h->value.len);
-    if (h->value.data == NULL) {
-        h->hash = 0;
-        return ngx_http_passkey_invoke_error(r);
-    }
-
-    p = ngx_cpymem(h->value.data, url.data, url.len);
-    *p++ = '#';
-    ngx_memcpy(p, link.data, link.len);
-
-    ngx_http_clear_location(r);
-    r->headers_out.location = h;
-
-    ngx_http_passkey_no_store(r);
-
-    r->headers_out.status = NGX_HTTP_MOVED_TEMPORARILY;
-    r->headers_out.content_length_n = 0;
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_send_header(r);
-
-        if (rc != NGX_ERROR && rc <= NGX_OK && !r->header_only) {
-            rc = ngx_http_send_special(r, NGX_HTTP_LAST);
-        }
-    }
-
-    ngx_http_finalize_request(r, rc);
-
-    return NGX_DONE;
-}
-
-
-/*
- * Every refusal is an answer of the module's own, for programs or for
- * people, and never echoes the link.  The request is finalized here; it
- * may be gone when this returns.
- */
-
-static ngx_int_t
-ngx_http_passkey_invoke_refuse(ngx_http_request_t *r, ngx_uint_t status,
-    char *code, char *detail, char *text)
-{
-    ngx_int_t  rc;
-    ngx_str_t  s;
-
-    r->connection->log->action = NULL;
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc == NGX_OK) {
-
-        if (ngx_http_passkey_invoke_wants_json(r)) {
-            s.data = (u_char *) detail;
-            s.len = ngx_strlen(detail);
-
-            rc = ngx_http_passkey_send_problem(r, status, code, &s);
-
-        } else {
-            rc = ngx_http_passkey_send_problem_html(r, status, code, text);
-        }
-    }
-
-    ngx_http_finalize_request(r, rc);
-
-    return NGX_DONE;
-}
-
-
-static ngx_int_t
-ngx_http_passkey_invoke_error(ngx_http_request_t *r)
-{
-    return ngx_http_passkey_invoke_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                          "internal_error", "out of memory",
-                                          "Something went wrong.");
-}
-
-
-/* any Accept header that mentions JSON */
-
-static ngx_uint_t
-ngx_http_passkey_invoke_wants_json(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    for (h = ngx_http_passkey_header_in(r, "Accept", sizeof("Accept") - 1,
-                                        NULL);
-         h;
-         h = ngx_http_passkey_header_in(r, "Accept", sizeof("Accept") - 1, h))
-    {
-        if (ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
-                             (u_char *) "json", sizeof("json") - 2)
-            != NULL)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
+    return ngx_http_passkey_invoke_handover(r, ctx);
 }

@@ -15,7 +15,7 @@
  * The job record kept in Redis, and what the handlers share about it:
  * where a job lives, how a new one is written, how a command for a
  * request is set up, how times are written and read, which states are
- * final.
+ * final, and which of the API's values may be stored.
  */
 
 
@@ -80,6 +80,23 @@ ngx_http_passkey_rfc3339(time_t t, u_char *buf)
     ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02dZ",
                 tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                 tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+}
+
+
+/* "1970-01-01T00:00:00Z" of now, into pool */
+
+ngx_int_t
+ngx_http_passkey_rfc3339_now(ngx_pool_t *pool, ngx_str_t *s)
+{
+    s->data = ngx_pnalloc(pool, sizeof("1970-01-01T00:00:00Z") - 1);
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_passkey_rfc3339(ngx_time(), s->data);
+    s->len = sizeof("1970-01-01T00:00:00Z") - 1;
+
+    return NGX_OK;
 }
 
 
@@ -169,6 +186,37 @@ ngx_http_passkey_valid_value(ngx_str_t *s, ngx_uint_t time)
         }
 
         return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The state and expire_time of a job as the API answered it, fit to be
+ * stored; an expire_time that is missing or odd is left empty.
+ * NGX_DECLINED: no valid state, and the call is marked a bad response.
+ */
+
+ngx_int_t
+ngx_http_passkey_job_state(ngx_pool_t *pool, ngx_http_passkey_bi_call_t *bc,
+    ngx_str_t *state, ngx_str_t *expire_time)
+{
+    if (ngx_http_passkey_json_string(pool, bc->json, "state", state)
+        != NGX_OK
+        || ngx_http_passkey_valid_value(state, 0) != NGX_OK)
+    {
+        bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
+        bc->error = "the job has no valid state";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_passkey_json_string(pool, bc->json, "expire_time",
+                                     expire_time)
+        != NGX_OK
+        || ngx_http_passkey_valid_value(expire_time, 1) != NGX_OK)
+    {
+        ngx_str_null(expire_time);
     }
 
     return NGX_OK;

@@ -443,8 +443,21 @@ ngx_msec_t ngx_http_passkey_bind_deadline(ngx_http_passkey_loc_conf_t *plcf);
 /* ngx_http_passkey_invoke.c */
 ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);
 
+/* ngx_http_passkey_invoke_args.c */
+ngx_int_t ngx_http_passkey_invoke_args(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx);
+
+/* ngx_http_passkey_handover.c */
+ngx_int_t ngx_http_passkey_invoke_handover(ngx_http_request_t *r,
+    ngx_http_passkey_ctx_t *ctx);
+ngx_int_t ngx_http_passkey_invoke_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, char *code, char *detail, char *text);
+ngx_int_t ngx_http_passkey_invoke_error(ngx_http_request_t *r);
+
 /* ngx_http_passkey_status.c */
 ngx_int_t ngx_http_passkey_job_status_handler(ngx_http_request_t *r);
+
+/* ngx_http_passkey_revoke.c */
 ngx_int_t ngx_http_passkey_job_revoke_handler(ngx_http_request_t *r);
 
 /* ngx_http_passkey_check.c */
@@ -467,9 +480,12 @@ void ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
     ngx_http_passkey_redis_op_t *op, ngx_http_passkey_redis_done_pt handler,
     void *data);
 void ngx_http_passkey_rfc3339(time_t t, u_char *buf);
+ngx_int_t ngx_http_passkey_rfc3339_now(ngx_pool_t *pool, ngx_str_t *s);
 ngx_uint_t ngx_http_passkey_final_state(ngx_str_t *state);
 ngx_int_t ngx_http_passkey_valid_id(ngx_str_t *id);
 ngx_int_t ngx_http_passkey_valid_value(ngx_str_t *s, ngx_uint_t time);
+ngx_int_t ngx_http_passkey_job_state(ngx_pool_t *pool,
+    ngx_http_passkey_bi_call_t *bc, ngx_str_t *state, ngx_str_t *expire_time);
 time_t ngx_http_passkey_parse_rfc3339(ngx_str_t *s);
 
 /* ngx_http_passkey_bi.c */

@@ -18,9 +18,8 @@
  * hiredis 0.14.1 async API on the nginx event loop.
  *
  * Each worker keeps one lazily opened connection per configured server.
- * hiredis owns the socket; nginx only watches it through a connection
- * slot from ngx_get_connection(), registered level-triggered because
- * hiredis reads at most 16K per call and never reads the socket dry.
+ * hiredis owns the socket; ngx_http_passkey_redis_event.c puts it on
+ * nginx's events.
  *
  * Every command gets a heap "link" as hiredis privdata rather than the op
  * itself: hiredis always calls back eventually (reply, flush with a NULL
@@ -93,10 +92,6 @@ static ngx_int_t ngx_http_passkey_redis_check_verb(ngx_str_t *verb);
 
 static void ngx_http_passkey_redis_read_handler(ngx_event_t *rev);
 static void ngx_http_passkey_redis_write_handler(ngx_event_t *wev);
-static void ngx_http_passkey_redis_add_read(void *privdata);
-static void ngx_http_passkey_redis_del_read(void *privdata);
-static void ngx_http_passkey_redis_add_write(void *privdata);
-static void ngx_http_passkey_redis_del_write(void *privdata);
 static void ngx_http_passkey_redis_cleanup(void *privdata);
 
 
@@ -429,20 +424,14 @@ ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn)
         return NULL;
     }
 
-    c = ngx_get_connection(ac->c.fd, conn->log);
+    c = ngx_http_passkey_redis_event_open(ac->c.fd, ac, conn->log,
+                                          ngx_http_passkey_redis_read_handler,
+                                          ngx_http_passkey_redis_write_handler);
     if (c == NULL) {
         redisAsyncFree(ac);
         ngx_http_passkey_redis_connect_failed(conn);
         return NULL;
     }
-
-    c->data = ac;
-    c->log = conn->log;
-    c->read->log = conn->log;
-    c->write->log = conn->log;
-    c->read->handler = ngx_http_passkey_redis_read_handler;
-    c->write->handler = ngx_http_passkey_redis_write_handler;
-    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
 
     ac->data = conn;
     ac->ev.data = c;
@@ -958,80 +947,6 @@ ngx_http_passkey_redis_write_handler(ngx_event_t *wev)
 
 
 static void
-ngx_http_passkey_redis_add_read(void *privdata)
-{
-    ngx_connection_t  *c;
-
-    c = privdata;
-
-    if (c->read->active) {
-        return;
-    }
-
-    /* level-triggered: hiredis does not read the socket dry */
-
-    if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                      "passkey redis cannot add read event");
-    }
-}
-
-
-static void
-ngx_http_passkey_redis_del_read(void *privdata)
-{
-    ngx_connection_t  *c;
-
-    c = privdata;
-
-    if (!c->read->active) {
-        return;
-    }
-
-    if (ngx_del_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                      "passkey redis cannot delete read event");
-    }
-}
-
-
-static void
-ngx_http_passkey_redis_add_write(void *privdata)
-{
-    ngx_connection_t  *c;
-
-    c = privdata;
-
-    if (c->write->active) {
-        return;
-    }
-
-    if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                      "passkey redis cannot add write event");
-    }
-}
-
-
-static void
-ngx_http_passkey_redis_del_write(void *privdata)
-{
-    ngx_connection_t  *c;
-
-    c = privdata;
-
-    if (!c->write->active) {
-        return;
-    }
-
-    if (ngx_del_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                      "passkey redis cannot delete write event");
-    }
-}
-
-
-static void
 ngx_http_passkey_redis_cleanup(void *privdata)
 {
     ngx_connection_t   *c;
@@ -1043,23 +958,6 @@ ngx_http_passkey_redis_cleanup(void *privdata)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "passkey redis cleanup fd:%d", c->fd);
 
-    /*
-     * Called while hiredis frees the context; redisFree() closes the fd
-     * right after, so remove the events for real (flags 0, not
-     * NGX_CLOSE_EVENT) and free the slot without closing the socket.
-     */
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_http_passkey_redis_del_read(c);
-    ngx_http_passkey_redis_del_write(c);
-
     /* c goes back to the free list: no hook may reach it any more */
 
     ac->ev.data = NULL;
@@ -1069,6 +967,5 @@ ngx_http_passkey_redis_cleanup(void *privdata)
     ac->ev.delWrite = NULL;
     ac->ev.cleanup = NULL;
 
-    c->fd = (ngx_socket_t) -1;
-    ngx_free_connection(c);
+    ngx_http_passkey_redis_event_close(c);
 }
