@@ -327,6 +327,8 @@ char *ngx_http_passkey_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_passkey_conf_set_time_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+
+/* ngx_http_passkey_location.c */
 char *ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf);
 char *ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
