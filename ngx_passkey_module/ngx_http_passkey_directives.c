@@ -644,8 +644,9 @@ ngx_http_passkey_conf_set_time_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     char  *c = conf;
 
-    ngx_str_t   *value;
-    ngx_msec_t  *msp;
+    ngx_str_t        *value;
+    ngx_msec_t       *msp;
+    ngx_conf_post_t  *post;
 
     msp = (ngx_msec_t *) (c + cmd->offset);
 
@@ -670,7 +671,39 @@ ngx_http_passkey_conf_set_time_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    if (cmd->post) {
+        post = cmd->post;
+        return post->post_handler(cf, post, msp);
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The post handler of sizes and times (ngx_conf_set_size_slot(),
+ * ngx_conf_set_msec_slot(), the time or "off" above): the value as
+ * written, and the range in the units the documentation uses.
+ */
+
+char *
+ngx_http_passkey_conf_check_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_http_passkey_conf_bounds_t  *bounds = post;
+    ngx_uint_t  *np = data;
+
+    ngx_str_t  *value;
+
+    if (*np >= bounds->low && *np <= bounds->high) {
+        return NGX_CONF_OK;
+    }
+
+    value = cf->args->elts;
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" must be %s, not \"%V\"",
+                       &value[0], bounds->range, &value[1]);
+
+    return NGX_CONF_ERROR;
 }
 
 

@@ -22,13 +22,49 @@ static ngx_int_t ngx_http_passkey_init_process(ngx_cycle_t *cycle);
 static void ngx_http_passkey_exit_process(ngx_cycle_t *cycle);
 
 
-static ngx_conf_num_bounds_t  ngx_http_passkey_redis_timeout_bounds = {
-    ngx_conf_check_num_bounds, 1, 60000
+/*
+ * Sizes and times that cannot work, or are surely typos, stop "nginx -t";
+ * docs/directives.md gives each range
+ */
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_api_timeout_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1, 600000, "between 1ms and 10m"
 };
 
 
-static ngx_conf_num_bounds_t  ngx_http_passkey_api_timeout_bounds = {
-    ngx_conf_check_num_bounds, 1, 3600000
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_buffer_size_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1024, 16 * 1024 * 1024,
+    "between 1k and 16m"
+};
+
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_redis_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1, 60000, "between 1ms and 60s"
+};
+
+
+/* the smallest JSON object, "{}", is two bytes */
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_body_size_bounds = {
+    ngx_http_passkey_conf_check_bounds, 2, 1024 * 1024, "between 2 and 1m"
+};
+
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_week_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1, 7 * 24 * 3600 * 1000,
+    "\"off\" or between 1ms and 7d"
+};
+
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_duplicate_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1, 3600 * 1000,
+    "\"off\" or between 1ms and 1h"
+};
+
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_refresh_bounds = {
+    ngx_http_passkey_conf_check_bounds, 0, 24 * 3600 * 1000,
+    "between 0 and 24h"
 };
 
 
@@ -159,7 +195,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, http.max_response),
-      NULL },
+      &ngx_http_passkey_buffer_size_bounds },
 
     { ngx_string("passkey_api_verify"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -194,7 +230,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, redis_timeout),
-      &ngx_http_passkey_redis_timeout_bounds },
+      &ngx_http_passkey_redis_bounds },
 
     { ngx_string("passkey_username"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -222,7 +258,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, max_body_size),
-      NULL },
+      &ngx_http_passkey_body_size_bounds },
 
     { ngx_string("passkey_delivery_method"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
@@ -285,7 +321,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_http_passkey_conf_set_time_or_off,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, email_cooldown),
-      NULL },
+      &ngx_http_passkey_week_bounds },
 
     { ngx_string("passkey_redis_down"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -299,14 +335,14 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_http_passkey_conf_set_time_or_off,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, idempotency),
-      NULL },
+      &ngx_http_passkey_week_bounds },
 
     { ngx_string("passkey_duplicate_window"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_passkey_conf_set_time_or_off,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, duplicate_window),
-      NULL },
+      &ngx_http_passkey_duplicate_bounds },
 
     { ngx_string("passkey_invoke_redirect"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -334,7 +370,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, job_refresh_interval),
-      NULL },
+      &ngx_http_passkey_refresh_bounds },
 
     { ngx_string("passkey_bind"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,

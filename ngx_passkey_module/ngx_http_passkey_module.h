@@ -70,6 +70,18 @@ typedef enum {
 typedef struct ngx_http_passkey_token_s  ngx_http_passkey_token_t;
 
 
+/*
+ * The bounds of a size or a time, as the post handler of a stock slot:
+ * ngx_conf_check_num_bounds() names neither the directive nor the unit.
+ */
+typedef struct {
+    ngx_conf_post_handler_pt          post_handler;
+    ngx_uint_t                        low;
+    ngx_uint_t                        high;
+    char                             *range;    /* "between 1k and 16m" */
+} ngx_http_passkey_conf_bounds_t;
+
+
 typedef struct {
     ngx_array_t                       redis_servers;
     ngx_array_t                       tokens;
@@ -327,6 +339,8 @@ char *ngx_http_passkey_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_passkey_conf_set_time_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+char *ngx_http_passkey_conf_check_bounds(ngx_conf_t *cf, void *post,
+    void *data);
 
 /* ngx_http_passkey_location.c */
 char *ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,

@@ -288,7 +288,7 @@ X-Email: from@example.com
 --- config
 --- must_die
 --- error_log
-value must be between 1 and 3600000
+"passkey_api_timeout" must be between 1ms and 10m, not "0"
 
 
 
@@ -321,7 +321,7 @@ invalid value "yes" in "passkey_api_verify" directive, it must be "on" or "off"
 --- config
 --- must_die
 --- error_log
-value must be between 1 and 60000
+"passkey_redis_timeout" must be between 1ms and 60s, not "0"
 
 
 
@@ -358,7 +358,153 @@ invalid number of arguments in "passkey_username" directive
 
 
 
-=== TEST 26: a secret never shows in nginx -T
+=== TEST 26: a zero API buffer cannot hold any answer
+--- http_config
+    # passkey: no defaults
+    passkey_api_buffer_size 0;
+--- config
+--- must_die
+--- error_log
+"passkey_api_buffer_size" must be between 1k and 16m, not "0"
+
+
+
+=== TEST 27: an API buffer too large
+--- http_config
+    # passkey: no defaults
+    passkey_api_buffer_size 17m;
+--- config
+--- must_die
+--- error_log
+"passkey_api_buffer_size" must be between 1k and 16m, not "17m"
+
+
+
+=== TEST 28: a zero connect timeout
+--- http_config
+    # passkey: no defaults
+    passkey_api_connect_timeout 0;
+--- config
+--- must_die
+--- error_log
+"passkey_api_connect_timeout" must be between 1ms and 10m, not "0"
+
+
+
+=== TEST 29: an API timeout of an hour
+--- http_config
+    # passkey: no defaults
+    passkey_api_timeout 1h;
+--- config
+--- must_die
+--- error_log
+"passkey_api_timeout" must be between 1ms and 10m, not "1h"
+
+
+
+=== TEST 30: a zero body size ("0" is not "no limit" here)
+--- http_config
+    # passkey: no defaults
+    passkey_max_body_size 0;
+--- config
+--- must_die
+--- error_log
+"passkey_max_body_size" must be between 2 and 1m, not "0"
+
+
+
+=== TEST 31: a body size over 1m
+--- http_config
+    # passkey: no defaults
+    passkey_max_body_size 2m;
+--- config
+--- must_die
+--- error_log
+"passkey_max_body_size" must be between 2 and 1m, not "2m"
+
+
+
+=== TEST 32: a zero cooldown must be written "off"
+--- http_config
+    # passkey: no defaults
+    passkey_email_cooldown 0;
+--- config
+--- must_die
+--- error_log
+invalid value "0" in "passkey_email_cooldown": expected a time such as 10s, 5m, 24h, or "off"
+
+
+
+=== TEST 33: a cooldown over a week
+--- http_config
+    # passkey: no defaults
+    passkey_email_cooldown 8d;
+--- config
+--- must_die
+--- error_log
+"passkey_email_cooldown" must be "off" or between 1ms and 7d, not "8d"
+
+
+
+=== TEST 34: idempotency over a week
+--- http_config
+    # passkey: no defaults
+    passkey_idempotency 30d;
+--- config
+--- must_die
+--- error_log
+"passkey_idempotency" must be "off" or between 1ms and 7d, not "30d"
+
+
+
+=== TEST 35: a duplicate window over an hour
+--- http_config
+    # passkey: no defaults
+    passkey_duplicate_window 2h;
+--- config
+--- must_die
+--- error_log
+"passkey_duplicate_window" must be "off" or between 1ms and 1h, not "2h"
+
+
+
+=== TEST 36: a job refresh interval over a day
+--- http_config
+    # passkey: no defaults
+    passkey_job_refresh_interval 2d;
+--- config
+--- must_die
+--- error_log
+"passkey_job_refresh_interval" must be between 0 and 24h, not "2d"
+
+
+
+=== TEST 37: the bounds themselves load
+--- http_config
+    passkey_api_buffer_size 16m;
+    passkey_api_connect_timeout 10m;
+    passkey_max_body_size 1m;
+    passkey_email_cooldown 7d;
+    passkey_idempotency 7d;
+    passkey_duplicate_window 1h;
+    passkey_job_refresh_interval 0;
+--- config
+    location = /passkey/bind {
+        passkey_api_timeout 10m;
+        passkey_redis_timeout 60s;
+        passkey_bind;
+    }
+    location = /t {
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- response_body
+ok
+
+
+
+=== TEST 38: a secret never shows in nginx -T
 --- config
     location = /t {
         return 200 "ok\n";
