@@ -284,6 +284,117 @@ failed:
 }
 
 
+/*
+ * passkey_api_trusted_certificate file: read here, by the master (and
+ * "nginx -t"), so that a missing or broken file stops the load rather
+ * than every HTTPS call, and workers never read a file at request time;
+ * libcurl takes the text from memory (CURLOPT_CAINFO_BLOB).
+ */
+
+char *
+ngx_http_passkey_conf_set_certificate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_passkey_loc_conf_t *plcf = conf;
+
+    u_char                        *buf;
+    size_t                         size;
+    ssize_t                        n;
+    ngx_fd_t                       fd;
+    ngx_str_t                     *value, file;
+    ngx_uint_t                     certs;
+    const char                    *reason;
+    ngx_file_info_t                fi;
+    ngx_http_passkey_main_conf_t  *pmcf;
+
+    if (plcf->http.trusted_certificate.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot read \"%V\"", &cmd->name, &file);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot read \"%V\"", &cmd->name, &file);
+        goto failed;
+    }
+
+    if (!ngx_is_file(&fi) || ngx_file_size(&fi) > NGX_HTTP_PASSKEY_CA_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%V\" must be a file of at most %d "
+                           "bytes", &cmd->name, &file,
+                           NGX_HTTP_PASSKEY_CA_MAX);
+        goto failed;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+
+    buf = ngx_pnalloc(cf->pool, size + 1);
+    if (buf == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_fd(fd, buf, size);
+
+    if (n != (ssize_t) size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf,
+                           (n == NGX_ERROR) ? ngx_errno : 0,
+                           "\"%V\": cannot read \"%V\"", &cmd->name, &file);
+        goto failed;
+    }
+
+    ngx_close_file(fd);
+
+    buf[size] = '\0';
+
+    plcf->http.trusted_pem.data = buf;
+    plcf->http.trusted_pem.len = size;
+
+    if (ngx_http_passkey_pem_certificates(&plcf->http.trusted_pem, &certs,
+                                          &reason)
+        != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%V\" holds a certificate that "
+                           "cannot be read (%s)", &cmd->name, &file,
+                           reason ? reason : "unknown error");
+        return NGX_CONF_ERROR;
+    }
+
+    if (certs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%V\" holds no PEM certificate",
+                           &cmd->name, &file);
+        return NGX_CONF_ERROR;
+    }
+
+    plcf->http.trusted_certificate = file;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_passkey_module);
+    pmcf->ca_blob = 1;
+
+    return NGX_CONF_OK;
+
+failed:
+
+    ngx_close_file(fd);
+
+    return NGX_CONF_ERROR;
+}
+
+
 char *
 ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {

@@ -419,14 +419,6 @@ ngx_http_passkey_api_client(ngx_conf_t *cf, ngx_http_passkey_loc_conf_t *plcf)
         plcf->token_realm_id = plcf->realm_id;
     }
 
-    if (plcf->http.trusted_certificate.len) {
-        if (ngx_conf_full_name(cf->cycle, &plcf->http.trusted_certificate, 1)
-            != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-    }
-
     plcf->token = ngx_http_passkey_token_add(cf, plcf);
     if (plcf->token == NULL) {
         return NGX_CONF_ERROR;

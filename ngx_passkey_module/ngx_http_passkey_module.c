@@ -13,6 +13,8 @@
 
 static ngx_int_t ngx_http_passkey_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_passkey_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_passkey_single_reload(ngx_conf_t *cf,
+    ngx_http_passkey_main_conf_t *pmcf);
 static ngx_int_t ngx_http_passkey_hide_handler(ngx_http_request_t *r);
 static void *ngx_http_passkey_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_passkey_create_loc_conf(ngx_conf_t *cf);
@@ -206,7 +208,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_api_trusted_certificate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_passkey_conf_set_certificate,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, http.trusted_certificate),
       NULL },
@@ -506,7 +508,46 @@ ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_passkey_hide_handler;
 
+    if (ngx_http_passkey_single_reload(cf, pmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (pmcf->tokens.nelts
+        && ngx_http_passkey_http_check_library(cf, pmcf->ca_blob) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_http_passkey_token_init_zone(cf, pmcf);
+}
+
+
+/*
+ * With "master_process off", a reload parses the new configuration in
+ * the serving process and then goes on without running init_process
+ * for it (ngx_single_process_cycle()): its Redis connections, token
+ * waiters and timers would never be set up, and nginx's own event
+ * module does not take new connections for it either.  Refused, the
+ * reload leaves the running configuration serving as before.
+ */
+
+static ngx_int_t
+ngx_http_passkey_single_reload(ngx_conf_t *cf,
+    ngx_http_passkey_main_conf_t *pmcf)
+{
+    if (ngx_process != NGX_PROCESS_SINGLE
+        || ngx_is_init_cycle(cf->cycle->old_cycle)
+        || (pmcf->tokens.nelts == 0 && pmcf->redis_servers.nelts == 0))
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "passkey: nginx with \"master_process off\" cannot "
+                  "reload a configuration with passkey locations, the "
+                  "running one is kept; restart nginx to change it");
+
+    return NGX_ERROR;
 }
 
 
@@ -524,6 +565,7 @@ ngx_http_passkey_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     pmcf->token_zone = NULL;
+     *     pmcf->ca_blob = 0;
      */
 
     if (ngx_array_init(&pmcf->redis_servers, cf->pool, 1,
@@ -578,6 +620,7 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
      *     plcf->client_secret2 = { 0, NULL };
      *     plcf->api_token = { 0, NULL };
      *     plcf->http.trusted_certificate = { 0, NULL };
+     *     plcf->http.trusted_pem = { 0, NULL };
      *     plcf->redis_prefix = { 0, NULL };
      *     plcf->delivery_methods = 0;
      *     plcf->delivery_default = 0;
@@ -655,6 +698,13 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->http.max_response,
                               prev->http.max_response, 64 * 1024);
     ngx_conf_merge_value(conf->http.verify, prev->http.verify, 1);
+
+    /* the text belongs to the file name: both are inherited or none */
+
+    if (conf->http.trusted_certificate.data == NULL) {
+        conf->http.trusted_pem = prev->http.trusted_pem;
+    }
+
     ngx_conf_merge_str_value(conf->http.trusted_certificate,
                              prev->http.trusted_certificate, "");
 

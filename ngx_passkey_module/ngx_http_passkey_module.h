@@ -21,6 +21,7 @@
 #define NGX_HTTP_PASSKEY_USERNAME_MAX   64
 #define NGX_HTTP_PASSKEY_EMAIL_MAX      254
 #define NGX_HTTP_PASSKEY_SECRET_MAX     4096
+#define NGX_HTTP_PASSKEY_CA_MAX         (4 * 1024 * 1024)
 
 /* what a client sent, in a log line: at most this much, escaped */
 #define NGX_HTTP_PASSKEY_LOG_VALUE_MAX  64
@@ -88,6 +89,9 @@ typedef struct {
     ngx_array_t                       invoke_locations;
     ngx_shm_zone_t                   *token_zone;
     ngx_int_t                         request_id_index;
+
+    /* passkey_api_trusted_certificate: libcurl takes it from memory */
+    ngx_uint_t                        ca_blob;
 } ngx_http_passkey_main_conf_t;
 
 
@@ -328,6 +332,8 @@ char *ngx_http_passkey_conf_set_url(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_passkey_conf_set_id(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_passkey_conf_set_secret_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_passkey_conf_set_certificate(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

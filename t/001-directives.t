@@ -3,9 +3,60 @@
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
+use File::Temp qw(tempdir);
+use Time::HiRes qw(sleep);
 
 repeat_each(1);
 no_shuffle();
+
+# "--- curl_shim: WHAT": nginx runs with t/lib/curl-shim.c preloaded, a
+# libcurl that lacks WHAT (see there)
+my $shim = tempdir(CLEANUP => 1) . '/curl-shim.so';
+system("cc -shared -fPIC -o $shim t/lib/curl-shim.c -ldl") == 0
+    or die "cannot build t/lib/curl-shim.c\n";
+
+my $preload = $ENV{LD_PRELOAD};
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    if (defined $block->curl_shim) {
+        $ENV{LD_PRELOAD} = join ' ', grep { defined } $shim, $preload;
+        $ENV{PASSKEY_CURL_SHIM} = $block->curl_shim;
+        return;
+    }
+
+    delete $ENV{PASSKEY_CURL_SHIM};
+
+    if (defined $preload) {
+        $ENV{LD_PRELOAD} = $preload;
+
+    } else {
+        delete $ENV{LD_PRELOAD};
+    }
+});
+
+# sends HUP to the running nginx and waits until it has read the new
+# configuration (or refused it)
+sub reload_and_wait {
+    my $root = $ENV{TEST_NGINX_SERVROOT} || 't/servroot';
+
+    open my $fh, '<', "$root/logs/nginx.pid" or die "no pid file: $!";
+    chomp(my $pid = <$fh>);
+    close $fh;
+
+    kill 'HUP', $pid or die "cannot signal nginx $pid: $!";
+
+    for (1 .. 300) {
+        open my $log, '<', "$root/logs/error.log" or die "no error log: $!";
+        my $text = do { local $/; <$log> };
+        return if $text =~ /master_process off|reconfiguring.*\n.*\n.*\n/;
+        sleep 0.1;
+    }
+
+    die "nginx did not read the configuration again";
+}
+
 run_tests();
 
 # "nginx -T" prints the configuration: file names of secrets, never secrets
@@ -504,7 +555,141 @@ ok
 
 
 
-=== TEST 38: a secret never shows in nginx -T
+=== TEST 38: a trusted certificate file that does not exist
+--- http_config
+    # passkey: no defaults
+    passkey_api_trusted_certificate /nonexistent/ca.pem;
+--- config
+--- must_die
+--- error_log
+"passkey_api_trusted_certificate": cannot read "/nonexistent/ca.pem" (2: No such file or directory)
+
+
+
+=== TEST 39: a trusted certificate file without a certificate (a key)
+--- http_config
+    # passkey: no defaults
+    passkey_api_trusted_certificate $TEST_NGINX_TLS_DIR/ca.key;
+--- config
+--- must_die
+--- error_log eval
+qr/"passkey_api_trusted_certificate": "\Q$ENV{TEST_NGINX_TLS_DIR}\E\/ca\.key" holds no PEM certificate/
+
+
+
+=== TEST 40: a certificate OpenSSL cannot read
+--- user_files
+>>> broken.pem
+-----BEGIN CERTIFICATE-----
+not!base64
+-----END CERTIFICATE-----
+--- http_config
+    # passkey: no defaults
+    passkey_api_trusted_certificate $TEST_NGINX_SERVER_ROOT/html/broken.pem;
+--- config
+--- must_die
+--- error_log eval
+qr/"passkey_api_trusted_certificate": "[^"]+\/html\/broken\.pem" holds a certificate that cannot be read \(bad base64 decode\)/
+
+
+
+=== TEST 41: a directory is not a certificate file
+--- http_config
+    # passkey: no defaults
+    passkey_api_trusted_certificate $TEST_NGINX_TLS_DIR;
+--- config
+--- must_die
+--- error_log eval
+qr/"passkey_api_trusted_certificate": "\Q$ENV{TEST_NGINX_TLS_DIR}\E" must be a file of at most 4194304 bytes/
+
+
+
+=== TEST 42: a libcurl without an asynchronous resolver
+--- curl_shim: no-asynchdns
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*passkey: libcurl [\d.]+ has no asynchronous DNS resolver, API calls would block nginx workers/
+
+
+
+=== TEST 43: a libcurl without HTTPS
+--- curl_shim: no-https
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*passkey: libcurl [\d.]+ has no HTTPS support, the Beyond Identity API cannot be called/
+
+
+
+=== TEST 44: a libcurl older than 7.85.0
+--- curl_shim: old
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+passkey: libcurl 7.76.1 is too old, the module needs 7.85.0 or later
+
+
+
+=== TEST 45: a libcurl that cannot take CA certificates from memory
+--- curl_shim: no-blob
+--- config
+    location = /passkey/bind {
+        passkey_api_trusted_certificate $TEST_NGINX_TLS_DIR/ca.crt;
+        passkey_bind;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*passkey: libcurl [\d.]+ with \S+ cannot take "passkey_api_trusted_certificate" from memory \(CURLOPT_CAINFO_BLOB: /
+
+
+
+=== TEST 46: without passkey locations libcurl is not checked
+--- curl_shim: no-asynchdns
+--- http_config
+    # passkey: no defaults
+--- config
+    location = /t {
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- response_body
+ok
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 47: "master_process off" refuses a reload; the running configuration serves on
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- init
+main::reload_and_wait();
+--- request
+POST /passkey/bind
+{"username":"single47"}
+--- more_headers
+Content-Type: application/json
+--- error_code: 200
+--- response_body_like: "job_id"
+--- error_log
+passkey: nginx with "master_process off" cannot reload a configuration with passkey locations, the running one is kept; restart nginx to change it
+
+
+
+=== TEST 48: a secret never shows in nginx -T
 --- config
     location = /t {
         return 200 "ok\n";
