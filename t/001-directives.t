@@ -40,10 +40,7 @@ add_block_preprocessor(sub {
 # configuration (or refused it)
 sub reload_and_wait {
     my $root = $ENV{TEST_NGINX_SERVROOT} || 't/servroot';
-
-    open my $fh, '<', "$root/logs/nginx.pid" or die "no pid file: $!";
-    chomp(my $pid = <$fh>);
-    close $fh;
+    my $pid = nginx_pid();
 
     kill 'HUP', $pid or die "cannot signal nginx $pid: $!";
 

@@ -122,6 +122,7 @@ main::bind_req("tls4")
         passkey_bind;
     }
 --- init
+t::Passkey::nginx_pid();
 unlink "$ENV{TEST_NGINX_SERVER_ROOT}/html/ca-copy.crt"
     or die "cannot delete the CA file: $!";
 --- request eval
