@@ -302,8 +302,8 @@ ngx_http_passkey_conf_set_certificate(ngx_conf_t *cf, ngx_command_t *cmd,
     ssize_t                        n;
     ngx_fd_t                       fd;
     ngx_str_t                     *value, file;
-    ngx_uint_t                     certs;
     const char                    *reason;
+    ngx_uint_t                     certs;
     ngx_file_info_t                fi;
     ngx_http_passkey_main_conf_t  *pmcf;
 

@@ -140,8 +140,8 @@ ngx_http_passkey_http_check_library(ngx_conf_t *cf, ngx_uint_t ca_blob)
     CURL                    *easy;
     CURLcode                 rc;
     ngx_uint_t               https;
-    const char *const       *p;
     struct curl_blob         blob;
+    const char *const       *p;
     curl_version_info_data  *info;
 
     info = curl_version_info(CURLVERSION_NOW);
