@@ -9,6 +9,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "ngx_http_passkey_crypto.h"
@@ -21,6 +22,8 @@
 static ngx_int_t ngx_http_passkey_sha256(ngx_str_t *parts, ngx_uint_t n,
     u_char *md);
 static ngx_int_t ngx_http_passkey_seal_key(ngx_str_t *secret, u_char *key);
+static int ngx_http_passkey_no_password(char *buf, int size, int rwflag,
+    void *data);
 
 
 ngx_int_t
@@ -166,6 +169,61 @@ ngx_http_passkey_clear_ssl_errors(void)
 }
 
 
+/*
+ * PEM_X509_INFO_read_bio() is what libcurl's OpenSSL backend reads
+ * CURLOPT_CAINFO_BLOB with: a text that passes here is one it takes.
+ */
+
+ngx_int_t
+ngx_http_passkey_pem_certificates(ngx_str_t *pem, ngx_uint_t *n,
+    const char **reason)
+{
+    int                   i;
+    BIO                  *bio;
+    X509_INFO            *info;
+    STACK_OF(X509_INFO)  *infos;
+
+    *n = 0;
+    *reason = NULL;
+
+    if (pem->len > NGX_MAX_INT32_VALUE) {
+        return NGX_ERROR;
+    }
+
+    bio = BIO_new_mem_buf(pem->data, (int) pem->len);
+    if (bio == NULL) {
+        ERR_clear_error();
+        return NGX_ERROR;
+    }
+
+    /* never a prompt for the password of a key someone put in the file */
+
+    infos = PEM_X509_INFO_read_bio(bio, NULL, ngx_http_passkey_no_password,
+                                   NULL);
+
+    BIO_free(bio);
+
+    if (infos == NULL) {
+        *reason = ERR_reason_error_string(ERR_peek_error());
+        ERR_clear_error();
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+        info = sk_X509_INFO_value(infos, i);
+
+        if (info->x509 != NULL) {
+            (*n)++;
+        }
+    }
+
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    ERR_clear_error();
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_passkey_sha256(ngx_str_t *parts, ngx_uint_t n, u_char *md)
 {
@@ -214,4 +272,11 @@ ngx_http_passkey_seal_key(ngx_str_t *secret, u_char *key)
     parts[1] = *secret;
 
     return ngx_http_passkey_sha256(parts, 2, key);
+}
+
+
+static int
+ngx_http_passkey_no_password(char *buf, int size, int rwflag, void *data)
+{
+    return 0;
 }

@@ -13,8 +13,8 @@
 
 
 /*
- * Hashes and sealing for what the module keeps in Redis; the only file
- * that includes OpenSSL.
+ * Hashes and sealing for what the module keeps in Redis, and the check of
+ * the trusted certificates; the only file that includes OpenSSL.
  */
 
 
@@ -37,6 +37,14 @@ ngx_int_t ngx_http_passkey_unseal(ngx_pool_t *pool, ngx_str_t *secret,
 
 /* libcurl shares the OpenSSL error queue with nginx */
 void ngx_http_passkey_clear_ssl_errors(void);
+
+/*
+ * The certificates in a PEM text, read as libcurl reads a CA blob (a key
+ * or other block in it is skipped); NGX_ERROR with OpenSSL's reason when
+ * a block cannot be read at all.
+ */
+ngx_int_t ngx_http_passkey_pem_certificates(ngx_str_t *pem, ngx_uint_t *n,
+    const char **reason);
 
 
 #endif /* _NGX_HTTP_PASSKEY_CRYPTO_H_INCLUDED_ */

@@ -38,6 +38,9 @@
 /* first response buffer; it doubles up to max_response */
 #define NGX_HTTP_PASSKEY_HTTP_BUFFER_SIZE  4096
 
+/* CURLOPT_PROTOCOLS_STR and CURLOPT_REDIR_PROTOCOLS_STR */
+#define NGX_HTTP_PASSKEY_HTTP_CURL_MIN     0x075500
+
 
 /*
  * A socket libcurl asked us to watch.  connection is NULL once libcurl has
@@ -122,6 +125,105 @@ static void ngx_http_passkey_http_path(ngx_str_t *url, ngx_str_t *path);
 
 /* one per worker process; nginx workers are processes, not threads */
 static ngx_http_passkey_http_worker_t  ngx_http_passkey_http_worker;
+
+
+/*
+ * Called while the configuration loads, "nginx -t" included, so that a
+ * libcurl the module cannot use stops the load there and not in workers:
+ * init_process runs in each new worker, and nothing restarts a worker
+ * that fails it.  init_process checks the resolver again, as a defence.
+ */
+
+ngx_int_t
+ngx_http_passkey_http_check_library(ngx_conf_t *cf, ngx_uint_t ca_blob)
+{
+    CURL                    *easy;
+    CURLcode                 rc;
+    ngx_uint_t               https;
+    struct curl_blob         blob;
+    const char *const       *p;
+    curl_version_info_data  *info;
+
+    info = curl_version_info(CURLVERSION_NOW);
+
+    if (info->version_num < NGX_HTTP_PASSKEY_HTTP_CURL_MIN) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "passkey: libcurl %s is too old, the module needs "
+                      "7.85.0 or later", info->version);
+        return NGX_ERROR;
+    }
+
+    /* a blocking getaddrinfo() would stall the worker on every lookup */
+
+    if (!(info->features & CURL_VERSION_ASYNCHDNS)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "passkey: libcurl %s has no asynchronous DNS "
+                      "resolver, API calls would block nginx workers",
+                      info->version);
+        return NGX_ERROR;
+    }
+
+    https = 0;
+
+    for (p = info->protocols; p != NULL && *p != NULL; p++) {
+        if (ngx_strcmp(*p, "https") == 0) {
+            https = 1;
+            break;
+        }
+    }
+
+    if (!https || !(info->features & CURL_VERSION_SSL)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "passkey: libcurl %s has no HTTPS support, the "
+                      "Beyond Identity API cannot be called", info->version);
+        return NGX_ERROR;
+    }
+
+    if (!ca_blob) {
+        return NGX_OK;
+    }
+
+    /* whether CURLOPT_CAINFO_BLOB works depends on libcurl's TLS library */
+
+    rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    if (rc != CURLE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "passkey: curl_global_init() failed: %s",
+                      curl_easy_strerror(rc));
+        return NGX_ERROR;
+    }
+
+    easy = curl_easy_init();
+
+    if (easy == NULL) {
+        rc = CURLE_OUT_OF_MEMORY;
+
+    } else {
+        blob.data = (void *) "-";
+        blob.len = 1;
+        blob.flags = CURL_BLOB_NOCOPY;
+
+        rc = curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+
+        curl_easy_cleanup(easy);
+    }
+
+    curl_global_cleanup();
+    ngx_http_passkey_clear_ssl_errors();
+
+    if (rc != CURLE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "passkey: libcurl %s with %s cannot take "
+                      "\"passkey_api_trusted_certificate\" from memory "
+                      "(CURLOPT_CAINFO_BLOB: %s)", info->version,
+                      info->ssl_version ? info->ssl_version : "no TLS",
+                      curl_easy_strerror(rc));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
 
 
 ngx_int_t
@@ -475,6 +577,7 @@ ngx_http_passkey_http_setopt(ngx_http_passkey_http_ctx_t *ctx)
     CURLcode                       rc;
     ngx_str_t                      empty, json;
     ngx_uint_t                     body;
+    struct curl_blob               ca;
     ngx_http_passkey_http_call_t  *call;
     ngx_http_passkey_http_conf_t  *conf;
 
@@ -616,12 +719,22 @@ ngx_http_passkey_http_setopt(ngx_http_passkey_http_ctx_t *ctx)
         goto failed;
     }
 
-    if (conf->trusted_certificate.len
-        && curl_easy_setopt(easy, CURLOPT_CAINFO,
-                            conf->trusted_certificate.data)
-           != CURLE_OK)
-    {
-        goto failed;
+    /*
+     * passkey_api_trusted_certificate, read when the configuration loaded:
+     * no file is read here, and only its CAs are trusted (no CAPATH).
+     * NOCOPY: the text lives in the cycle's pool, which outlives the call.
+     */
+
+    if (conf->trusted_pem.len) {
+        ca.data = conf->trusted_pem.data;
+        ca.len = conf->trusted_pem.len;
+        ca.flags = CURL_BLOB_NOCOPY;
+
+        if (curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &ca) != CURLE_OK
+            || curl_easy_setopt(easy, CURLOPT_CAPATH, NULL) != CURLE_OK)
+        {
+            goto failed;
+        }
     }
 
 #if (LIBCURL_VERSION_NUM >= 0x075700)

@@ -39,7 +39,10 @@ typedef struct {
     ngx_msec_t                      timeout;
     size_t                          max_response;
     ngx_flag_t                      verify;
+
+    /* the file's full name, and its PEM text: read when the config loads */
     ngx_str_t                       trusted_certificate; /* null-terminated */
+    ngx_str_t                       trusted_pem;
 } ngx_http_passkey_http_conf_t;
 
 
@@ -71,6 +74,14 @@ struct ngx_http_passkey_http_call_s {
     void                           *priv;
 };
 
+
+/*
+ * What the module needs of libcurl (7.85.0, an asynchronous resolver,
+ * HTTPS; CA certificates from memory if ca_blob), checked while the
+ * configuration loads: NGX_ERROR after an "emerg" line naming libcurl.
+ */
+ngx_int_t ngx_http_passkey_http_check_library(ngx_conf_t *cf,
+    ngx_uint_t ca_blob);
 
 ngx_int_t ngx_http_passkey_http_init_process(ngx_cycle_t *cycle);
 void ngx_http_passkey_http_exit_process(ngx_cycle_t *cycle);

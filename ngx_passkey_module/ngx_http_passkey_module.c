@@ -13,6 +13,8 @@
 
 static ngx_int_t ngx_http_passkey_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_passkey_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_passkey_single_reload(ngx_conf_t *cf,
+    ngx_http_passkey_main_conf_t *pmcf);
 static ngx_int_t ngx_http_passkey_hide_handler(ngx_http_request_t *r);
 static void *ngx_http_passkey_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_passkey_create_loc_conf(ngx_conf_t *cf);
@@ -22,13 +24,49 @@ static ngx_int_t ngx_http_passkey_init_process(ngx_cycle_t *cycle);
 static void ngx_http_passkey_exit_process(ngx_cycle_t *cycle);
 
 
-static ngx_conf_num_bounds_t  ngx_http_passkey_redis_timeout_bounds = {
-    ngx_conf_check_num_bounds, 1, 60000
+/*
+ * Sizes and times that cannot work, or are surely typos, stop "nginx -t";
+ * docs/directives.md gives each range
+ */
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_api_timeout_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1, 600000, "between 1ms and 10m"
 };
 
 
-static ngx_conf_num_bounds_t  ngx_http_passkey_api_timeout_bounds = {
-    ngx_conf_check_num_bounds, 1, 3600000
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_buffer_size_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1024, 16 * 1024 * 1024,
+    "between 1k and 16m"
+};
+
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_redis_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1, 60000, "between 1ms and 60s"
+};
+
+
+/* the smallest JSON object, "{}", is two bytes */
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_body_size_bounds = {
+    ngx_http_passkey_conf_check_bounds, 2, 1024 * 1024, "between 2 and 1m"
+};
+
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_week_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1, 7 * 24 * 3600 * 1000,
+    "\"off\" or between 1ms and 7d"
+};
+
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_duplicate_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1, 3600 * 1000,
+    "\"off\" or between 1ms and 1h"
+};
+
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_refresh_bounds = {
+    ngx_http_passkey_conf_check_bounds, 0, 24 * 3600 * 1000,
+    "between 0 and 24h"
 };
 
 
@@ -159,7 +197,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, http.max_response),
-      NULL },
+      &ngx_http_passkey_buffer_size_bounds },
 
     { ngx_string("passkey_api_verify"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -170,7 +208,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_api_trusted_certificate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_passkey_conf_set_certificate,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, http.trusted_certificate),
       NULL },
@@ -194,7 +232,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, redis_timeout),
-      &ngx_http_passkey_redis_timeout_bounds },
+      &ngx_http_passkey_redis_bounds },
 
     { ngx_string("passkey_username"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -222,7 +260,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, max_body_size),
-      NULL },
+      &ngx_http_passkey_body_size_bounds },
 
     { ngx_string("passkey_delivery_method"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
@@ -285,7 +323,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_http_passkey_conf_set_time_or_off,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, email_cooldown),
-      NULL },
+      &ngx_http_passkey_week_bounds },
 
     { ngx_string("passkey_redis_down"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -299,14 +337,14 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_http_passkey_conf_set_time_or_off,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, idempotency),
-      NULL },
+      &ngx_http_passkey_week_bounds },
 
     { ngx_string("passkey_duplicate_window"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_passkey_conf_set_time_or_off,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, duplicate_window),
-      NULL },
+      &ngx_http_passkey_duplicate_bounds },
 
     { ngx_string("passkey_invoke_redirect"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -334,7 +372,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, job_refresh_interval),
-      NULL },
+      &ngx_http_passkey_refresh_bounds },
 
     { ngx_string("passkey_bind"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -470,7 +508,46 @@ ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_passkey_hide_handler;
 
+    if (ngx_http_passkey_single_reload(cf, pmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (pmcf->tokens.nelts
+        && ngx_http_passkey_http_check_library(cf, pmcf->ca_blob) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_http_passkey_token_init_zone(cf, pmcf);
+}
+
+
+/*
+ * With "master_process off", a reload parses the new configuration in
+ * the serving process and then goes on without running init_process
+ * for it (ngx_single_process_cycle()): its Redis connections, token
+ * waiters and timers would never be set up, and nginx's own event
+ * module does not take new connections for it either.  Refused, the
+ * reload leaves the running configuration serving as before.
+ */
+
+static ngx_int_t
+ngx_http_passkey_single_reload(ngx_conf_t *cf,
+    ngx_http_passkey_main_conf_t *pmcf)
+{
+    if (ngx_process != NGX_PROCESS_SINGLE
+        || ngx_is_init_cycle(cf->cycle->old_cycle)
+        || (pmcf->tokens.nelts == 0 && pmcf->redis_servers.nelts == 0))
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "passkey: nginx with \"master_process off\" cannot "
+                  "reload a configuration with passkey locations, the "
+                  "running one is kept; restart nginx to change it");
+
+    return NGX_ERROR;
 }
 
 
@@ -488,6 +565,7 @@ ngx_http_passkey_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     pmcf->token_zone = NULL;
+     *     pmcf->ca_blob = 0;
      */
 
     if (ngx_array_init(&pmcf->redis_servers, cf->pool, 1,
@@ -542,6 +620,7 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
      *     plcf->client_secret2 = { 0, NULL };
      *     plcf->api_token = { 0, NULL };
      *     plcf->http.trusted_certificate = { 0, NULL };
+     *     plcf->http.trusted_pem = { 0, NULL };
      *     plcf->redis_prefix = { 0, NULL };
      *     plcf->delivery_methods = 0;
      *     plcf->delivery_default = 0;
@@ -619,6 +698,13 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->http.max_response,
                               prev->http.max_response, 64 * 1024);
     ngx_conf_merge_value(conf->http.verify, prev->http.verify, 1);
+
+    /* the text belongs to the file name: both are inherited or none */
+
+    if (conf->http.trusted_certificate.data == NULL) {
+        conf->http.trusted_pem = prev->http.trusted_pem;
+    }
+
     ngx_conf_merge_str_value(conf->http.trusted_certificate,
                              prev->http.trusted_certificate, "");
 

@@ -21,6 +21,7 @@
 #define NGX_HTTP_PASSKEY_USERNAME_MAX   64
 #define NGX_HTTP_PASSKEY_EMAIL_MAX      254
 #define NGX_HTTP_PASSKEY_SECRET_MAX     4096
+#define NGX_HTTP_PASSKEY_CA_MAX         (4 * 1024 * 1024)
 
 /* what a client sent, in a log line: at most this much, escaped */
 #define NGX_HTTP_PASSKEY_LOG_VALUE_MAX  64
@@ -70,12 +71,27 @@ typedef enum {
 typedef struct ngx_http_passkey_token_s  ngx_http_passkey_token_t;
 
 
+/*
+ * The bounds of a size or a time, as the post handler of a stock slot:
+ * ngx_conf_check_num_bounds() names neither the directive nor the unit.
+ */
+typedef struct {
+    ngx_conf_post_handler_pt          post_handler;
+    ngx_uint_t                        low;
+    ngx_uint_t                        high;
+    char                             *range;    /* "between 1k and 16m" */
+} ngx_http_passkey_conf_bounds_t;
+
+
 typedef struct {
     ngx_array_t                       redis_servers;
     ngx_array_t                       tokens;
     ngx_array_t                       invoke_locations;
     ngx_shm_zone_t                   *token_zone;
     ngx_int_t                         request_id_index;
+
+    /* passkey_api_trusted_certificate: libcurl takes it from memory */
+    ngx_uint_t                        ca_blob;
 } ngx_http_passkey_main_conf_t;
 
 
@@ -349,6 +365,8 @@ char *ngx_http_passkey_conf_set_id(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_passkey_conf_set_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+char *ngx_http_passkey_conf_set_certificate(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -359,6 +377,10 @@ char *ngx_http_passkey_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_passkey_conf_set_time_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+char *ngx_http_passkey_conf_check_bounds(ngx_conf_t *cf, void *post,
+    void *data);
+
+/* ngx_http_passkey_location.c */
 char *ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf);
 char *ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,

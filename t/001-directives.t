@@ -3,9 +3,57 @@
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
+use File::Temp qw(tempdir);
+use Time::HiRes qw(sleep);
 
 repeat_each(1);
 no_shuffle();
+
+# "--- curl_shim: WHAT": nginx runs with t/lib/curl-shim.c preloaded, a
+# libcurl that lacks WHAT (see there)
+my $shim = tempdir(CLEANUP => 1) . '/curl-shim.so';
+system("cc -shared -fPIC -o $shim t/lib/curl-shim.c -ldl") == 0
+    or die "cannot build t/lib/curl-shim.c\n";
+
+my $preload = $ENV{LD_PRELOAD};
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    if (defined $block->curl_shim) {
+        $ENV{LD_PRELOAD} = join ' ', grep { defined } $shim, $preload;
+        $ENV{PASSKEY_CURL_SHIM} = $block->curl_shim;
+        return;
+    }
+
+    delete $ENV{PASSKEY_CURL_SHIM};
+
+    if (defined $preload) {
+        $ENV{LD_PRELOAD} = $preload;
+
+    } else {
+        delete $ENV{LD_PRELOAD};
+    }
+});
+
+# sends HUP to the running nginx and waits until it has read the new
+# configuration (or refused it)
+sub reload_and_wait {
+    my $root = $ENV{TEST_NGINX_SERVROOT} || 't/servroot';
+    my $pid = nginx_pid();
+
+    kill 'HUP', $pid or die "cannot signal nginx $pid: $!";
+
+    for (1 .. 300) {
+        open my $log, '<', "$root/logs/error.log" or die "no error log: $!";
+        my $text = do { local $/; <$log> };
+        return if $text =~ /master_process off|reconfiguring.*\n.*\n.*\n/;
+        sleep 0.1;
+    }
+
+    die "nginx did not read the configuration again";
+}
+
 run_tests();
 
 # "nginx -T" prints the configuration: file names of secrets, never secrets
@@ -288,7 +336,7 @@ X-Email: from@example.com
 --- config
 --- must_die
 --- error_log
-value must be between 1 and 3600000
+"passkey_api_timeout" must be between 1ms and 10m, not "0"
 
 
 
@@ -321,7 +369,7 @@ invalid value "yes" in "passkey_api_verify" directive, it must be "on" or "off"
 --- config
 --- must_die
 --- error_log
-value must be between 1 and 60000
+"passkey_redis_timeout" must be between 1ms and 60s, not "0"
 
 
 
@@ -358,7 +406,287 @@ invalid number of arguments in "passkey_username" directive
 
 
 
-=== TEST 26: a secret never shows in nginx -T
+=== TEST 26: a zero API buffer cannot hold any answer
+--- http_config
+    # passkey: no defaults
+    passkey_api_buffer_size 0;
+--- config
+--- must_die
+--- error_log
+"passkey_api_buffer_size" must be between 1k and 16m, not "0"
+
+
+
+=== TEST 27: an API buffer too large
+--- http_config
+    # passkey: no defaults
+    passkey_api_buffer_size 17m;
+--- config
+--- must_die
+--- error_log
+"passkey_api_buffer_size" must be between 1k and 16m, not "17m"
+
+
+
+=== TEST 28: a zero connect timeout
+--- http_config
+    # passkey: no defaults
+    passkey_api_connect_timeout 0;
+--- config
+--- must_die
+--- error_log
+"passkey_api_connect_timeout" must be between 1ms and 10m, not "0"
+
+
+
+=== TEST 29: an API timeout of an hour
+--- http_config
+    # passkey: no defaults
+    passkey_api_timeout 1h;
+--- config
+--- must_die
+--- error_log
+"passkey_api_timeout" must be between 1ms and 10m, not "1h"
+
+
+
+=== TEST 30: a zero body size ("0" is not "no limit" here)
+--- http_config
+    # passkey: no defaults
+    passkey_max_body_size 0;
+--- config
+--- must_die
+--- error_log
+"passkey_max_body_size" must be between 2 and 1m, not "0"
+
+
+
+=== TEST 31: a body size over 1m
+--- http_config
+    # passkey: no defaults
+    passkey_max_body_size 2m;
+--- config
+--- must_die
+--- error_log
+"passkey_max_body_size" must be between 2 and 1m, not "2m"
+
+
+
+=== TEST 32: a zero cooldown must be written "off"
+--- http_config
+    # passkey: no defaults
+    passkey_email_cooldown 0;
+--- config
+--- must_die
+--- error_log
+invalid value "0" in "passkey_email_cooldown": expected a time such as 10s, 5m, 24h, or "off"
+
+
+
+=== TEST 33: a cooldown over a week
+--- http_config
+    # passkey: no defaults
+    passkey_email_cooldown 8d;
+--- config
+--- must_die
+--- error_log
+"passkey_email_cooldown" must be "off" or between 1ms and 7d, not "8d"
+
+
+
+=== TEST 34: idempotency over a week
+--- http_config
+    # passkey: no defaults
+    passkey_idempotency 30d;
+--- config
+--- must_die
+--- error_log
+"passkey_idempotency" must be "off" or between 1ms and 7d, not "30d"
+
+
+
+=== TEST 35: a duplicate window over an hour
+--- http_config
+    # passkey: no defaults
+    passkey_duplicate_window 2h;
+--- config
+--- must_die
+--- error_log
+"passkey_duplicate_window" must be "off" or between 1ms and 1h, not "2h"
+
+
+
+=== TEST 36: a job refresh interval over a day
+--- http_config
+    # passkey: no defaults
+    passkey_job_refresh_interval 2d;
+--- config
+--- must_die
+--- error_log
+"passkey_job_refresh_interval" must be between 0 and 24h, not "2d"
+
+
+
+=== TEST 37: the bounds themselves load
+--- http_config
+    passkey_api_buffer_size 16m;
+    passkey_api_connect_timeout 10m;
+    passkey_max_body_size 1m;
+    passkey_email_cooldown 7d;
+    passkey_idempotency 7d;
+    passkey_duplicate_window 1h;
+    passkey_job_refresh_interval 0;
+--- config
+    location = /passkey/bind {
+        passkey_api_timeout 10m;
+        passkey_redis_timeout 60s;
+        passkey_bind;
+    }
+    location = /t {
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- response_body
+ok
+
+
+
+=== TEST 38: a trusted certificate file that does not exist
+--- http_config
+    # passkey: no defaults
+    passkey_api_trusted_certificate /nonexistent/ca.pem;
+--- config
+--- must_die
+--- error_log
+"passkey_api_trusted_certificate": cannot read "/nonexistent/ca.pem" (2: No such file or directory)
+
+
+
+=== TEST 39: a trusted certificate file without a certificate (a key)
+--- http_config
+    # passkey: no defaults
+    passkey_api_trusted_certificate $TEST_NGINX_TLS_DIR/ca.key;
+--- config
+--- must_die
+--- error_log eval
+qr/"passkey_api_trusted_certificate": "\Q$ENV{TEST_NGINX_TLS_DIR}\E\/ca\.key" holds no PEM certificate/
+
+
+
+=== TEST 40: a certificate OpenSSL cannot read
+--- user_files
+>>> broken.pem
+-----BEGIN CERTIFICATE-----
+not!base64
+-----END CERTIFICATE-----
+--- http_config
+    # passkey: no defaults
+    passkey_api_trusted_certificate $TEST_NGINX_SERVER_ROOT/html/broken.pem;
+--- config
+--- must_die
+--- error_log eval
+qr/"passkey_api_trusted_certificate": "[^"]+\/html\/broken\.pem" holds a certificate that cannot be read \(bad base64 decode\)/
+
+
+
+=== TEST 41: a directory is not a certificate file
+--- http_config
+    # passkey: no defaults
+    passkey_api_trusted_certificate $TEST_NGINX_TLS_DIR;
+--- config
+--- must_die
+--- error_log eval
+qr/"passkey_api_trusted_certificate": "\Q$ENV{TEST_NGINX_TLS_DIR}\E" must be a file of at most 4194304 bytes/
+
+
+
+=== TEST 42: a libcurl without an asynchronous resolver
+--- curl_shim: no-asynchdns
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*passkey: libcurl [\d.]+ has no asynchronous DNS resolver, API calls would block nginx workers/
+
+
+
+=== TEST 43: a libcurl without HTTPS
+--- curl_shim: no-https
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*passkey: libcurl [\d.]+ has no HTTPS support, the Beyond Identity API cannot be called/
+
+
+
+=== TEST 44: a libcurl older than 7.85.0
+--- curl_shim: old
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+passkey: libcurl 7.76.1 is too old, the module needs 7.85.0 or later
+
+
+
+=== TEST 45: a libcurl that cannot take CA certificates from memory
+--- curl_shim: no-blob
+--- config
+    location = /passkey/bind {
+        passkey_api_trusted_certificate $TEST_NGINX_TLS_DIR/ca.crt;
+        passkey_bind;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*passkey: libcurl [\d.]+ with \S+ cannot take "passkey_api_trusted_certificate" from memory \(CURLOPT_CAINFO_BLOB: /
+
+
+
+=== TEST 46: without passkey locations libcurl is not checked
+--- curl_shim: no-asynchdns
+--- http_config
+    # passkey: no defaults
+--- config
+    location = /t {
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- response_body
+ok
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 47: "master_process off" refuses a reload; the running configuration serves on
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- init
+main::reload_and_wait();
+--- request
+POST /passkey/bind
+{"username":"single47"}
+--- more_headers
+Content-Type: application/json
+--- error_code: 200
+--- response_body_like: "job_id"
+--- error_log
+passkey: nginx with "master_process off" cannot reload a configuration with passkey locations, the running one is kept; restart nginx to change it
+
+
+
+=== TEST 48: a secret never shows in nginx -T
 --- config
     location = /t {
         return 200 "ok\n";

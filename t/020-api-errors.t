@@ -223,9 +223,12 @@ qr/"code":"api_timeout"/
 
 
 === TEST 16: a response larger than passkey_api_buffer_size
+--- fault eval
+'{"route":"create_job","type":"status","status":200,"body":"{\\"id\\":\\"'
+. ('x' x 2000) . '\\"}"}'
 --- config
     location = /passkey/bind {
-        passkey_api_buffer_size 100;
+        passkey_api_buffer_size 1k;
         passkey_bind;
     }
 --- request eval

@@ -33,7 +33,7 @@ use Fcntl qw(:flock);
 use JSON::PP ();
 
 our @EXPORT = qw(redis_cmd block_tenant block_prefix run_flows read_response
-                 redis_jobs sdk_record_link sdk_links_in);
+                 redis_jobs sdk_record_link sdk_links_in nginx_pid);
 use base 'Exporter';
 
 BEGIN {
@@ -368,6 +368,25 @@ sub redis_jobs {
     }
 
     return join "\n", sort @jobs;
+}
+
+# The pid of the block's nginx, once it has loaded its configuration (it
+# writes the pid file after that); under valgrind, nginx starts in the
+# foreground and slowly, after "--- init" code has begun to run.
+sub nginx_pid {
+    my $file = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '/logs/nginx.pid';
+
+    for (1 .. 300) {
+        if (open my $fh, '<', $file) {
+            my $pid = <$fh>;
+            close $fh;
+            return $1 if defined $pid && $pid =~ /^(\d+)$/m;
+        }
+
+        select(undef, undef, undef, 0.1);
+    }
+
+    die "nginx wrote no pid file ($file)\n";
 }
 
 # A minimal RESP client for assertions on what the module stored.
