@@ -131,9 +131,7 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_passkey_module);
 
-    r->request_body_in_single_buf = 1;
-
-    rc = ngx_http_read_client_request_body(r, ngx_http_passkey_bind_body);
+    rc = ngx_http_passkey_read_client_body(r, ngx_http_passkey_bind_body);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -146,35 +144,21 @@ ngx_http_passkey_bind_handler(ngx_http_request_t *r)
 static void
 ngx_http_passkey_bind_body(ngx_http_request_t *r)
 {
-    ngx_int_t                     rc;
-    ngx_str_t                     body;
-    ngx_http_passkey_ctx_t       *ctx;
-    ngx_http_passkey_loc_conf_t  *plcf;
+    ngx_int_t                rc;
+    ngx_str_t                body;
+    ngx_http_passkey_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_passkey_module);
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     r->connection->log->action = "reading passkey binding request";
 
-    rc = ngx_http_passkey_read_body(r, &body);
+    /*
+     * NGX_AGAIN: more of the body is to come, and this handler runs again
+     * once it is all in memory; NGX_DONE: refused (over
+     * passkey_max_body_size) or not read, and answered
+     */
 
-    if (rc == NGX_ERROR) {
-        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal_error",
-                                     "cannot read the request body");
-        return;
-    }
-
-    if (body.len > plcf->max_body_size) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "passkey: request body of %uz bytes is larger than "
-                      "passkey_max_body_size %uz", body.len,
-                      plcf->max_body_size);
-
-        ngx_http_finalize_request(r,
-            ngx_http_passkey_send_problem(r,
-                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                          "body_too_large", NULL));
+    if (ngx_http_passkey_read_body(r, &body) != NGX_OK) {
         return;
     }
 

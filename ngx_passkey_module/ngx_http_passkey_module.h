@@ -408,6 +408,8 @@ ngx_int_t ngx_http_passkey_send_problem_html(ngx_http_request_t *r,
     ngx_uint_t status, char *code, char *title_text);
 
 /* ngx_http_passkey_input.c */
+ngx_int_t ngx_http_passkey_read_client_body(ngx_http_request_t *r,
+    ngx_http_client_body_handler_pt handler);
 ngx_int_t ngx_http_passkey_read_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
