@@ -1,7 +1,8 @@
 # Access tokens: one client-credentials request serves many binds; the token
 # is renewed before it expires, and renewed once more when the API rejects
-# it; a static token from a file needs no token endpoint.  The token
-# endpoint is on the auth host (passkey_auth_url), not the API host.
+# it (401); a 403 is the route's answer and leaves the token alone; a
+# static token from a file needs no token endpoint.  The token endpoint is
+# on the auth host (passkey_auth_url), not the API host.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -23,6 +24,18 @@ add_block_preprocessor(sub {
 CONF
     }
 });
+
+# a static API token from a file instead of client credentials
+our $StaticToken = <<'CONF';
+    # passkey: no defaults
+    passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
+    passkey_tenant_id @TENANT@;
+    passkey_realm_id r1;
+    passkey_authenticator_config_id 67bb0acf12e5c899;
+    passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
+    passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    passkey_delivery_method RETURN;
+CONF
 
 sub bind_req {
     my ($user) = @_;
@@ -68,18 +81,28 @@ __DATA__
 --- response_body_like eval
 [qr/"job_id"/, qr/./, qr/"job_id"/,
  qr/"create_identity":3,"create_job":2,.*"token":2\}/]
+--- block_error_log
+passkey: API answered 401 to POST /identities, retrying with a new access token
 
 
 
-=== TEST 4: a 403 is retried once with a new token
+=== TEST 4: a 403 is the route's answer: no new token, no retry
+A token that lacks a route's scope (or is for another tenant) is not
+mended by a new token of the same application; dropping it would make
+every other route fetch one again.
 --- fault
 {"route":"create_identity","type":"forbidden_once"}
 --- request eval
-main::bind_req("d1")
---- error_code: 200
---- response_body_like: "job_id"
---- error_log
-passkey: API answered 403 to POST /identities, retrying with a new access token
+[main::bind_req("d1"), "GET /fake/stats"]
+--- error_code eval
+[502, 200]
+--- response_body_like eval
+[qr/"detail":"the Beyond Identity API forbids POST \/identities to this server: its access token lacks a scope or is for another tenant","code":"api_forbidden"/,
+ qr/"create_identity":1,.*"token":1\}/]
+--- block_error_log
+passkey: POST /identities answered 403 "forbidden" "forbidden"
+--- no_error_log
+retrying with a new access token
 
 
 
@@ -162,15 +185,7 @@ lacks access_token or expires_in
 
 
 === TEST 11: a static API token read from a file
---- http_config
-    # passkey: no defaults
-    passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
-    passkey_tenant_id @TENANT@;
-    passkey_realm_id r1;
-    passkey_authenticator_config_id 67bb0acf12e5c899;
-    passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
-    passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-    passkey_delivery_method RETURN;
+--- http_config eval: $::StaticToken
 --- config
     location = /passkey/bind {
         passkey_bind;
@@ -188,15 +203,7 @@ lacks access_token or expires_in
 
 
 === TEST 12: a rejected static token is final (no retry with the same token)
---- http_config
-    # passkey: no defaults
-    passkey_api_url http://127.0.0.1:$TEST_NGINX_BI_PORT;
-    passkey_tenant_id @TENANT@;
-    passkey_realm_id r1;
-    passkey_authenticator_config_id 67bb0acf12e5c899;
-    passkey_api_token_file $TEST_NGINX_SECRETS/api_token;
-    passkey_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-    passkey_delivery_method RETURN;
+--- http_config eval: $::StaticToken
 --- config
     location = /passkey/bind {
         passkey_bind;
@@ -230,3 +237,32 @@ lacks access_token or expires_in
  qr/"host":"api","method":"POST","path":"\/v1\/[^"]+\/token","query":"","region":0,"route":"wrong_host","status":404/]
 --- block_error_log eval
 [qr/access token request to "http:\/\/127\.0\.0\.1:$ENV{TEST_NGINX_BI_PORT}\/v1\/\S+" answered 404 "not_found"/]
+
+
+
+=== TEST 14: a 403 on one route, bind after bind: one token for them all
+The detail names the route without its ids, and the scope that the API's
+message names.
+--- fault
+{"route":"create_job","type":"status","status":403,"body":"{\"code\":\"forbidden\",\"message\":\"missing scope credential-binding-jobs:create\"}","count":0}
+--- request eval
+[main::bind_req("n1"), main::bind_req("n2"), main::bind_req("n3"),
+ main::bind_req("n4"), "GET /fake/stats"]
+--- error_code eval
+[502, 502, 502, 502, 200]
+--- response_body_like eval
+[(qr/"status":502,"detail":"the Beyond Identity API forbids POST \/identities\/\{id\}\/credential-binding-jobs to this server \(scope \\"credential-binding-jobs:create\\"\)","code":"api_forbidden"/) x 4,
+ qr/"create_identity":4,"create_job":4,.*"token":1\}/]
+--- no_error_log
+retrying with a new access token
+
+
+
+=== TEST 15: a 403 with a static token gives the same answer
+--- http_config eval: $::StaticToken
+--- fault
+{"route":"create_identity","type":"forbidden_once"}
+--- request eval
+main::bind_req("o1")
+--- error_code: 502
+--- response_body_like: "code":"api_forbidden"
