@@ -2,7 +2,8 @@
 # is renewed before it expires, and renewed once more when the API rejects
 # it (401); a 403 is the route's answer and leaves the token alone; a
 # static token from a file needs no token endpoint.  The token endpoint is
-# on the auth host (passkey_auth_url), not the API host.
+# on the auth host (passkey_auth_url), not the API host.  Locations share a
+# token only when all their settings are the same.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -266,3 +267,32 @@ retrying with a new access token
 main::bind_req("o1")
 --- error_code: 502
 --- response_body_like: "code":"api_forbidden"
+
+
+
+=== TEST 16: settings that run together alike still get tokens of their own
+Tenant "T" with token realm "xadmin" and tenant "Tx" with realm "admin"
+read the same when put end to end; each needs its own token (a token of
+one tenant gets 403 at the other).
+--- config
+    location = /a/passkey/bind {
+        passkey_token_realm_id xadmin;
+        passkey_bind;
+    }
+    location = /b/passkey/bind {
+        passkey_tenant_id @TENANT@x;
+        passkey_token_realm_id admin;
+        passkey_bind;
+    }
+    location = /b/stats {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BI_PORT/__fake/stats?tenant=@TENANT@x;
+    }
+--- request eval
+["POST /a/passkey/bind\n{\"username\":\"v1\"}",
+ "POST /b/passkey/bind\n{\"username\":\"v2\"}", "GET /fake/stats",
+ "GET /b/stats"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_like eval
+[qr/"job_id"/, qr/"job_id"/, qr/"create_job":1,.*"token":1\}/,
+ qr/"create_job":1,.*"token":1\}/]
