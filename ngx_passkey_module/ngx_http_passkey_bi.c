@@ -41,6 +41,8 @@ static void ngx_http_passkey_bi_log_copy(ngx_pool_t *pool, ngx_str_t *in,
 ngx_int_t
 ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
 {
+    ngx_int_t  rc;
+
     bc->result = NGX_HTTP_PASSKEY_API_OK;
     bc->status = 0;
     bc->json = NULL;
@@ -53,10 +55,16 @@ ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
     bc->retried = 0;
     bc->active = 1;
 
-    if (ngx_http_passkey_bi_authorize(bc) != NGX_OK) {
+    rc = ngx_http_passkey_bi_authorize(bc);
+
+    if (rc != NGX_OK) {
         bc->active = 0;
-        bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
-        bc->error = "cannot start the API call";
+
+        if (rc == NGX_ERROR) {
+            bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
+            bc->error = "cannot start the API call";
+        }
+
         return NGX_ERROR;
     }
 
@@ -64,7 +72,11 @@ ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
 }
 
 
-/* takes a token, now or once one is fetched, then sends the call */
+/*
+ * Takes a token, now or once one is fetched, then sends the call.
+ * NGX_DECLINED: a token fetch failed moments ago, and result and error
+ * are its failure.
+ */
 
 static ngx_int_t
 ngx_http_passkey_bi_authorize(ngx_http_passkey_bi_call_t *bc)
@@ -85,6 +97,12 @@ ngx_http_passkey_bi_authorize(ngx_http_passkey_bi_call_t *bc)
 
     if (rc == NGX_OK) {
         return ngx_http_passkey_bi_send(bc);
+    }
+
+    if (rc == NGX_DECLINED) {
+        bc->result = bc->wait.result;
+        bc->error = bc->wait.error;
+        return NGX_DECLINED;
     }
 
     return NGX_ERROR;
@@ -275,7 +293,12 @@ ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call)
 
         ngx_http_passkey_token_invalidate(bc->conf->token, bc->generation);
 
-        if (ngx_http_passkey_bi_authorize(bc) != NGX_OK) {
+        rc = ngx_http_passkey_bi_authorize(bc);
+
+        if (rc == NGX_DECLINED) {
+            ngx_http_passkey_bi_finish(bc, bc->result, bc->error);
+
+        } else if (rc != NGX_OK) {
             ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_INTERNAL,
                                        "cannot retry the API call");
         }

@@ -15,8 +15,10 @@
  * Access tokens from the client-credentials grant, shared by all workers
  * through a shared memory zone (ngx_http_passkey_token_shm.c).  One worker
  * fetches at a time; requests in that worker queue on the token, requests
- * in other workers look again on a short timer.  The token is opaque: it
- * is never parsed or logged.
+ * in other workers look again on a short timer.  A failed fetch is
+ * remembered for a short back-off, in which requests get its failure at
+ * once instead of asking the token endpoint again.  The token is opaque:
+ * it is never parsed or logged.
  *
  * With two client secrets (a rotation), a fetch that the token endpoint
  * rejects for its client credentials is made again at once with the other
@@ -32,6 +34,8 @@ static ngx_int_t ngx_http_passkey_token_key(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf, u_char *key);
 static ngx_int_t ngx_http_passkey_token_basic(ngx_conf_t *cf,
     ngx_str_t *client_id, ngx_str_t *secret, ngx_str_t *basic);
+static void ngx_http_passkey_token_backoff(ngx_http_passkey_token_wait_t *w,
+    ngx_http_passkey_token_backoff_t *bo);
 static ngx_int_t ngx_http_passkey_token_refresh(
     ngx_http_passkey_token_t *token, ngx_log_t *log);
 static void ngx_http_passkey_token_refreshed(
@@ -278,28 +282,36 @@ ngx_http_passkey_token_exit_process(ngx_cycle_t *cycle,
 
 
 /*
- * NGX_OK: w->token is set.  NGX_AGAIN: w->handler runs once a fetch ends.
- * NGX_ERROR: nothing can be done.
+ * NGX_OK: w->token is set.  NGX_AGAIN: w->handler runs once a fetch
+ * ends.  NGX_DECLINED: a fetch failed moments ago, and
+ * w->result and w->error say how.  NGX_ERROR: nothing can be done.
  */
 
 ngx_int_t
 ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_wait_t *w)
 {
+    ngx_http_passkey_token_backoff_t  bo;
+
     if (token->static_token.len) {
         w->token = token->static_token;
         w->generation = 0;
         return NGX_OK;
     }
 
-    switch (ngx_http_passkey_token_look(token, w)) {
+    switch (ngx_http_passkey_token_look(token, w, &bo)) {
 
     case NGX_HTTP_PASSKEY_TOKEN_VALID:
         return NGX_OK;
 
+    case NGX_HTTP_PASSKEY_TOKEN_BACKOFF:
+        ngx_http_passkey_token_backoff(w, &bo);
+        return NGX_DECLINED;
+
     case NGX_HTTP_PASSKEY_TOKEN_FETCH:
         if (ngx_http_passkey_token_refresh(token, w->log) != NGX_OK) {
-            ngx_http_passkey_token_unclaim(token);
+            (void) ngx_http_passkey_token_failed(token,
+                                                 NGX_HTTP_PASSKEY_API_INTERNAL);
             return NGX_ERROR;
         }
 
@@ -345,6 +357,32 @@ ngx_http_passkey_token_cancel(ngx_http_passkey_token_wait_t *w)
         ngx_queue_remove(&w->queue);
         w->waiting = 0;
     }
+}
+
+
+static void
+ngx_http_passkey_token_backoff(ngx_http_passkey_token_wait_t *w,
+    ngx_http_passkey_token_backoff_t *bo)
+{
+    u_char  *p;
+    size_t   len;
+
+    w->result = bo->result;
+    w->error = "access token requests are paused after a failure";
+
+    len = sizeof("access token requests are paused for  ms after  "
+                 "failures in a row") + 2 * NGX_INT_T_LEN;
+
+    p = ngx_pnalloc(w->pool, len);
+    if (p == NULL) {
+        return;
+    }
+
+    ngx_sprintf(p, "access token requests are paused for %M ms after %ui "
+                "failure%s in a row%Z", bo->left, bo->failures,
+                bo->failures == 1 ? "" : "s");
+
+    w->error = (char *) p;
 }
 
 
@@ -402,6 +440,7 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
     ngx_http_passkey_token_t *token = call->data;
 
     ngx_uint_t                      rejected;
+    ngx_msec_t                      backoff;
     const char                     *error;
     ngx_http_passkey_api_result_e   result;
 
@@ -458,7 +497,13 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
     }
 
     if (result != NGX_HTTP_PASSKEY_API_OK) {
-        ngx_http_passkey_token_unclaim(token);
+        backoff = ngx_http_passkey_token_failed(token, result);
+
+        if (backoff) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "passkey: access token requests to \"%V\" are "
+                          "paused for %M ms", &token->url, backoff);
+        }
     }
 
     ngx_http_passkey_token_wake(token, result, error);
@@ -594,8 +639,9 @@ ngx_http_passkey_token_parse(ngx_http_passkey_token_t *token,
 static void
 ngx_http_passkey_token_poll(ngx_event_t *ev)
 {
-    ngx_connection_t          *c;
-    ngx_http_passkey_token_t  *token;
+    ngx_connection_t                  *c;
+    ngx_http_passkey_token_t          *token;
+    ngx_http_passkey_token_backoff_t   bo;
 
     c = ev->data;
     token = c->data;
@@ -604,7 +650,7 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
         return;
     }
 
-    switch (ngx_http_passkey_token_look(token, NULL)) {
+    switch (ngx_http_passkey_token_look(token, NULL, &bo)) {
 
     case NGX_HTTP_PASSKEY_TOKEN_VALID:
         ngx_http_passkey_token_wake(token, NGX_HTTP_PASSKEY_API_OK, NULL);
@@ -614,12 +660,19 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
         ngx_add_timer(&token->poll, NGX_HTTP_PASSKEY_TOKEN_POLL);
         return;
 
+    case NGX_HTTP_PASSKEY_TOKEN_BACKOFF:
+        ngx_http_passkey_token_wake(token, bo.result,
+                                    "the access token request of another "
+                                    "worker failed");
+        return;
+
     case NGX_HTTP_PASSKEY_TOKEN_FETCH:
         if (ngx_http_passkey_token_refresh(token, ev->log) == NGX_OK) {
             return;
         }
 
-        ngx_http_passkey_token_unclaim(token);
+        (void) ngx_http_passkey_token_failed(token,
+                                             NGX_HTTP_PASSKEY_API_INTERNAL);
 
         /* fall through */
 
@@ -634,8 +687,9 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
 static void
 ngx_http_passkey_token_prefetch(ngx_event_t *ev)
 {
-    ngx_connection_t          *c;
-    ngx_http_passkey_token_t  *token;
+    ngx_connection_t                  *c;
+    ngx_http_passkey_token_t          *token;
+    ngx_http_passkey_token_backoff_t   bo;
 
     c = ev->data;
     token = c->data;
@@ -644,11 +698,12 @@ ngx_http_passkey_token_prefetch(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_passkey_token_look(token, NULL)
+    if (ngx_http_passkey_token_look(token, NULL, &bo)
         == NGX_HTTP_PASSKEY_TOKEN_FETCH
         && ngx_http_passkey_token_refresh(token, ev->log) != NGX_OK)
     {
-        ngx_http_passkey_token_unclaim(token);
+        (void) ngx_http_passkey_token_failed(token,
+                                             NGX_HTTP_PASSKEY_API_INTERNAL);
     }
 }
 

@@ -24,14 +24,27 @@
 
 #define NGX_HTTP_PASSKEY_TOKEN_MAX      8192
 
+/* after a failed fetch: 1 s, doubled at each failure in a row, up to 30 s */
+#define NGX_HTTP_PASSKEY_BACKOFF_MIN    1000
+#define NGX_HTTP_PASSKEY_BACKOFF_MAX    30000
+
 
 /* what a look at a token's slot found */
 typedef enum {
     NGX_HTTP_PASSKEY_TOKEN_VALID = 0,      /* copied, if asked for */
     NGX_HTTP_PASSKEY_TOKEN_FETCH,          /* this worker is to fetch it */
     NGX_HTTP_PASSKEY_TOKEN_WAIT,           /* a fetch is under way */
+    NGX_HTTP_PASSKEY_TOKEN_BACKOFF,        /* the last fetch failed */
     NGX_HTTP_PASSKEY_TOKEN_ERROR           /* no zone, no memory */
 } ngx_http_passkey_token_state_e;
+
+
+/* the failure a worker backs off from */
+typedef struct {
+    ngx_http_passkey_api_result_e     result;
+    ngx_msec_t                        left;       /* until the next fetch */
+    ngx_uint_t                        failures;   /* in a row */
+} ngx_http_passkey_token_backoff_t;
 
 
 struct ngx_http_passkey_token_s {
@@ -57,12 +70,14 @@ struct ngx_http_passkey_token_s {
 
 /* ngx_http_passkey_token_shm.c */
 ngx_http_passkey_token_state_e ngx_http_passkey_token_look(
-    ngx_http_passkey_token_t *token, ngx_http_passkey_token_wait_t *w);
+    ngx_http_passkey_token_t *token, ngx_http_passkey_token_wait_t *w,
+    ngx_http_passkey_token_backoff_t *bo);
 ngx_int_t ngx_http_passkey_token_copy(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_wait_t *w);
 ngx_int_t ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
     ngx_str_t *access_token, uint64_t lifetime);
-void ngx_http_passkey_token_unclaim(ngx_http_passkey_token_t *token);
+ngx_msec_t ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_api_result_e result);
 ngx_int_t ngx_http_passkey_token_extend(ngx_http_passkey_token_t *token);
 
 

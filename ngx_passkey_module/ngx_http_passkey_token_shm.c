@@ -27,6 +27,12 @@ typedef struct {
     uint64_t                          expires;
     ngx_uint_t                        generation;
     ngx_uint_t                        secret;     /* 0, 1: last accepted */
+
+    /* failed fetches in a row, and no fetch before "retry" */
+    ngx_uint_t                        failures;
+    ngx_uint_t                        failure;    /* api result of the last */
+    uint64_t                          retry;
+
     size_t                            len;
     u_char                            data[NGX_HTTP_PASSKEY_TOKEN_MAX];
 } ngx_http_passkey_token_slot_t;
@@ -129,12 +135,13 @@ ngx_http_passkey_token_init_shm(ngx_shm_zone_t *shm_zone, void *data)
 
 /*
  * Under one lock hold: a valid token is copied into w (when given); with
- * none, this worker claims the fetch unless a fetch is under way.
+ * none, this worker claims the fetch unless a fetch is under way or the
+ * last one failed less than the back-off ago.
  */
 
 ngx_http_passkey_token_state_e
 ngx_http_passkey_token_look(ngx_http_passkey_token_t *token,
-    ngx_http_passkey_token_wait_t *w)
+    ngx_http_passkey_token_wait_t *w, ngx_http_passkey_token_backoff_t *bo)
 {
     uint64_t                         now;
     ngx_slab_pool_t                 *shpool;
@@ -160,6 +167,12 @@ ngx_http_passkey_token_look(ngx_http_passkey_token_t *token,
     {
         /* a claim past its deadline: the worker that made it may be gone */
         state = NGX_HTTP_PASSKEY_TOKEN_WAIT;
+
+    } else if (slot->failures && now < slot->retry) {
+        state = NGX_HTTP_PASSKEY_TOKEN_BACKOFF;
+        bo->result = slot->failure;
+        bo->left = (ngx_msec_t) (slot->retry - now);
+        bo->failures = slot->failures;
 
     } else {
         state = NGX_HTTP_PASSKEY_TOKEN_FETCH;
@@ -224,6 +237,7 @@ ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
     slot->expires = now + lifetime;
     slot->generation++;
     slot->refresher = 0;
+    slot->failures = 0;
     slot->secret = token->secret;
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -232,24 +246,58 @@ ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
 }
 
 
-/* a fetch of this worker's ended without a token: the claim is given up */
+/*
+ * A fetch of this worker's ended without a token.  The claim is given up,
+ * and unless the failure was this worker's own (out of memory), the slot
+ * remembers it: for 1 s, doubled at each failure in a row up to 30 s, no
+ * worker asks the token endpoint again, and requests get the same failure
+ * at once.  Returns that back-off, or 0.
+ */
 
-void
-ngx_http_passkey_token_unclaim(ngx_http_passkey_token_t *token)
+ngx_msec_t
+ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_api_result_e result)
 {
+    uint64_t                        now;
+    ngx_uint_t                      i;
+    ngx_msec_t                      backoff;
     ngx_slab_pool_t                *shpool;
     ngx_http_passkey_token_slot_t  *slot;
 
+    now = ngx_http_passkey_token_now();
+
     slot = ngx_http_passkey_token_lock(token, &shpool);
     if (slot == NULL) {
-        return;
+        return 0;
     }
 
     if (slot->refresher == ngx_pid) {
         slot->refresher = 0;
     }
 
+    backoff = 0;
+
+    if (result != NGX_HTTP_PASSKEY_API_INTERNAL) {
+        slot->failures++;
+
+        backoff = NGX_HTTP_PASSKEY_BACKOFF_MIN;
+
+        for (i = 1;
+             i < slot->failures && backoff < NGX_HTTP_PASSKEY_BACKOFF_MAX;
+             i++)
+        {
+            backoff *= 2;
+        }
+
+        backoff = ngx_min(backoff, NGX_HTTP_PASSKEY_BACKOFF_MAX);
+
+        slot->failure = result;
+        slot->retry = now + backoff;
+    }
+
     ngx_shmtx_unlock(&shpool->mutex);
+
+    return backoff;
 }
 
 

@@ -3,7 +3,8 @@
 # it (401); a 403 is the route's answer and leaves the token alone; a
 # static token from a file needs no token endpoint.  The token endpoint is
 # on the auth host (passkey_auth_url), not the API host.  Locations share a
-# token only when all their settings are the same.
+# token only when all their settings are the same.  After a failed fetch,
+# requests get its failure at once for a back-off.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -296,3 +297,53 @@ one tenant gets 403 at the other).
 --- response_body_like eval
 [qr/"job_id"/, qr/"job_id"/, qr/"create_job":1,.*"token":1\}/,
  qr/"create_job":1,.*"token":1\}/]
+
+
+
+=== TEST 17: a failing token endpoint is not asked again at once
+After a failed fetch, requests get its failure at once for a back-off
+(1 s, then longer): six binds make far fewer token requests.
+--- fault
+{"route":"token","type":"status","status":503,"count":0}
+--- request eval
+[map({ main::bind_req("q$_") } 1 .. 6), "GET /fake/stats"]
+--- error_code eval
+[(502) x 6, 200]
+--- response_body_like eval
+[(qr/"code":"api_unreachable"/) x 6,
+ qr/"create_identity":0,.*"token":[1-4]\}/]
+--- block_error_log eval
+[qr/passkey: access token requests to "\S+" are paused for 1000 ms/,
+ qr/passkey: POST \/identities failed: access token requests are paused for \d+ ms after 1 failure in a row/]
+
+
+
+=== TEST 18: rejected credentials are not sent again at once either
+--- config
+    location = /passkey/bind {
+        passkey_client_secret_file $TEST_NGINX_SECRETS/wrong_secret;
+        passkey_bind;
+    }
+--- request eval
+[main::bind_req("r1"), main::bind_req("r2"), main::bind_req("r3"),
+ "GET /fake/stats"]
+--- error_code eval
+[502, 502, 502, 200]
+--- response_body_like eval
+[(qr/"code":"api_credentials_rejected"/) x 3, qr/"token":[12]\}/]
+
+
+
+=== TEST 19: after the back-off, the token endpoint is asked again
+The fetch at worker start fails a little late, so that the first bind
+sees the failure whether it waited for that fetch or came after it.
+--- fault
+{"route":"token","type":"status","status":503,"delay_ms":500}
+--- request eval
+[main::bind_req("s1"), "GET /fake/stats", "GET /fake/sleep?ms=1100",
+ main::bind_req("s2"), "GET /fake/stats"]
+--- error_code eval
+[502, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/"code":"api_unreachable"/, qr/"token":1\}/, qr/slept/, qr/"job_id"/,
+ qr/"create_identity":1,.*"token":2\}/]
