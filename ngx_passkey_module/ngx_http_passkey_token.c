@@ -15,10 +15,11 @@
  * Access tokens from the client-credentials grant, shared by all workers
  * through a shared memory zone (ngx_http_passkey_token_shm.c).  One worker
  * fetches at a time; requests in that worker queue on the token, requests
- * in other workers look again on a short timer.  A failed fetch is
- * remembered for a short back-off, in which requests get its failure at
- * once instead of asking the token endpoint again.  The token is opaque:
- * it is never parsed or logged.
+ * in other workers look again on a short timer.  A request waits no longer
+ * than its own calls could take: the connect timeout plus the timeout.  A
+ * failed fetch is remembered for a short back-off, in which requests get
+ * its failure at once instead of asking the token endpoint again.  The
+ * token is opaque: it is never parsed or logged.
  *
  * With two client secrets (a rotation), a fetch that the token endpoint
  * rejects for its client credentials is made again at once with the other
@@ -45,6 +46,7 @@ static ngx_http_passkey_api_result_e ngx_http_passkey_token_parse(
     ngx_uint_t *rejected, const char **error);
 static void ngx_http_passkey_token_poll(ngx_event_t *ev);
 static void ngx_http_passkey_token_prefetch(ngx_event_t *ev);
+static void ngx_http_passkey_token_expire(ngx_event_t *ev);
 static void ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result, const char *error);
 
@@ -230,6 +232,9 @@ ngx_http_passkey_token_init_process(ngx_cycle_t *cycle,
         token->poll.data = &token->dummy;
         token->poll.handler = ngx_http_passkey_token_poll;
         token->poll.log = cycle->log;
+        token->expire.data = &token->dummy;
+        token->expire.handler = ngx_http_passkey_token_expire;
+        token->expire.log = cycle->log;
 
         if (token->static_token.len) {
             continue;
@@ -272,6 +277,10 @@ ngx_http_passkey_token_exit_process(ngx_cycle_t *cycle,
             ngx_del_timer(&token->prefetch);
         }
 
+        if (token->expire.timer_set) {
+            ngx_del_timer(&token->expire);
+        }
+
         if (token->call) {
             ngx_http_passkey_http_cancel(token->call);
             ngx_destroy_pool(token->call->pool);
@@ -282,8 +291,8 @@ ngx_http_passkey_token_exit_process(ngx_cycle_t *cycle,
 
 
 /*
- * NGX_OK: w->token is set.  NGX_AGAIN: w->handler runs once a fetch
- * ends.  NGX_DECLINED: a fetch failed moments ago, and
+ * NGX_OK: w->token is set.  NGX_AGAIN: w->handler runs once a fetch ends
+ * or the wait is over.  NGX_DECLINED: a fetch failed moments ago, and
  * w->result and w->error say how.  NGX_ERROR: nothing can be done.
  */
 
@@ -291,6 +300,7 @@ ngx_int_t
 ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_wait_t *w)
 {
+    ngx_msec_t                        patience;
     ngx_http_passkey_token_backoff_t  bo;
 
     if (token->static_token.len) {
@@ -331,8 +341,23 @@ ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
         return NGX_ERROR;
     }
 
+    /*
+     * a request waits as long as its own calls could take, whoever
+     * fetches: a fetch that another worker gave up on, or a second one
+     * with the other secret, may take longer; all waiters have the same
+     * patience, so the queue is in the order of their deadlines
+     */
+
+    patience = token->http->connect_timeout + token->http->timeout;
+
+    w->cache = token;
+    w->deadline = ngx_current_msec + patience;
     ngx_queue_insert_tail(&token->waiters, &w->queue);
     w->waiting = 1;
+
+    if (!token->expire.timer_set) {
+        ngx_add_timer(&token->expire, patience);
+    }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, w->log, 0,
                    "passkey token: waiting for a refresh");
@@ -353,9 +378,21 @@ ngx_http_passkey_token_renewable(ngx_http_passkey_token_t *token)
 void
 ngx_http_passkey_token_cancel(ngx_http_passkey_token_wait_t *w)
 {
-    if (w->waiting) {
-        ngx_queue_remove(&w->queue);
-        w->waiting = 0;
+    ngx_http_passkey_token_t  *token;
+
+    if (!w->waiting) {
+        return;
+    }
+
+    ngx_queue_remove(&w->queue);
+    w->waiting = 0;
+
+    /* no waiter left: the deadline timer would only hold up an exit */
+
+    token = w->cache;
+
+    if (ngx_queue_empty(&token->waiters) && token->expire.timer_set) {
+        ngx_del_timer(&token->expire);
     }
 }
 
@@ -708,6 +745,54 @@ ngx_http_passkey_token_prefetch(ngx_event_t *ev)
 }
 
 
+/* the first waiters' deadline: they give up, the fetch goes on */
+
+static void
+ngx_http_passkey_token_expire(ngx_event_t *ev)
+{
+    ngx_queue_t                     expired, *q;
+    ngx_msec_int_t                  left;
+    ngx_connection_t               *c;
+    ngx_http_passkey_token_t       *token;
+    ngx_http_passkey_token_wait_t  *w;
+
+    c = ev->data;
+    token = c->data;
+
+    ngx_queue_init(&expired);
+
+    while (!ngx_queue_empty(&token->waiters)) {
+        q = ngx_queue_head(&token->waiters);
+        w = ngx_queue_data(q, ngx_http_passkey_token_wait_t, queue);
+
+        left = (ngx_msec_int_t) (w->deadline - ngx_current_msec);
+
+        if (left > 0) {
+            ngx_add_timer(ev, (ngx_msec_t) left);
+            break;
+        }
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&expired, q);
+    }
+
+    /* handlers may start calls or cancel others: work on a detached list */
+
+    while (!ngx_queue_empty(&expired)) {
+        q = ngx_queue_head(&expired);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_http_passkey_token_wait_t, queue);
+        w->waiting = 0;
+        w->result = NGX_HTTP_PASSKEY_API_TIMEOUT;
+        w->error = "no access token within passkey_api_connect_timeout "
+                   "and passkey_api_timeout";
+
+        w->handler(w);
+    }
+}
+
+
 static void
 ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result, const char *error)
@@ -724,6 +809,10 @@ ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
         queue.next->prev = &queue;
         queue.prev->next = &queue;
         ngx_queue_init(&token->waiters);
+    }
+
+    if (token->expire.timer_set) {
+        ngx_del_timer(&token->expire);
     }
 
     while (!ngx_queue_empty(&queue)) {

@@ -58,12 +58,13 @@ struct ngx_http_passkey_token_s {
     ngx_http_passkey_main_conf_t     *pmcf;
 
     /* per worker */
-    ngx_queue_t                       waiters;
+    ngx_queue_t                       waiters;    /* by deadline */
     ngx_http_passkey_http_call_t     *call;
     ngx_uint_t                        secret;     /* of the fetch in flight */
     ngx_uint_t                        retried;    /* with the other one */
     ngx_event_t                       poll;
     ngx_event_t                       prefetch;
+    ngx_event_t                       expire;     /* the first deadline */
     ngx_connection_t                  dummy;
 };
 

@@ -4,7 +4,8 @@
 # static token from a file needs no token endpoint.  The token endpoint is
 # on the auth host (passkey_auth_url), not the API host.  Locations share a
 # token only when all their settings are the same.  After a failed fetch,
-# requests get its failure at once for a back-off.
+# requests get its failure at once for a back-off; a request waits for a
+# fetch no longer than its own calls could take.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -347,3 +348,34 @@ sees the failure whether it waited for that fetch or came after it.
 --- response_body_like eval
 [qr/"code":"api_unreachable"/, qr/"token":1\}/, qr/slept/, qr/"job_id"/,
  qr/"create_identity":1,.*"token":2\}/]
+
+
+
+=== TEST 20: a request waits for a token no longer than its own calls could
+The fetch with the first secret is rejected after 1.6 s, the one with the
+second secret takes 1.6 s more; the bind gives up after the connect
+timeout and the timeout (2.2 s), and the fetch goes on for later binds.
+--- fake_config
+{"client_secrets":["passkey-secret","passkey-secret-2"]}
+--- fault
+{"route":"token","type":"status","status":401,"body":"{\"error\":\"invalid_client\"}","delay_ms":1600}
+{"route":"token","type":"delay","delay_ms":1600}
+--- config
+    location = /passkey/bind {
+        passkey_client_secret_file $TEST_NGINX_SECRETS/client_secret
+                                   $TEST_NGINX_SECRETS/client_secret2;
+        passkey_api_connect_timeout 200ms;
+        passkey_api_timeout 2s;
+        passkey_bind;
+    }
+--- request eval
+[main::bind_req("t1"), "GET /fake/sleep?ms=1500", main::bind_req("t2"),
+ "GET /fake/stats"]
+--- timeout: 10
+--- error_code eval
+[504, 200, 200, 200]
+--- response_body_like eval
+[qr/"code":"api_timeout"/, qr/slept/, qr/"job_id"/,
+ qr/"create_identity":1,.*"token":2\}/]
+--- block_error_log
+passkey: POST /identities failed: no access token within passkey_api_connect_timeout and passkey_api_timeout
