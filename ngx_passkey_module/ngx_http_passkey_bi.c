@@ -12,16 +12,25 @@
 
 
 /*
- * One Beyond Identity API call: take an access token, call, and on 401 or
- * 403 drop the token, take a fresh one and call once more.  Creation
- * calls are never retried for any other reason: a retried POST could
- * create a second job or send a second email.
+ * One Beyond Identity API call: take an access token, call, and on 401
+ * drop the token, take a fresh one and call once more.  A 403 is not
+ * retried: it is the route's answer to a token that lacks its scope or is
+ * for another tenant, which a new token of the same application does not
+ * change, and dropping the token that all workers share would only make
+ * every other route fetch it again.  Creation calls are never retried for
+ * any other reason: a retried POST could create a second job or send a
+ * second email.
  */
 
 
 static ngx_int_t ngx_http_passkey_bi_authorize(ngx_http_passkey_bi_call_t *bc);
 static void ngx_http_passkey_bi_token_ready(ngx_http_passkey_token_wait_t *w);
 static ngx_int_t ngx_http_passkey_bi_send(ngx_http_passkey_bi_call_t *bc);
+static char *ngx_http_passkey_bi_forbidden(ngx_pool_t *pool,
+    ngx_http_passkey_bi_call_t *bc);
+static u_char *ngx_http_passkey_bi_route(ngx_http_passkey_bi_call_t *bc,
+    u_char *p);
+static void ngx_http_passkey_bi_scope(ngx_str_t *msg, ngx_str_t *scope);
 static void ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call);
 static void ngx_http_passkey_bi_finish(ngx_http_passkey_bi_call_t *bc,
     ngx_http_passkey_api_result_e result, const char *error);
@@ -32,6 +41,8 @@ static void ngx_http_passkey_bi_log_copy(ngx_pool_t *pool, ngx_str_t *in,
 ngx_int_t
 ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
 {
+    ngx_int_t  rc;
+
     bc->result = NGX_HTTP_PASSKEY_API_OK;
     bc->status = 0;
     bc->json = NULL;
@@ -44,10 +55,16 @@ ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
     bc->retried = 0;
     bc->active = 1;
 
-    if (ngx_http_passkey_bi_authorize(bc) != NGX_OK) {
+    rc = ngx_http_passkey_bi_authorize(bc);
+
+    if (rc != NGX_OK) {
         bc->active = 0;
-        bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
-        bc->error = "cannot start the API call";
+
+        if (rc == NGX_ERROR) {
+            bc->result = NGX_HTTP_PASSKEY_API_INTERNAL;
+            bc->error = "cannot start the API call";
+        }
+
         return NGX_ERROR;
     }
 
@@ -55,7 +72,11 @@ ngx_http_passkey_bi_start(ngx_http_passkey_bi_call_t *bc)
 }
 
 
-/* takes a token, now or once one is fetched, then sends the call */
+/*
+ * Takes a token, now or once one is fetched, then sends the call.
+ * NGX_DECLINED: a token fetch failed moments ago, and result and error
+ * are its failure.
+ */
 
 static ngx_int_t
 ngx_http_passkey_bi_authorize(ngx_http_passkey_bi_call_t *bc)
@@ -76,6 +97,12 @@ ngx_http_passkey_bi_authorize(ngx_http_passkey_bi_call_t *bc)
 
     if (rc == NGX_OK) {
         return ngx_http_passkey_bi_send(bc);
+    }
+
+    if (rc == NGX_DECLINED) {
+        bc->result = bc->wait.result;
+        bc->error = bc->wait.error;
+        return NGX_DECLINED;
     }
 
     return NGX_ERROR;
@@ -289,12 +316,11 @@ ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call)
     bc->status = call->status;
     bc->retry_after = call->retry_after;
 
-    if ((call->status == NGX_HTTP_UNAUTHORIZED
-         || call->status == NGX_HTTP_FORBIDDEN)
+    if (call->status == NGX_HTTP_UNAUTHORIZED
         && !bc->retried
         && ngx_http_passkey_token_renewable(bc->conf->token))
     {
-        /* the token may have been revoked or be missing a scope */
+        /* the token may have been revoked or have expired early */
 
         ngx_log_error(NGX_LOG_WARN, bc->log, 0,
                       "passkey: API answered %ui to %V %V, retrying "
@@ -305,7 +331,12 @@ ngx_http_passkey_bi_done(ngx_http_passkey_http_call_t *call)
 
         ngx_http_passkey_token_invalidate(bc->conf->token, bc->generation);
 
-        if (ngx_http_passkey_bi_authorize(bc) != NGX_OK) {
+        rc = ngx_http_passkey_bi_authorize(bc);
+
+        if (rc == NGX_DECLINED) {
+            ngx_http_passkey_bi_finish(bc, bc->result, bc->error);
+
+        } else if (rc != NGX_OK) {
             ngx_http_passkey_bi_finish(bc, NGX_HTTP_PASSKEY_API_INTERNAL,
                                        "cannot retry the API call");
         }
@@ -459,10 +490,15 @@ ngx_http_passkey_bi_problem(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_UNAUTHORIZED:
-    case NGX_HTTP_FORBIDDEN:
         status = NGX_HTTP_BAD_GATEWAY;
         code = "api_unauthorized";
         detail = "the Beyond Identity API refused this server's access";
+        break;
+
+    case NGX_HTTP_FORBIDDEN:
+        status = NGX_HTTP_BAD_GATEWAY;
+        code = "api_forbidden";
+        detail = ngx_http_passkey_bi_forbidden(r->pool, bc);
         break;
 
     case NGX_HTTP_NOT_FOUND:
@@ -537,6 +573,150 @@ done:
     pb->status = status;
     pb->code = code;
     pb->detail = detail;
+}
+
+
+/*
+ * A 403 names what was refused, without the ids in its path, and the
+ * scope that the API's message names, if any: what the application in
+ * the Admin Console needs.
+ */
+
+static char *
+ngx_http_passkey_bi_forbidden(ngx_pool_t *pool, ngx_http_passkey_bi_call_t *bc)
+{
+    u_char     *p, *detail;
+    size_t      len;
+    ngx_str_t   scope;
+
+    ngx_http_passkey_bi_scope(&bc->api_message, &scope);
+
+    len = sizeof("the Beyond Identity API forbids  to this server: its "
+                 "access token lacks a scope or is for another tenant")
+          + bc->method.len + 5 * bc->path.len
+          + sizeof(" (scope \"\")") + scope.len;
+
+    detail = ngx_pnalloc(pool, len);
+    if (detail == NULL) {
+        return "the Beyond Identity API forbids this call to this server";
+    }
+
+    p = ngx_cpymem(detail, "the Beyond Identity API forbids ",
+                   sizeof("the Beyond Identity API forbids ") - 1);
+    p = ngx_http_passkey_bi_route(bc, p);
+
+    if (scope.len) {
+        ngx_sprintf(p, " to this server (scope \"%V\")%Z", &scope);
+
+    } else {
+        ngx_sprintf(p, " to this server: its access token lacks a scope or "
+                    "is for another tenant%Z");
+    }
+
+    return (char *) detail;
+}
+
+
+/*
+ * "POST /identities/{id}/credential-binding-jobs": the path's segments
+ * alternate between a collection and an id; at most 5 bytes per byte
+ */
+
+static u_char *
+ngx_http_passkey_bi_route(ngx_http_passkey_bi_call_t *bc, u_char *p)
+{
+    u_char      *s, *end;
+    ngx_uint_t   segment;
+
+    p = ngx_cpymem(p, bc->method.data, bc->method.len);
+    *p++ = ' ';
+
+    s = bc->path.data;
+    end = bc->path.data + bc->path.len;
+    segment = 0;
+
+    while (s < end) {
+
+        if (*s != '/') {
+            *p++ = *s++;
+            continue;
+        }
+
+        *p++ = *s++;
+
+        if (++segment % 2) {
+            continue;
+        }
+
+        /* an id, up to a custom method such as ":revoke" */
+
+        p = ngx_cpymem(p, "{id}", sizeof("{id}") - 1);
+
+        while (s < end && *s != '/' && *s != ':') {
+            s++;
+        }
+    }
+
+    return p;
+}
+
+
+/*
+ * A scope the API's message names, such as "identities:create": a word of
+ * lowercase letters, digits, "-" and "_" around one colon
+ */
+
+static void
+ngx_http_passkey_bi_scope(ngx_str_t *msg, ngx_str_t *scope)
+{
+    u_char      c, *p, *end, *start, *colon;
+    ngx_uint_t  colons;
+
+    ngx_str_null(scope);
+
+    p = msg->data;
+    end = msg->data + msg->len;
+
+    while (p < end) {
+        start = p;
+        colon = NULL;
+        colons = 0;
+
+        for ( ;; ) {
+            if (p == end) {
+                break;
+            }
+
+            c = *p;
+
+            if (c == ':') {
+                colon = p;
+                colons++;
+
+            } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                         || c == '-' || c == '_'))
+            {
+                break;
+            }
+
+            p++;
+        }
+
+        if (colons == 1
+            && colon > start
+            && colon < p - 1
+            && *start >= 'a' && *start <= 'z'
+            && p - start <= 64)
+        {
+            scope->data = start;
+            scope->len = p - start;
+            return;
+        }
+
+        if (p < end) {
+            p++;
+        }
+    }
 }
 
 

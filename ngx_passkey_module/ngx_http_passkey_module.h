@@ -194,6 +194,10 @@ struct ngx_http_passkey_token_wait_s {
     ngx_http_passkey_token_done_pt    handler;
     void                             *data;
 
+    /* set by ngx_http_passkey_token_get() for a wait */
+    ngx_http_passkey_token_t         *cache;
+    ngx_msec_t                        deadline;
+
     ngx_http_passkey_api_result_e     result;
     ngx_str_t                         token;        /* in pool */
     ngx_uint_t                        generation;

@@ -8,14 +8,18 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_passkey_module.h"
+#include "ngx_http_passkey_token.h"
 
 
 /*
  * Access tokens from the client-credentials grant, shared by all workers
- * through a shared memory zone.  One worker refreshes at a time; requests
- * in that worker queue on the token, requests in other workers look again
- * on a short timer.  The token is opaque: it is never parsed or logged.
+ * through a shared memory zone (ngx_http_passkey_token_shm.c).  One worker
+ * fetches at a time; requests in that worker queue on the token, requests
+ * in other workers look again on a short timer.  A request waits no longer
+ * than its own calls could take: the connect timeout plus the timeout.  A
+ * failed fetch is remembered for a short back-off, in which requests get
+ * its failure at once instead of asking the token endpoint again.  The
+ * token is opaque: it is never parsed or logged.
  *
  * With two client secrets (a rotation), a fetch that the token endpoint
  * rejects for its client credentials is made again at once with the other
@@ -24,116 +28,47 @@
  */
 
 
-#define NGX_HTTP_PASSKEY_TOKEN_MAX    8192
 #define NGX_HTTP_PASSKEY_TOKEN_POLL   20
 
 
-typedef struct {
-    uint32_t                          key;
-    ngx_pid_t                         refresher;
-    uint64_t                          refresh_deadline;
-    uint64_t                          expires;
-    ngx_uint_t                        generation;
-    ngx_uint_t                        secret;     /* 0, 1: last accepted */
-    size_t                            len;
-    u_char                            data[NGX_HTTP_PASSKEY_TOKEN_MAX];
-} ngx_http_passkey_token_slot_t;
-
-
-typedef struct {
-    ngx_uint_t                        nslots;
-    ngx_http_passkey_token_slot_t     slots[1];
-} ngx_http_passkey_token_sh_t;
-
-
-struct ngx_http_passkey_token_s {
-    ngx_uint_t                        index;
-    uint32_t                          key;
-    ngx_str_t                         url;
-    ngx_str_t                         client_id;
-    ngx_str_t                         authorization[2];  /* per secret */
-    ngx_str_t                         static_token;
-    ngx_http_passkey_http_conf_t     *http;
-    ngx_http_passkey_main_conf_t     *pmcf;
-
-    /* per worker */
-    ngx_queue_t                       waiters;
-    ngx_http_passkey_http_call_t     *call;
-    ngx_uint_t                        secret;     /* of the fetch in flight */
-    ngx_uint_t                        retried;    /* with the other one */
-    ngx_event_t                       poll;
-    ngx_event_t                       prefetch;
-    ngx_connection_t                  dummy;
-};
-
-
+static ngx_int_t ngx_http_passkey_token_key(ngx_conf_t *cf,
+    ngx_http_passkey_loc_conf_t *plcf, u_char *key);
 static ngx_int_t ngx_http_passkey_token_basic(ngx_conf_t *cf,
     ngx_str_t *client_id, ngx_str_t *secret, ngx_str_t *basic);
-static ngx_int_t ngx_http_passkey_token_init_shm(ngx_shm_zone_t *shm_zone,
-    void *data);
-static ngx_http_passkey_token_slot_t *ngx_http_passkey_token_slot(
-    ngx_http_passkey_token_t *token, ngx_slab_pool_t **shpool);
-static ngx_int_t ngx_http_passkey_token_copy(ngx_http_passkey_token_slot_t *s,
-    ngx_http_passkey_token_wait_t *w);
+static void ngx_http_passkey_token_backoff(ngx_http_passkey_token_wait_t *w,
+    ngx_http_passkey_token_backoff_t *bo);
 static ngx_int_t ngx_http_passkey_token_refresh(
     ngx_http_passkey_token_t *token, ngx_log_t *log);
 static void ngx_http_passkey_token_refreshed(
     ngx_http_passkey_http_call_t *call);
-static ngx_http_passkey_api_result_e ngx_http_passkey_token_store(
+static ngx_http_passkey_api_result_e ngx_http_passkey_token_parse(
     ngx_http_passkey_token_t *token, ngx_http_passkey_http_call_t *call,
-    ngx_uint_t *rejected);
+    ngx_uint_t *rejected, const char **error);
 static void ngx_http_passkey_token_poll(ngx_event_t *ev);
 static void ngx_http_passkey_token_prefetch(ngx_event_t *ev);
-static ngx_uint_t ngx_http_passkey_token_claim(ngx_http_passkey_token_t *token,
-    ngx_http_passkey_token_slot_t *slot, uint64_t now);
-static void ngx_http_passkey_token_unclaim(ngx_http_passkey_token_slot_t *slot,
-    ngx_slab_pool_t *shpool);
-static uint64_t ngx_http_passkey_token_deadline(
-    ngx_http_passkey_token_t *token);
+static void ngx_http_passkey_token_expire(ngx_event_t *ev);
 static void ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result, const char *error);
-static uint64_t ngx_http_passkey_token_now(void);
 
 
 ngx_http_passkey_token_t *
 ngx_http_passkey_token_add(ngx_conf_t *cf, ngx_http_passkey_loc_conf_t *plcf)
 {
-    uint32_t                       key;
+    u_char                         key[NGX_HTTP_PASSKEY_DIGEST_HEX_LEN];
     ngx_uint_t                     i;
     ngx_http_passkey_token_t      *token, **tokens, **tp;
     ngx_http_passkey_main_conf_t  *pmcf;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_passkey_module);
 
-    ngx_crc32_init(key);
-    ngx_crc32_update(&key, plcf->auth_url.data, plcf->auth_url.len);
-    ngx_crc32_update(&key, plcf->tenant_id.data, plcf->tenant_id.len);
-    ngx_crc32_update(&key, plcf->token_realm_id.data,
-                     plcf->token_realm_id.len);
-    ngx_crc32_update(&key, plcf->application_id.data,
-                     plcf->application_id.len);
-    ngx_crc32_update(&key, plcf->client_id.data, plcf->client_id.len);
-    ngx_crc32_update(&key, plcf->client_secret.data, plcf->client_secret.len);
-    ngx_crc32_update(&key, (u_char *) &plcf->client_secret2.len,
-                     sizeof(size_t));
-    ngx_crc32_update(&key, plcf->client_secret2.data,
-                     plcf->client_secret2.len);
-    ngx_crc32_update(&key, plcf->api_token.data, plcf->api_token.len);
-    ngx_crc32_update(&key, (u_char *) &plcf->http.connect_timeout,
-                     sizeof(ngx_msec_t));
-    ngx_crc32_update(&key, (u_char *) &plcf->http.timeout,
-                     sizeof(ngx_msec_t));
-    ngx_crc32_update(&key, (u_char *) &plcf->http.max_response,
-                     sizeof(size_t));
-    ngx_crc32_update(&key, (u_char *) &plcf->http.verify, sizeof(ngx_flag_t));
-    ngx_crc32_update(&key, plcf->http.trusted_certificate.data,
-                     plcf->http.trusted_certificate.len);
-    ngx_crc32_final(key);
+    if (ngx_http_passkey_token_key(cf, plcf, key) != NGX_OK) {
+        return NULL;
+    }
 
     tokens = pmcf->tokens.elts;
 
     for (i = 0; i < pmcf->tokens.nelts; i++) {
-        if (tokens[i]->key == key) {
+        if (ngx_memcmp(tokens[i]->key, key, sizeof(key)) == 0) {
             return tokens[i];
         }
     }
@@ -144,7 +79,7 @@ ngx_http_passkey_token_add(ngx_conf_t *cf, ngx_http_passkey_loc_conf_t *plcf)
     }
 
     token->index = pmcf->tokens.nelts;
-    token->key = key;
+    ngx_memcpy(token->key, key, sizeof(key));
     token->http = &plcf->http;
     token->pmcf = pmcf;
 
@@ -200,6 +135,47 @@ done:
 }
 
 
+/*
+ * What makes one token serve a location: every setting that could make
+ * another one, through SHA-256 of the settings each prefixed with its
+ * length, so that "ab" and "c" never hash like "a" and "bc".  The key
+ * names the slot in shared memory, so it also tells a zone kept over a
+ * reload which slots still belong to their credentials.
+ */
+
+static ngx_int_t
+ngx_http_passkey_token_key(ngx_conf_t *cf, ngx_http_passkey_loc_conf_t *plcf,
+    u_char *key)
+{
+    u_char     numbers[4 * NGX_INT64_LEN];
+    ngx_str_t  hex, parts[10];
+
+    parts[0] = plcf->auth_url;
+    parts[1] = plcf->tenant_id;
+    parts[2] = plcf->token_realm_id;
+    parts[3] = plcf->application_id;
+    parts[4] = plcf->client_id;
+    parts[5] = plcf->client_secret;
+    parts[6] = plcf->client_secret2;
+    parts[7] = plcf->api_token;
+    parts[8] = plcf->http.trusted_certificate;
+
+    parts[9].data = numbers;
+    parts[9].len = ngx_sprintf(numbers, "%M %M %uz %i",
+                               plcf->http.connect_timeout, plcf->http.timeout,
+                               plcf->http.max_response, plcf->http.verify)
+                   - numbers;
+
+    if (ngx_http_passkey_digest(cf->pool, parts, 10, &hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(key, hex.data, NGX_HTTP_PASSKEY_DIGEST_HEX_LEN);
+
+    return NGX_OK;
+}
+
+
 /* client_secret_basic: "Basic base64(client_id:client_secret)" */
 
 static ngx_int_t
@@ -237,84 +213,6 @@ ngx_http_passkey_token_basic(ngx_conf_t *cf, ngx_str_t *client_id,
 
 
 ngx_int_t
-ngx_http_passkey_token_init_zone(ngx_conf_t *cf,
-    ngx_http_passkey_main_conf_t *pmcf)
-{
-    size_t     size;
-    ngx_str_t  name = ngx_string("passkey_tokens");
-
-    if (pmcf->tokens.nelts == 0) {
-        return NGX_OK;
-    }
-
-    size = 8 * ngx_pagesize + sizeof(ngx_http_passkey_token_sh_t)
-           + pmcf->tokens.nelts * sizeof(ngx_http_passkey_token_slot_t);
-
-    size = ngx_align(size, ngx_pagesize);
-
-    pmcf->token_zone = ngx_shared_memory_add(cf, &name, size,
-                                             &ngx_http_passkey_module);
-    if (pmcf->token_zone == NULL) {
-        return NGX_ERROR;
-    }
-
-    pmcf->token_zone->init = ngx_http_passkey_token_init_shm;
-    pmcf->token_zone->data = pmcf;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_passkey_token_init_shm(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_passkey_main_conf_t  *pmcf = shm_zone->data;
-
-    size_t                        size;
-    ngx_uint_t                    n;
-    ngx_slab_pool_t              *shpool;
-    ngx_http_passkey_token_sh_t  *sh;
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-    n = pmcf->tokens.nelts;
-
-    /*
-     * slots carry the key of their credentials, so a zone kept over a
-     * reload can be reused even when the credentials changed
-     */
-
-    if (data && shpool->data) {
-        sh = shpool->data;
-
-        if (sh->nslots >= n) {
-            return NGX_OK;
-        }
-    }
-
-    size = sizeof(ngx_http_passkey_token_sh_t)
-           + n * sizeof(ngx_http_passkey_token_slot_t);
-
-    sh = ngx_slab_calloc(shpool, size);
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    sh->nslots = n;
-    shpool->data = sh;
-
-    shpool->log_ctx = ngx_slab_alloc(shpool,
-                                     sizeof(" in passkey_tokens zone"));
-    if (shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(shpool->log_ctx, " in passkey_tokens zone%Z");
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
 ngx_http_passkey_token_init_process(ngx_cycle_t *cycle,
     ngx_http_passkey_main_conf_t *pmcf)
 {
@@ -334,6 +232,9 @@ ngx_http_passkey_token_init_process(ngx_cycle_t *cycle,
         token->poll.data = &token->dummy;
         token->poll.handler = ngx_http_passkey_token_poll;
         token->poll.log = cycle->log;
+        token->expire.data = &token->dummy;
+        token->expire.handler = ngx_http_passkey_token_expire;
+        token->expire.log = cycle->log;
 
         if (token->static_token.len) {
             continue;
@@ -376,6 +277,10 @@ ngx_http_passkey_token_exit_process(ngx_cycle_t *cycle,
             ngx_del_timer(&token->prefetch);
         }
 
+        if (token->expire.timer_set) {
+            ngx_del_timer(&token->expire);
+        }
+
         if (token->call) {
             ngx_http_passkey_http_cancel(token->call);
             ngx_destroy_pool(token->call->pool);
@@ -385,14 +290,18 @@ ngx_http_passkey_token_exit_process(ngx_cycle_t *cycle,
 }
 
 
+/*
+ * NGX_OK: w->token is set.  NGX_AGAIN: w->handler runs once a fetch ends
+ * or the wait is over.  NGX_DECLINED: a fetch failed moments ago, and
+ * w->result and w->error say how.  NGX_ERROR: nothing can be done.
+ */
+
 ngx_int_t
 ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_wait_t *w)
 {
-    uint64_t                        now;
-    ngx_int_t                       rc;
-    ngx_slab_pool_t                *shpool;
-    ngx_http_passkey_token_slot_t  *slot;
+    ngx_msec_t                        patience;
+    ngx_http_passkey_token_backoff_t  bo;
 
     if (token->static_token.len) {
         w->token = token->static_token;
@@ -400,41 +309,55 @@ ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
         return NGX_OK;
     }
 
-    slot = ngx_http_passkey_token_slot(token, &shpool);
-    if (slot == NULL) {
-        return NGX_ERROR;
-    }
+    switch (ngx_http_passkey_token_look(token, w, &bo)) {
 
-    now = ngx_http_passkey_token_now();
+    case NGX_HTTP_PASSKEY_TOKEN_VALID:
+        return NGX_OK;
 
-    ngx_shmtx_lock(&shpool->mutex);
+    case NGX_HTTP_PASSKEY_TOKEN_BACKOFF:
+        ngx_http_passkey_token_backoff(w, &bo);
+        return NGX_DECLINED;
 
-    if (slot->len && now < slot->expires) {
-        rc = ngx_http_passkey_token_copy(slot, w);
-        ngx_shmtx_unlock(&shpool->mutex);
-        return rc;
-    }
-
-    if (ngx_http_passkey_token_claim(token, slot, now)) {
-        ngx_shmtx_unlock(&shpool->mutex);
-
+    case NGX_HTTP_PASSKEY_TOKEN_FETCH:
         if (ngx_http_passkey_token_refresh(token, w->log) != NGX_OK) {
-            ngx_http_passkey_token_unclaim(slot, shpool);
+            (void) ngx_http_passkey_token_failed(token,
+                                                 NGX_HTTP_PASSKEY_API_INTERNAL);
             return NGX_ERROR;
         }
 
-    } else {
-        ngx_shmtx_unlock(&shpool->mutex);
+        break;
+
+    case NGX_HTTP_PASSKEY_TOKEN_WAIT:
 
         /* another worker fetches: look at the zone again soon */
 
         if (token->call == NULL && !token->poll.timer_set) {
             ngx_add_timer(&token->poll, NGX_HTTP_PASSKEY_TOKEN_POLL);
         }
+
+        break;
+
+    default: /* NGX_HTTP_PASSKEY_TOKEN_ERROR */
+        return NGX_ERROR;
     }
 
+    /*
+     * a request waits as long as its own calls could take, whoever
+     * fetches: a fetch that another worker gave up on, or a second one
+     * with the other secret, may take longer; all waiters have the same
+     * patience, so the queue is in the order of their deadlines
+     */
+
+    patience = token->http->connect_timeout + token->http->timeout;
+
+    w->cache = token;
+    w->deadline = ngx_current_msec + patience;
     ngx_queue_insert_tail(&token->waiters, &w->queue);
     w->waiting = 1;
+
+    if (!token->expire.timer_set) {
+        ngx_add_timer(&token->expire, patience);
+    }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, w->log, 0,
                    "passkey token: waiting for a refresh");
@@ -455,90 +378,48 @@ ngx_http_passkey_token_renewable(ngx_http_passkey_token_t *token)
 void
 ngx_http_passkey_token_cancel(ngx_http_passkey_token_wait_t *w)
 {
-    if (w->waiting) {
-        ngx_queue_remove(&w->queue);
-        w->waiting = 0;
-    }
-}
+    ngx_http_passkey_token_t  *token;
 
-
-void
-ngx_http_passkey_token_invalidate(ngx_http_passkey_token_t *token,
-    ngx_uint_t generation)
-{
-    ngx_slab_pool_t                *shpool;
-    ngx_http_passkey_token_slot_t  *slot;
-
-    if (token->static_token.len) {
+    if (!w->waiting) {
         return;
     }
 
-    slot = ngx_http_passkey_token_slot(token, &shpool);
-    if (slot == NULL) {
+    ngx_queue_remove(&w->queue);
+    w->waiting = 0;
+
+    /* no waiter left: the deadline timer would only hold up an exit */
+
+    token = w->cache;
+
+    if (ngx_queue_empty(&token->waiters) && token->expire.timer_set) {
+        ngx_del_timer(&token->expire);
+    }
+}
+
+
+static void
+ngx_http_passkey_token_backoff(ngx_http_passkey_token_wait_t *w,
+    ngx_http_passkey_token_backoff_t *bo)
+{
+    u_char  *p;
+    size_t   len;
+
+    w->result = bo->result;
+    w->error = "access token requests are paused after a failure";
+
+    len = sizeof("access token requests are paused for  ms after  "
+                 "failures in a row") + 2 * NGX_INT_T_LEN;
+
+    p = ngx_pnalloc(w->pool, len);
+    if (p == NULL) {
         return;
     }
 
-    /* only the first of many rejected callers drops the token */
+    ngx_sprintf(p, "access token requests are paused for %M ms after %ui "
+                "failure%s in a row%Z", bo->left, bo->failures,
+                bo->failures == 1 ? "" : "s");
 
-    ngx_shmtx_lock(&shpool->mutex);
-
-    if (slot->generation == generation) {
-        slot->len = 0;
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-static ngx_http_passkey_token_slot_t *
-ngx_http_passkey_token_slot(ngx_http_passkey_token_t *token,
-    ngx_slab_pool_t **shpool)
-{
-    ngx_http_passkey_token_sh_t    *sh;
-    ngx_http_passkey_token_slot_t  *slot;
-
-    if (token->pmcf->token_zone == NULL) {
-        return NULL;
-    }
-
-    *shpool = (ngx_slab_pool_t *) token->pmcf->token_zone->shm.addr;
-    sh = (*shpool)->data;
-
-    if (token->index >= sh->nslots) {
-        return NULL;
-    }
-
-    slot = &sh->slots[token->index];
-
-    if (slot->key != token->key) {
-        ngx_shmtx_lock(&(*shpool)->mutex);
-
-        if (slot->key != token->key) {
-            ngx_memzero(slot, sizeof(ngx_http_passkey_token_slot_t));
-            slot->key = token->key;
-        }
-
-        ngx_shmtx_unlock(&(*shpool)->mutex);
-    }
-
-    return slot;
-}
-
-
-static ngx_int_t
-ngx_http_passkey_token_copy(ngx_http_passkey_token_slot_t *slot,
-    ngx_http_passkey_token_wait_t *w)
-{
-    w->token.data = ngx_pnalloc(w->pool, slot->len);
-    if (w->token.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(w->token.data, slot->data, slot->len);
-    w->token.len = slot->len;
-    w->generation = slot->generation;
-
-    return NGX_OK;
+    w->error = (char *) p;
 }
 
 
@@ -595,12 +476,10 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
 {
     ngx_http_passkey_token_t *token = call->data;
 
-    uint64_t                        deadline;
     ngx_uint_t                      rejected;
+    ngx_msec_t                      backoff;
     const char                     *error;
-    ngx_slab_pool_t                *shpool;
     ngx_http_passkey_api_result_e   result;
-    ngx_http_passkey_token_slot_t  *slot;
 
     token->call = NULL;
     error = call->error;
@@ -609,8 +488,7 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
     switch (call->result) {
 
     case NGX_HTTP_PASSKEY_HTTP_OK:
-        result = ngx_http_passkey_token_store(token, call, &rejected);
-        error = "token endpoint refused the client credentials";
+        result = ngx_http_passkey_token_parse(token, call, &rejected, &error);
         break;
 
     case NGX_HTTP_PASSKEY_HTTP_TIMEOUT:
@@ -644,24 +522,11 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
         token->retried = 1;
         token->secret = !token->secret;
 
-        slot = ngx_http_passkey_token_slot(token, &shpool);
-
-        if (slot) {
-            deadline = ngx_http_passkey_token_deadline(token);
-
-            ngx_shmtx_lock(&shpool->mutex);
-
-            if (slot->refresher == ngx_pid) {
-                slot->refresh_deadline = deadline;
-            }
-
-            ngx_shmtx_unlock(&shpool->mutex);
-
-            if (ngx_http_passkey_token_refresh(token, ngx_cycle->log)
-                == NGX_OK)
-            {
-                return;
-            }
+        if (ngx_http_passkey_token_extend(token) == NGX_OK
+            && ngx_http_passkey_token_refresh(token, ngx_cycle->log)
+               == NGX_OK)
+        {
+            return;
         }
 
         result = NGX_HTTP_PASSKEY_API_INTERNAL;
@@ -669,10 +534,12 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
     }
 
     if (result != NGX_HTTP_PASSKEY_API_OK) {
-        slot = ngx_http_passkey_token_slot(token, &shpool);
+        backoff = ngx_http_passkey_token_failed(token, result);
 
-        if (slot) {
-            ngx_http_passkey_token_unclaim(slot, shpool);
+        if (backoff) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "passkey: access token requests to \"%V\" are "
+                          "paused for %M ms", &token->url, backoff);
         }
     }
 
@@ -681,15 +548,14 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
 
 
 static ngx_http_passkey_api_result_e
-ngx_http_passkey_token_store(ngx_http_passkey_token_t *token,
-    ngx_http_passkey_http_call_t *call, ngx_uint_t *rejected)
+ngx_http_passkey_token_parse(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_http_call_t *call, ngx_uint_t *rejected,
+    const char **error)
 {
-    uint64_t                        now, lifetime, skew;
-    ngx_int_t                       expires_in;
-    ngx_str_t                       access_token, code;
-    ngx_slab_pool_t                *shpool;
-    ngx_http_passkey_json_t        *json;
-    ngx_http_passkey_token_slot_t  *slot;
+    uint64_t                  lifetime, skew;
+    ngx_int_t                 expires_in;
+    ngx_str_t                 access_token, code;
+    ngx_http_passkey_json_t  *json;
 
     if (call->status != NGX_HTTP_OK) {
 
@@ -734,10 +600,16 @@ ngx_http_passkey_token_store(ngx_http_passkey_token_t *token,
                           ? ", both client secrets were rejected" : "");
         }
 
-        return (call->status >= 500 || call->status == 429)
-               ? NGX_HTTP_PASSKEY_API_UNREACHABLE
-               : NGX_HTTP_PASSKEY_API_DENIED;
+        if (call->status >= 500 || call->status == 429) {
+            *error = "the token endpoint failed";
+            return NGX_HTTP_PASSKEY_API_UNREACHABLE;
+        }
+
+        *error = "the token endpoint refused the client credentials";
+        return NGX_HTTP_PASSKEY_API_DENIED;
     }
+
+    *error = "the token endpoint answered no usable token";
 
     if (ngx_http_passkey_json_parse(call->pool, &call->response, &json)
         != NGX_OK
@@ -762,11 +634,6 @@ ngx_http_passkey_token_store(ngx_http_passkey_token_t *token,
         return NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
     }
 
-    slot = ngx_http_passkey_token_slot(token, &shpool);
-    if (slot == NULL) {
-        return NGX_HTTP_PASSKEY_API_INTERNAL;
-    }
-
     /* renew a little early: min(60 s, 10%) before it expires */
 
     lifetime = (uint64_t) expires_in * 1000;
@@ -776,18 +643,12 @@ ngx_http_passkey_token_store(ngx_http_passkey_token_t *token,
         skew = 60000;
     }
 
-    now = ngx_http_passkey_token_now();
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    ngx_memcpy(slot->data, access_token.data, access_token.len);
-    slot->len = access_token.len;
-    slot->expires = now + lifetime - skew;
-    slot->generation++;
-    slot->refresher = 0;
-    slot->secret = token->secret;
-
-    ngx_shmtx_unlock(&shpool->mutex);
+    if (ngx_http_passkey_token_keep(token, &access_token, lifetime - skew)
+        != NGX_OK)
+    {
+        *error = "no token zone";
+        return NGX_HTTP_PASSKEY_API_INTERNAL;
+    }
 
     if (token->retried) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -804,6 +665,8 @@ ngx_http_passkey_token_store(ngx_http_passkey_token_t *token,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "passkey token: new token, expires in %i s", expires_in);
 
+    *error = NULL;
+
     return NGX_HTTP_PASSKEY_API_OK;
 }
 
@@ -813,12 +676,9 @@ ngx_http_passkey_token_store(ngx_http_passkey_token_t *token,
 static void
 ngx_http_passkey_token_poll(ngx_event_t *ev)
 {
-    uint64_t                        now;
-    ngx_uint_t                      start;
-    ngx_slab_pool_t                *shpool;
-    ngx_connection_t               *c;
-    ngx_http_passkey_token_t       *token;
-    ngx_http_passkey_token_slot_t  *slot;
+    ngx_connection_t                  *c;
+    ngx_http_passkey_token_t          *token;
+    ngx_http_passkey_token_backoff_t   bo;
 
     c = ev->data;
     token = c->data;
@@ -827,36 +687,36 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
         return;
     }
 
-    slot = ngx_http_passkey_token_slot(token, &shpool);
-    if (slot == NULL) {
-        ngx_http_passkey_token_wake(token, NGX_HTTP_PASSKEY_API_INTERNAL,
-                                    "no token zone");
-        return;
-    }
+    switch (ngx_http_passkey_token_look(token, NULL, &bo)) {
 
-    now = ngx_http_passkey_token_now();
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    if (slot->len && now < slot->expires) {
-        ngx_shmtx_unlock(&shpool->mutex);
+    case NGX_HTTP_PASSKEY_TOKEN_VALID:
         ngx_http_passkey_token_wake(token, NGX_HTTP_PASSKEY_API_OK, NULL);
         return;
-    }
 
-    start = ngx_http_passkey_token_claim(token, slot, now);
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    if (!start) {
+    case NGX_HTTP_PASSKEY_TOKEN_WAIT:
         ngx_add_timer(&token->poll, NGX_HTTP_PASSKEY_TOKEN_POLL);
         return;
-    }
 
-    if (ngx_http_passkey_token_refresh(token, ev->log) != NGX_OK) {
-        ngx_http_passkey_token_unclaim(slot, shpool);
+    case NGX_HTTP_PASSKEY_TOKEN_BACKOFF:
+        ngx_http_passkey_token_wake(token, bo.result,
+                                    "the access token request of another "
+                                    "worker failed");
+        return;
+
+    case NGX_HTTP_PASSKEY_TOKEN_FETCH:
+        if (ngx_http_passkey_token_refresh(token, ev->log) == NGX_OK) {
+            return;
+        }
+
+        (void) ngx_http_passkey_token_failed(token,
+                                             NGX_HTTP_PASSKEY_API_INTERNAL);
+
+        /* fall through */
+
+    default:
         ngx_http_passkey_token_wake(token, NGX_HTTP_PASSKEY_API_INTERNAL,
                                     "cannot start token request");
+        return;
     }
 }
 
@@ -864,12 +724,9 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
 static void
 ngx_http_passkey_token_prefetch(ngx_event_t *ev)
 {
-    uint64_t                        now;
-    ngx_uint_t                      start;
-    ngx_slab_pool_t                *shpool;
-    ngx_connection_t               *c;
-    ngx_http_passkey_token_t       *token;
-    ngx_http_passkey_token_slot_t  *slot;
+    ngx_connection_t                  *c;
+    ngx_http_passkey_token_t          *token;
+    ngx_http_passkey_token_backoff_t   bo;
 
     c = ev->data;
     token = c->data;
@@ -878,70 +735,61 @@ ngx_http_passkey_token_prefetch(ngx_event_t *ev)
         return;
     }
 
-    slot = ngx_http_passkey_token_slot(token, &shpool);
-    if (slot == NULL) {
-        return;
-    }
-
-    now = ngx_http_passkey_token_now();
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    start = !(slot->len && now < slot->expires)
-            && ngx_http_passkey_token_claim(token, slot, now);
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    if (start && ngx_http_passkey_token_refresh(token, ev->log) != NGX_OK) {
-        ngx_http_passkey_token_unclaim(slot, shpool);
-    }
-}
-
-
-/*
- * Called under the zone lock: whether this worker is to fetch a new token
- * now, because no worker is fetching one or the one that was gave up.
- */
-
-static ngx_uint_t
-ngx_http_passkey_token_claim(ngx_http_passkey_token_t *token,
-    ngx_http_passkey_token_slot_t *slot, uint64_t now)
-{
-    if (token->call != NULL
-        || (slot->refresher != 0 && now < slot->refresh_deadline))
+    if (ngx_http_passkey_token_look(token, NULL, &bo)
+        == NGX_HTTP_PASSKEY_TOKEN_FETCH
+        && ngx_http_passkey_token_refresh(token, ev->log) != NGX_OK)
     {
-        return 0;
+        (void) ngx_http_passkey_token_failed(token,
+                                             NGX_HTTP_PASSKEY_API_INTERNAL);
     }
-
-    slot->refresher = ngx_pid;
-    slot->refresh_deadline = ngx_http_passkey_token_deadline(token);
-
-    /* start with the secret that was accepted last, by any worker */
-
-    token->secret = token->authorization[1].len ? slot->secret : 0;
-    token->retried = 0;
-
-    return 1;
 }
 
 
-/* when a claim is stale: the worker that holds it may be gone */
-
-static uint64_t
-ngx_http_passkey_token_deadline(ngx_http_passkey_token_t *token)
-{
-    return ngx_http_passkey_token_now() + token->http->connect_timeout
-           + token->http->timeout + 1000;
-}
-
+/* the first waiters' deadline: they give up, the fetch goes on */
 
 static void
-ngx_http_passkey_token_unclaim(ngx_http_passkey_token_slot_t *slot,
-    ngx_slab_pool_t *shpool)
+ngx_http_passkey_token_expire(ngx_event_t *ev)
 {
-    ngx_shmtx_lock(&shpool->mutex);
-    slot->refresher = 0;
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_queue_t                     expired, *q;
+    ngx_msec_int_t                  left;
+    ngx_connection_t               *c;
+    ngx_http_passkey_token_t       *token;
+    ngx_http_passkey_token_wait_t  *w;
+
+    c = ev->data;
+    token = c->data;
+
+    ngx_queue_init(&expired);
+
+    while (!ngx_queue_empty(&token->waiters)) {
+        q = ngx_queue_head(&token->waiters);
+        w = ngx_queue_data(q, ngx_http_passkey_token_wait_t, queue);
+
+        left = (ngx_msec_int_t) (w->deadline - ngx_current_msec);
+
+        if (left > 0) {
+            ngx_add_timer(ev, (ngx_msec_t) left);
+            break;
+        }
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&expired, q);
+    }
+
+    /* handlers may start calls or cancel others: work on a detached list */
+
+    while (!ngx_queue_empty(&expired)) {
+        q = ngx_queue_head(&expired);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_http_passkey_token_wait_t, queue);
+        w->waiting = 0;
+        w->result = NGX_HTTP_PASSKEY_API_TIMEOUT;
+        w->error = "no access token within passkey_api_connect_timeout "
+                   "and passkey_api_timeout";
+
+        w->handler(w);
+    }
 }
 
 
@@ -950,9 +798,7 @@ ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result, const char *error)
 {
     ngx_queue_t                     queue, *q;
-    ngx_slab_pool_t                *shpool;
     ngx_http_passkey_token_wait_t  *w;
-    ngx_http_passkey_token_slot_t  *slot;
 
     /* handlers may start calls or cancel others: work on a detached list */
 
@@ -965,7 +811,9 @@ ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
         ngx_queue_init(&token->waiters);
     }
 
-    slot = ngx_http_passkey_token_slot(token, &shpool);
+    if (token->expire.timer_set) {
+        ngx_del_timer(&token->expire);
+    }
 
     while (!ngx_queue_empty(&queue)) {
         q = ngx_queue_head(&queue);
@@ -976,34 +824,13 @@ ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
         w->result = result;
         w->error = error;
 
-        if (result == NGX_HTTP_PASSKEY_API_OK) {
-            if (slot == NULL) {
-                w->result = NGX_HTTP_PASSKEY_API_INTERNAL;
-
-            } else {
-                ngx_shmtx_lock(&shpool->mutex);
-
-                if (slot->len == 0
-                    || ngx_http_passkey_token_copy(slot, w) != NGX_OK)
-                {
-                    w->result = NGX_HTTP_PASSKEY_API_INTERNAL;
-                }
-
-                ngx_shmtx_unlock(&shpool->mutex);
-            }
+        if (result == NGX_HTTP_PASSKEY_API_OK
+            && ngx_http_passkey_token_copy(token, w) != NGX_OK)
+        {
+            w->result = NGX_HTTP_PASSKEY_API_INTERNAL;
+            w->error = "no access token in the zone";
         }
 
         w->handler(w);
     }
-}
-
-
-static uint64_t
-ngx_http_passkey_token_now(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
 }

@@ -1,5 +1,7 @@
 # With a master and two workers: the access token is shared through shared
-# memory, and a graceful reload or quit lets a call in flight finish.
+# memory, a 403 leaves it alone in every worker, a failed fetch holds back
+# every worker for a moment, and a graceful reload or quit lets a call in
+# flight finish.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -95,3 +97,29 @@ main::bind_req("quit")
 [alert]
 [crit]
 open socket
+
+
+
+=== TEST 4: a 403 on one route: no worker fetches the token again
+--- fault
+{"route":"create_job","type":"status","status":403,"count":0}
+--- request eval
+[map({ main::bind_req("f$_") } 1 .. 8), "GET /fake/stats"]
+--- error_code eval
+[(502) x 8, 200]
+--- response_body_like eval
+[(qr/"code":"api_forbidden"/) x 8, qr/"create_job":8,.*"token":[12]\}/]
+--- no_error_log
+retrying with a new access token
+
+
+
+=== TEST 5: a failed token request holds back both workers
+--- fault
+{"route":"token","type":"status","status":503,"count":0}
+--- request eval
+[map({ main::bind_req("g$_") } 1 .. 8), "GET /fake/stats"]
+--- error_code eval
+[(502) x 8, 200]
+--- response_body_like eval
+[(qr/"code":"api_unreachable"/) x 8, qr/"create_identity":0,.*"token":[1-4]\}/]

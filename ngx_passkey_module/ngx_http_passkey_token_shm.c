@@ -1,0 +1,427 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_passkey_token.h"
+
+
+/*
+ * The passkey_tokens zone: one slot per set of credentials, which every
+ * worker reads and one at a time fills.  Each function here takes the
+ * zone's lock once and does all its work under that one hold, the check of
+ * the slot's key included: between two holds a worker of another
+ * configuration (a reload) may reset the slot for its own credentials.
+ */
+
+
+typedef struct {
+    u_char                            key[NGX_HTTP_PASSKEY_DIGEST_HEX_LEN];
+    ngx_pid_t                         refresher;
+    uint64_t                          refresh_deadline;
+    uint64_t                          expires;
+    ngx_uint_t                        generation;
+    ngx_uint_t                        secret;     /* 0, 1: last accepted */
+
+    /* failed fetches in a row, and no fetch before "retry" */
+    ngx_uint_t                        failures;
+    ngx_uint_t                        failure;    /* api result of the last */
+    uint64_t                          retry;
+
+    size_t                            len;
+    u_char                            data[NGX_HTTP_PASSKEY_TOKEN_MAX];
+} ngx_http_passkey_token_slot_t;
+
+
+typedef struct {
+    ngx_uint_t                        nslots;
+    ngx_http_passkey_token_slot_t     slots[1];
+} ngx_http_passkey_token_sh_t;
+
+
+static ngx_int_t ngx_http_passkey_token_init_shm(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_http_passkey_token_slot_t *ngx_http_passkey_token_lock(
+    ngx_http_passkey_token_t *token, ngx_slab_pool_t **shpool);
+static ngx_int_t ngx_http_passkey_token_read(
+    ngx_http_passkey_token_slot_t *slot, ngx_http_passkey_token_wait_t *w);
+static uint64_t ngx_http_passkey_token_claim_deadline(
+    ngx_http_passkey_token_t *token, uint64_t now);
+static uint64_t ngx_http_passkey_token_now(void);
+
+
+ngx_int_t
+ngx_http_passkey_token_init_zone(ngx_conf_t *cf,
+    ngx_http_passkey_main_conf_t *pmcf)
+{
+    size_t     size;
+    ngx_str_t  name = ngx_string("passkey_tokens");
+
+    if (pmcf->tokens.nelts == 0) {
+        return NGX_OK;
+    }
+
+    size = 8 * ngx_pagesize + sizeof(ngx_http_passkey_token_sh_t)
+           + pmcf->tokens.nelts * sizeof(ngx_http_passkey_token_slot_t);
+
+    size = ngx_align(size, ngx_pagesize);
+
+    pmcf->token_zone = ngx_shared_memory_add(cf, &name, size,
+                                             &ngx_http_passkey_module);
+    if (pmcf->token_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    pmcf->token_zone->init = ngx_http_passkey_token_init_shm;
+    pmcf->token_zone->data = pmcf;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_passkey_token_init_shm(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_passkey_main_conf_t  *pmcf = shm_zone->data;
+
+    size_t                        size;
+    ngx_uint_t                    n;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_passkey_token_sh_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    n = pmcf->tokens.nelts;
+
+    /*
+     * slots carry the key of their credentials, so a zone kept over a
+     * reload can be reused even when the credentials changed
+     */
+
+    if (data && shpool->data) {
+        sh = shpool->data;
+
+        if (sh->nslots >= n) {
+            return NGX_OK;
+        }
+    }
+
+    size = sizeof(ngx_http_passkey_token_sh_t)
+           + n * sizeof(ngx_http_passkey_token_slot_t);
+
+    sh = ngx_slab_calloc(shpool, size);
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh->nslots = n;
+    shpool->data = sh;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool,
+                                     sizeof(" in passkey_tokens zone"));
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in passkey_tokens zone%Z");
+
+    return NGX_OK;
+}
+
+
+/*
+ * Under one lock hold: a valid token is copied into w (when given); with
+ * none, this worker claims the fetch unless a fetch is under way or the
+ * last one failed less than the back-off ago.
+ */
+
+ngx_http_passkey_token_state_e
+ngx_http_passkey_token_look(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_token_wait_t *w, ngx_http_passkey_token_backoff_t *bo)
+{
+    uint64_t                         now;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_passkey_token_slot_t   *slot;
+    ngx_http_passkey_token_state_e   state;
+
+    now = ngx_http_passkey_token_now();
+
+    slot = ngx_http_passkey_token_lock(token, &shpool);
+    if (slot == NULL) {
+        return NGX_HTTP_PASSKEY_TOKEN_ERROR;
+    }
+
+    if (slot->len && now < slot->expires) {
+        state = NGX_HTTP_PASSKEY_TOKEN_VALID;
+
+        if (w && ngx_http_passkey_token_read(slot, w) != NGX_OK) {
+            state = NGX_HTTP_PASSKEY_TOKEN_ERROR;
+        }
+
+    } else if (token->call != NULL
+               || (slot->refresher != 0 && now < slot->refresh_deadline))
+    {
+        /* a claim past its deadline: the worker that made it may be gone */
+        state = NGX_HTTP_PASSKEY_TOKEN_WAIT;
+
+    } else if (slot->failures && now < slot->retry) {
+        state = NGX_HTTP_PASSKEY_TOKEN_BACKOFF;
+        bo->result = slot->failure;
+        bo->left = (ngx_msec_t) (slot->retry - now);
+        bo->failures = slot->failures;
+
+    } else {
+        state = NGX_HTTP_PASSKEY_TOKEN_FETCH;
+        slot->refresher = ngx_pid;
+        slot->refresh_deadline = ngx_http_passkey_token_claim_deadline(token,
+                                                                       now);
+
+        /* start with the secret that was accepted last, by any worker */
+
+        token->secret = token->authorization[1].len ? slot->secret : 0;
+        token->retried = 0;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return state;
+}
+
+
+/* NGX_DECLINED: the slot holds no token */
+
+ngx_int_t
+ngx_http_passkey_token_copy(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_token_wait_t *w)
+{
+    ngx_int_t                       rc;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_passkey_token_slot_t  *slot;
+
+    slot = ngx_http_passkey_token_lock(token, &shpool);
+    if (slot == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = slot->len ? ngx_http_passkey_token_read(slot, w) : NGX_DECLINED;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
+}
+
+
+/* a fetched token, valid for lifetime ms from now */
+
+ngx_int_t
+ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
+    ngx_str_t *access_token, uint64_t lifetime)
+{
+    uint64_t                        now;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_passkey_token_slot_t  *slot;
+
+    now = ngx_http_passkey_token_now();
+
+    slot = ngx_http_passkey_token_lock(token, &shpool);
+    if (slot == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(slot->data, access_token->data, access_token->len);
+    slot->len = access_token->len;
+    slot->expires = now + lifetime;
+    slot->generation++;
+    slot->refresher = 0;
+    slot->failures = 0;
+    slot->secret = token->secret;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A fetch of this worker's ended without a token.  The claim is given up,
+ * and unless the failure was this worker's own (out of memory), the slot
+ * remembers it: for 1 s, doubled at each failure in a row up to 30 s, no
+ * worker asks the token endpoint again, and requests get the same failure
+ * at once.  Returns that back-off, or 0.
+ */
+
+ngx_msec_t
+ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_api_result_e result)
+{
+    uint64_t                        now;
+    ngx_uint_t                      i;
+    ngx_msec_t                      backoff;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_passkey_token_slot_t  *slot;
+
+    now = ngx_http_passkey_token_now();
+
+    slot = ngx_http_passkey_token_lock(token, &shpool);
+    if (slot == NULL) {
+        return 0;
+    }
+
+    if (slot->refresher == ngx_pid) {
+        slot->refresher = 0;
+    }
+
+    backoff = 0;
+
+    if (result != NGX_HTTP_PASSKEY_API_INTERNAL) {
+        slot->failures++;
+
+        backoff = NGX_HTTP_PASSKEY_BACKOFF_MIN;
+
+        for (i = 1;
+             i < slot->failures && backoff < NGX_HTTP_PASSKEY_BACKOFF_MAX;
+             i++)
+        {
+            backoff *= 2;
+        }
+
+        backoff = ngx_min(backoff, NGX_HTTP_PASSKEY_BACKOFF_MAX);
+
+        slot->failure = result;
+        slot->retry = now + backoff;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return backoff;
+}
+
+
+/* a second fetch with the other secret: the claim needs more time */
+
+ngx_int_t
+ngx_http_passkey_token_extend(ngx_http_passkey_token_t *token)
+{
+    uint64_t                        now;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_passkey_token_slot_t  *slot;
+
+    now = ngx_http_passkey_token_now();
+
+    slot = ngx_http_passkey_token_lock(token, &shpool);
+    if (slot == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (slot->refresher == ngx_pid) {
+        slot->refresh_deadline = ngx_http_passkey_token_claim_deadline(token,
+                                                                       now);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_passkey_token_invalidate(ngx_http_passkey_token_t *token,
+    ngx_uint_t generation)
+{
+    ngx_slab_pool_t                *shpool;
+    ngx_http_passkey_token_slot_t  *slot;
+
+    if (token->static_token.len) {
+        return;
+    }
+
+    slot = ngx_http_passkey_token_lock(token, &shpool);
+    if (slot == NULL) {
+        return;
+    }
+
+    /* only the first of many rejected callers drops the token */
+
+    if (slot->generation == generation) {
+        slot->len = 0;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* the token's slot, locked, and reset first if it holds other credentials */
+
+static ngx_http_passkey_token_slot_t *
+ngx_http_passkey_token_lock(ngx_http_passkey_token_t *token,
+    ngx_slab_pool_t **shpool)
+{
+    ngx_http_passkey_token_sh_t    *sh;
+    ngx_http_passkey_token_slot_t  *slot;
+
+    if (token->pmcf->token_zone == NULL) {
+        return NULL;
+    }
+
+    *shpool = (ngx_slab_pool_t *) token->pmcf->token_zone->shm.addr;
+    sh = (*shpool)->data;
+
+    if (token->index >= sh->nslots) {
+        return NULL;
+    }
+
+    slot = &sh->slots[token->index];
+
+    ngx_shmtx_lock(&(*shpool)->mutex);
+
+    if (ngx_memcmp(slot->key, token->key, sizeof(slot->key)) != 0) {
+        ngx_memzero(slot, sizeof(ngx_http_passkey_token_slot_t));
+        ngx_memcpy(slot->key, token->key, sizeof(slot->key));
+    }
+
+    return slot;
+}
+
+
+static ngx_int_t
+ngx_http_passkey_token_read(ngx_http_passkey_token_slot_t *slot,
+    ngx_http_passkey_token_wait_t *w)
+{
+    w->token.data = ngx_pnalloc(w->pool, slot->len);
+    if (w->token.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(w->token.data, slot->data, slot->len);
+    w->token.len = slot->len;
+    w->generation = slot->generation;
+
+    return NGX_OK;
+}
+
+
+/* when a claim is stale: the worker that holds it may be gone */
+
+static uint64_t
+ngx_http_passkey_token_claim_deadline(ngx_http_passkey_token_t *token,
+    uint64_t now)
+{
+    return now + token->http->connect_timeout + token->http->timeout + 1000;
+}
+
+
+/* wall-clock milliseconds: the same in every worker */
+
+static uint64_t
+ngx_http_passkey_token_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
