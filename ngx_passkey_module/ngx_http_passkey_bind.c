@@ -202,7 +202,10 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
     ctx->deadline.data = ctx;
     ctx->deadline.log = r->connection->log;
 
-    ngx_add_timer(&ctx->deadline, ngx_http_passkey_bind_deadline(plcf));
+    ngx_add_timer(&ctx->deadline,
+                  ngx_http_passkey_bind_deadline(
+                      ngx_http_get_module_loc_conf(r,
+                                                   ngx_http_passkey_module)));
 
     r->connection->log->action = "checking passkey rate limits";
     ctx->step = NGX_HTTP_PASSKEY_STEP_GUARD;
