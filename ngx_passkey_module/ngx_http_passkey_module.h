@@ -411,10 +411,12 @@ void ngx_http_passkey_finalize(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_http_passkey_send_problem_html(ngx_http_request_t *r,
     ngx_uint_t status, char *code, char *title_text);
 
-/* ngx_http_passkey_input.c */
+/* ngx_http_passkey_body.c */
 ngx_int_t ngx_http_passkey_read_client_body(ngx_http_request_t *r,
     ngx_http_client_body_handler_pt handler);
 ngx_int_t ngx_http_passkey_read_body(ngx_http_request_t *r, ngx_str_t *body);
+
+/* ngx_http_passkey_input.c */
 ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_configured_value(ngx_http_request_t *r,
