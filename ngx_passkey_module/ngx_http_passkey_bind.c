@@ -782,7 +782,7 @@ ngx_http_passkey_api_failed(ngx_http_passkey_ctx_t *ctx)
 {
     ngx_http_passkey_problem_t  pb;
 
-    ngx_http_passkey_bi_problem(ctx->request, &ctx->bi,
+    ngx_http_passkey_api_problem(ctx->request, &ctx->bi,
                                 ctx->step
                                 == NGX_HTTP_PASSKEY_STEP_CREATE_IDENTITY,
                                 &pb);

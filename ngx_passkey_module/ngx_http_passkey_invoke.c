@@ -596,7 +596,7 @@ ngx_http_passkey_invoke_answered(ngx_http_passkey_bi_call_t *bc)
 
         } else {
             /* logs what failed */
-            ngx_http_passkey_bi_problem(r, bc, 0, &ic->problem);
+            ngx_http_passkey_api_problem(r, bc, 0, &ic->problem);
 
             if (ic->problem.status < NGX_HTTP_INTERNAL_SERVER_ERROR) {
                 ic->problem.status = NGX_HTTP_BAD_GATEWAY;

@@ -416,6 +416,11 @@ ngx_int_t ngx_http_passkey_read_client_body(ngx_http_request_t *r,
     ngx_http_client_body_handler_pt handler);
 ngx_int_t ngx_http_passkey_read_body(ngx_http_request_t *r, ngx_str_t *body);
 
+/* ngx_http_passkey_reply.c, the answer to an API call that failed */
+void ngx_http_passkey_api_problem(ngx_http_request_t *r,
+    ngx_http_passkey_bi_call_t *bc, ngx_uint_t creating_identity,
+    ngx_http_passkey_problem_t *pb);
+
 /* ngx_http_passkey_input.c */
 ngx_int_t ngx_http_passkey_check_name(ngx_str_t *s);
 ngx_int_t ngx_http_passkey_check_email(ngx_str_t *s);
@@ -529,9 +534,6 @@ ngx_int_t ngx_http_passkey_bi_job(ngx_http_passkey_bi_call_t *bc,
     ngx_http_request_t *r, ngx_str_t *identity_id, ngx_str_t *job_id,
     char *method, char *suffix, ngx_http_passkey_bi_done_pt handler,
     void *data);
-void ngx_http_passkey_bi_problem(ngx_http_request_t *r,
-    ngx_http_passkey_bi_call_t *bc, ngx_uint_t creating_identity,
-    ngx_http_passkey_problem_t *pb);
 
 /* ngx_http_passkey_token.c */
 ngx_http_passkey_token_t *ngx_http_passkey_token_add(ngx_conf_t *cf,

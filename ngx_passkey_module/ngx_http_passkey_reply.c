@@ -11,6 +11,11 @@
 #include "ngx_http_passkey_module.h"
 
 
+static u_char *ngx_http_passkey_api_route(ngx_http_passkey_bi_call_t *bc,
+    u_char *p);
+static void ngx_http_passkey_api_scope(ngx_str_t *msg, ngx_str_t *scope);
+static char *ngx_http_passkey_api_forbidden(ngx_pool_t *pool,
+    ngx_http_passkey_bi_call_t *bc);
 static ngx_int_t ngx_http_passkey_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
 static char *ngx_http_passkey_status_title(ngx_uint_t status);
@@ -403,4 +408,331 @@ ngx_http_passkey_finalize(ngx_http_request_t *r, ngx_int_t rc)
     ngx_http_finalize_request(r, rc);
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * How an API call ended, as the client's answer: status, a stable code and
+ * a detail; with one log line.  A 400 is the client's fault only when an
+ * identity was being created from its input.
+ */
+
+void
+ngx_http_passkey_api_problem(ngx_http_request_t *r,
+    ngx_http_passkey_bi_call_t *bc, ngx_uint_t creating_identity,
+    ngx_http_passkey_problem_t *pb)
+{
+    char             *code, *detail;
+    u_char           *p;
+    ngx_str_t         msg;
+    ngx_uint_t        status;
+    ngx_table_elt_t  *h;
+
+    if (bc->result != NGX_HTTP_PASSKEY_API_OK) {
+
+        switch (bc->result) {
+
+        case NGX_HTTP_PASSKEY_API_TIMEOUT:
+            status = NGX_HTTP_GATEWAY_TIME_OUT;
+            code = "api_timeout";
+            detail = "the Beyond Identity API did not answer in time";
+            break;
+
+        case NGX_HTTP_PASSKEY_API_UNREACHABLE:
+            status = NGX_HTTP_BAD_GATEWAY;
+            code = "api_unreachable";
+            detail = "the Beyond Identity API cannot be reached";
+            break;
+
+        case NGX_HTTP_PASSKEY_API_BAD_RESPONSE:
+            status = NGX_HTTP_BAD_GATEWAY;
+            code = "api_bad_response";
+            detail = "the Beyond Identity API answered something unexpected";
+            break;
+
+        case NGX_HTTP_PASSKEY_API_DENIED:
+            status = NGX_HTTP_BAD_GATEWAY;
+            code = "api_credentials_rejected";
+            detail = "the Beyond Identity API refused this server's "
+                     "credentials";
+            break;
+
+        default:
+            status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            code = "internal_error";
+            detail = "internal error";
+            break;
+        }
+
+        if (bc->method.len) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "passkey: %V %V failed: %s", &bc->method,
+                          &bc->path, bc->error ? bc->error : "unknown error");
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "passkey: %s", bc->error ? bc->error
+                                                   : "unknown error");
+        }
+
+        goto done;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "passkey: %V %V answered %ui \"%V\" \"%V\"",
+                  &bc->method, &bc->path, bc->status, &bc->log_code,
+                  &bc->log_message);
+
+    msg = bc->api_message;
+
+    if (msg.len > 200) {
+        msg.len = 200;
+    }
+
+    detail = NULL;
+
+    switch (bc->status) {
+
+    case NGX_HTTP_BAD_REQUEST:
+        if (creating_identity) {
+            status = NGX_HTTP_BAD_REQUEST;
+            code = "invalid_identity";
+            detail = "Beyond Identity rejected the identity";
+
+        } else {
+            status = NGX_HTTP_BAD_GATEWAY;
+            code = "api_rejected_request";
+            detail = "the Beyond Identity API rejected the request";
+        }
+
+        break;
+
+    case NGX_HTTP_UNAUTHORIZED:
+        status = NGX_HTTP_BAD_GATEWAY;
+        code = "api_unauthorized";
+        detail = "the Beyond Identity API refused this server's access";
+        break;
+
+    case NGX_HTTP_FORBIDDEN:
+        status = NGX_HTTP_BAD_GATEWAY;
+        code = "api_forbidden";
+        detail = ngx_http_passkey_api_forbidden(r->pool, bc);
+        break;
+
+    case NGX_HTTP_NOT_FOUND:
+        status = NGX_HTTP_NOT_FOUND;
+        code = "not_found";
+        detail = "Beyond Identity does not know the identity";
+        break;
+
+    case NGX_HTTP_CONFLICT:
+        status = NGX_HTTP_CONFLICT;
+        code = "conflict";
+        detail = "Beyond Identity reports a conflict";
+        break;
+
+    case 422:
+        status = 422;
+        code = "unprocessable";
+        detail = "Beyond Identity cannot process the request";
+        break;
+
+    case 429:
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        code = "api_rate_limited";
+        detail = "the Beyond Identity API is rate limiting this server";
+
+        if (bc->retry_after.len) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h != NULL) {
+                h->hash = 1;
+#if (nginx_version >= 1023000)
+                h->next = NULL;
+#endif
+                ngx_str_set(&h->key, "Retry-After");
+                h->value = bc->retry_after;
+            }
+        }
+
+        break;
+
+    default:
+        status = NGX_HTTP_BAD_GATEWAY;
+
+        if (bc->status >= 500) {
+            code = "api_error";
+            detail = "the Beyond Identity API failed";
+
+        } else {
+            code = "api_unexpected_status";
+            detail = "the Beyond Identity API answered an unexpected status";
+        }
+
+        break;
+    }
+
+    if (msg.len && (status == NGX_HTTP_BAD_REQUEST
+                    || status == NGX_HTTP_NOT_FOUND
+                    || status == NGX_HTTP_CONFLICT
+                    || status == 422))
+    {
+        /* the API's own words help the caller fix the input */
+
+        p = ngx_pnalloc(r->pool, msg.len + 1);
+
+        if (p != NULL) {
+            ngx_cpystrn(p, msg.data, msg.len + 1);
+            detail = (char *) p;
+        }
+    }
+
+done:
+
+    pb->status = status;
+    pb->code = code;
+    pb->detail = detail;
+}
+
+
+/*
+ * A 403 names what was refused, without the ids in its path, and the
+ * scope that the API's message names, if any: what the application in
+ * the Admin Console needs.
+ */
+
+static char *
+ngx_http_passkey_api_forbidden(ngx_pool_t *pool, ngx_http_passkey_bi_call_t *bc)
+{
+    u_char     *p, *detail;
+    size_t      len;
+    ngx_str_t   scope;
+
+    ngx_http_passkey_api_scope(&bc->api_message, &scope);
+
+    len = sizeof("the Beyond Identity API forbids  to this server: its "
+                 "access token lacks a scope or is for another tenant")
+          + bc->method.len + 5 * bc->path.len
+          + sizeof(" (scope \"\")") + scope.len;
+
+    detail = ngx_pnalloc(pool, len);
+    if (detail == NULL) {
+        return "the Beyond Identity API forbids this call to this server";
+    }
+
+    p = ngx_cpymem(detail, "the Beyond Identity API forbids ",
+                   sizeof("the Beyond Identity API forbids ") - 1);
+    p = ngx_http_passkey_api_route(bc, p);
+
+    if (scope.len) {
+        ngx_sprintf(p, " to this server (scope \"%V\")%Z", &scope);
+
+    } else {
+        ngx_sprintf(p, " to this server: its access token lacks a scope or "
+                    "is for another tenant%Z");
+    }
+
+    return (char *) detail;
+}
+
+
+/*
+ * A scope the API's message names, such as "identities:create": a word of
+ * lowercase letters, digits, "-" and "_" around one colon
+ */
+
+static void
+ngx_http_passkey_api_scope(ngx_str_t *msg, ngx_str_t *scope)
+{
+    u_char      c, *p, *end, *start, *colon;
+    ngx_uint_t  colons;
+
+    ngx_str_null(scope);
+
+    p = msg->data;
+    end = msg->data + msg->len;
+
+    while (p < end) {
+        start = p;
+        colon = NULL;
+        colons = 0;
+
+        for ( ;; ) {
+            if (p == end) {
+                break;
+            }
+
+            c = *p;
+
+            if (c == ':') {
+                colon = p;
+                colons++;
+
+            } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                         || c == '-' || c == '_'))
+            {
+                break;
+            }
+
+            p++;
+        }
+
+        if (colons == 1
+            && colon > start
+            && colon < p - 1
+            && *start >= 'a' && *start <= 'z'
+            && p - start <= 64)
+        {
+            scope->data = start;
+            scope->len = p - start;
+            return;
+        }
+
+        if (p < end) {
+            p++;
+        }
+    }
+}
+
+
+/*
+ * "POST /identities/{id}/credential-binding-jobs": the path's segments
+ * alternate between a collection and an id; at most 5 bytes per byte
+ */
+
+static u_char *
+ngx_http_passkey_api_route(ngx_http_passkey_bi_call_t *bc, u_char *p)
+{
+    u_char      *s, *end;
+    ngx_uint_t   segment;
+
+    p = ngx_cpymem(p, bc->method.data, bc->method.len);
+    *p++ = ' ';
+
+    s = bc->path.data;
+    end = bc->path.data + bc->path.len;
+    segment = 0;
+
+    while (s < end) {
+
+        if (*s != '/') {
+            *p++ = *s++;
+            continue;
+        }
+
+        *p++ = *s++;
+
+        if (++segment % 2) {
+            continue;
+        }
+
+        /* an id, up to a custom method such as ":revoke" */
+
+        p = ngx_cpymem(p, "{id}", sizeof("{id}") - 1);
+
+        while (s < end && *s != '/' && *s != ':') {
+            s++;
+        }
+    }
+
+    return p;
 }

@@ -116,7 +116,7 @@ ngx_http_passkey_revoke_answered(ngx_http_passkey_bi_call_t *bc)
         || (bc->status != NGX_HTTP_OK && bc->status != NGX_HTTP_CONFLICT
             && bc->status != NGX_HTTP_NOT_FOUND))
     {
-        ngx_http_passkey_bi_problem(r, bc, 0, &pb);
+        ngx_http_passkey_api_problem(r, bc, 0, &pb);
         ngx_http_passkey_job_fail(sc, pb.status, pb.code, pb.detail);
         return;
     }
