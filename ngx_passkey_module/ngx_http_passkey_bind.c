@@ -168,7 +168,7 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
         ngx_str_set(&body, "{}");
     }
 
-    rc = ngx_http_passkey_json_parse(r->pool, &body, &ctx->body);
+    rc = ngx_http_passkey_json_parse(r->pool, &body, &ctx->vars.body);
 
     if (rc == NGX_ERROR) {
         ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -177,7 +177,7 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
     }
 
     if (rc == NGX_DECLINED) {
-        ctx->body = NULL;
+        ctx->vars.body = NULL;
         ngx_http_passkey_bind_reject(ctx, NGX_HTTP_BAD_REQUEST,
                                      "invalid_json",
                                      "the request body must be a JSON "
@@ -474,7 +474,7 @@ ngx_http_passkey_bind_job(ngx_http_passkey_ctx_t *ctx)
     plcf = ngx_http_get_module_loc_conf(ctx->request,
                                         ngx_http_passkey_module);
 
-    if (plcf->email_cooldown && ctx->delivery_method.data[0] == 'E')
+    if (plcf->email_cooldown && ctx->vars.delivery_method.data[0] == 'E')
     {
         ctx->step = NGX_HTTP_PASSKEY_STEP_COOLDOWN;
         ctx->request->connection->log->action =
@@ -529,7 +529,7 @@ ngx_http_passkey_cooldown_done(ngx_http_passkey_redis_op_t *op)
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "passkey: no email to identity %V: it had one "
                           "less than passkey_email_cooldown ago",
-                          &ctx->identity_id);
+                          &ctx->vars.identity_id);
 
             ngx_http_passkey_bind_accepted(ctx);
             return;
@@ -616,7 +616,7 @@ ngx_http_passkey_create_job(ngx_http_passkey_ctx_t *ctx)
     ctx->step = NGX_HTTP_PASSKEY_STEP_CREATE_JOB;
     r->connection->log->action = "creating the passkey binding job";
 
-    path.len = sizeof("/identities/") - 1 + ctx->identity_id.len
+    path.len = sizeof("/identities/") - 1 + ctx->vars.identity_id.len
                + sizeof("/credential-binding-jobs") - 1;
     path.data = ngx_pnalloc(r->pool, path.len);
     if (path.data == NULL) {
@@ -624,7 +624,7 @@ ngx_http_passkey_create_job(ngx_http_passkey_ctx_t *ctx)
     }
 
     ngx_sprintf(path.data, "/identities/%V/credential-binding-jobs",
-                &ctx->identity_id);
+                &ctx->vars.identity_id);
 
     body = ngx_http_passkey_json_object(r->pool);
     job = ngx_http_passkey_json_object(r->pool);
@@ -634,7 +634,7 @@ ngx_http_passkey_create_job(ngx_http_passkey_ctx_t *ctx)
     }
 
     if (ngx_http_passkey_json_set_string(job, "delivery_method",
-                                         &ctx->delivery_method)
+                                         &ctx->vars.delivery_method)
         != NGX_OK
         || (ctx->post_binding_redirect_uri.len
             && ngx_http_passkey_json_set_string(job,
@@ -673,7 +673,7 @@ ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc)
     {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "passkey: no email to identity %V: Beyond Identity "
-                      "answered %ui \"%V\"", &ctx->identity_id, bc->status,
+                      "answered %ui \"%V\"", &ctx->vars.identity_id, bc->status,
                       &bc->log_message);
 
         ngx_http_passkey_bind_accepted(ctx);
@@ -704,7 +704,7 @@ ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc)
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "passkey: binding job %V of identity %V was created "
                       "but cannot be stored in redis",
-                      &ctx->job_id, &ctx->identity_id);
+                      &ctx->vars.job_id, &ctx->vars.identity_id);
 
         if (ngx_http_passkey_redis_down(ctx, "storing the job") == NGX_OK) {
             ngx_http_passkey_bind_done(ctx);
@@ -732,13 +732,13 @@ ngx_http_passkey_job_stored(ngx_http_passkey_redis_op_t *op)
     {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "passkey: binding job %V of identity %V was created "
-                      "but redis failed: \"%V\"", &ctx->job_id,
-                      &ctx->identity_id, &op->str);
+                      "but redis failed: \"%V\"", &ctx->vars.job_id,
+                      &ctx->vars.identity_id, &op->str);
 
     } else {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "passkey: binding job %V of identity %V was created "
-                      "but redis %s", &ctx->job_id, &ctx->identity_id,
+                      "but redis %s", &ctx->vars.job_id, &ctx->vars.identity_id,
                       op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
                       ? "timed out" : "is unavailable");
     }
@@ -804,7 +804,7 @@ ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "passkey: binding job %V for identity %V (%s)",
-                  &ctx->job_id, &ctx->identity_id,
+                  &ctx->vars.job_id, &ctx->vars.identity_id,
                   ctx->created ? "new identity" : "existing identity");
 
     if (plcf->bind_mode == NGX_HTTP_PASSKEY_SIGNUP && ctx->link.len == 0) {

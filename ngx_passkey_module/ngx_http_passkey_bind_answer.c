@@ -35,14 +35,14 @@ typedef struct {
 
 
 static ngx_http_passkey_member_t  ngx_http_passkey_members[] = {
-    { "job_id", "jobId", offsetof(ngx_http_passkey_ctx_t, job_id), 0 },
+    { "job_id", "jobId", offsetof(ngx_http_passkey_ctx_t, vars.job_id), 0 },
     { "identity_id", "identityId",
-      offsetof(ngx_http_passkey_ctx_t, identity_id), 0 },
-    { "state", "state", offsetof(ngx_http_passkey_ctx_t, job_state), 0 },
+      offsetof(ngx_http_passkey_ctx_t, vars.identity_id), 0 },
+    { "state", "state", offsetof(ngx_http_passkey_ctx_t, vars.job_state), 0 },
     { "expire_time", "expireTime",
       offsetof(ngx_http_passkey_ctx_t, expire_time), 0 },
     { "delivery_method", "deliveryMethod",
-      offsetof(ngx_http_passkey_ctx_t, delivery_method), 0 },
+      offsetof(ngx_http_passkey_ctx_t, vars.delivery_method), 0 },
     { "credential_binding_link", "credentialBindingLink",
       offsetof(ngx_http_passkey_ctx_t, link), 1 },
     { NULL, NULL, 0, 0 }
@@ -140,7 +140,8 @@ ngx_http_passkey_bind_reply(ngx_http_passkey_ctx_t *ctx, ngx_uint_t camel)
     }
 
     if (camel
-        && ngx_http_passkey_json_set_string(json, "username", &ctx->username)
+        && ngx_http_passkey_json_set_string(json, "username",
+                                            &ctx->vars.username)
            != NGX_OK)
     {
         return NULL;

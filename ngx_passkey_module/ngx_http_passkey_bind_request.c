@@ -46,13 +46,13 @@ ngx_http_passkey_bind_request(ngx_http_request_t *r,
         }
 
     } else if (ngx_http_passkey_bind_value(ctx, plcf->username, "username",
-                                           &ctx->username)
+                                           &ctx->vars.username)
                != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (ngx_http_passkey_bind_value(ctx, plcf->email, "email", &ctx->email)
+    if (ngx_http_passkey_bind_value(ctx, plcf->email, "email", &ctx->vars.email)
         != NGX_OK
         || ngx_http_passkey_bind_value(ctx, plcf->display_name,
                                        "display_name", &ctx->display_name)
@@ -64,10 +64,10 @@ ngx_http_passkey_bind_request(ngx_http_request_t *r,
     /* a body that names someone else is worth refusing loudly */
 
     if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
-        && (ngx_http_passkey_bind_same(ctx, "username", &ctx->username)
+        && (ngx_http_passkey_bind_same(ctx, "username", &ctx->vars.username)
             != NGX_OK
             || (plcf->email
-                && ngx_http_passkey_bind_same(ctx, "email", &ctx->email)
+                && ngx_http_passkey_bind_same(ctx, "email", &ctx->vars.email)
                    != NGX_OK)))
     {
         ngx_http_passkey_request_refuse(ctx, 1, NGX_HTTP_FORBIDDEN,
@@ -77,14 +77,14 @@ ngx_http_passkey_bind_request(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ctx->username.len == 0) {
+    if (ctx->vars.username.len == 0) {
         ngx_http_passkey_request_refuse(ctx, 1, NGX_HTTP_BAD_REQUEST,
                                         "missing_username",
                                         "a username is required");
         return NGX_ERROR;
     }
 
-    if (ngx_http_passkey_check_name(&ctx->username) != NGX_OK) {
+    if (ngx_http_passkey_check_name(&ctx->vars.username) != NGX_OK) {
         ngx_http_passkey_request_refuse(ctx, 1, NGX_HTTP_BAD_REQUEST,
                                         "invalid_username",
                                         "the username must be 1 to 64 "
@@ -95,7 +95,7 @@ ngx_http_passkey_bind_request(ngx_http_request_t *r,
     }
 
     if (ctx->display_name.len == 0) {
-        ctx->display_name = ctx->username;
+        ctx->display_name = ctx->vars.username;
 
     } else if (ngx_http_passkey_check_name(&ctx->display_name) != NGX_OK) {
         ngx_http_passkey_request_refuse(ctx, 1, NGX_HTTP_BAD_REQUEST,
@@ -106,8 +106,8 @@ ngx_http_passkey_bind_request(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ctx->email.len
-        && ngx_http_passkey_check_email(&ctx->email) != NGX_OK)
+    if (ctx->vars.email.len
+        && ngx_http_passkey_check_email(&ctx->vars.email) != NGX_OK)
     {
         ngx_http_passkey_request_refuse(ctx, 1, NGX_HTTP_BAD_REQUEST,
                                         "invalid_email",
@@ -125,7 +125,7 @@ ngx_http_passkey_bind_request(ngx_http_request_t *r,
      */
 
     if (plcf->bind_mode == NGX_HTTP_PASSKEY_SIGNUP
-        && ctx->delivery_method.data[0] == 'E' && ctx->email.len == 0)
+        && ctx->vars.delivery_method.data[0] == 'E' && ctx->vars.email.len == 0)
     {
         ngx_http_passkey_request_refuse(ctx, 1, NGX_HTTP_BAD_REQUEST,
                                         "missing_email",
@@ -155,7 +155,7 @@ ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
 
     bit = plcf->delivery_default;
 
-    switch (ngx_http_passkey_json_string(r->pool, ctx->body,
+    switch (ngx_http_passkey_json_string(r->pool, ctx->vars.body,
                                          "delivery_method", &method))
     {
     case NGX_OK:
@@ -186,7 +186,7 @@ ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
 
         /* present but not a string: not a silent fallback to the default */
 
-        if (ngx_http_passkey_json_child(ctx->body, "delivery_method")
+        if (ngx_http_passkey_json_child(ctx->vars.body, "delivery_method")
             != NULL)
         {
             ngx_http_passkey_request_refuse(ctx, 1, NGX_HTTP_BAD_REQUEST,
@@ -206,10 +206,10 @@ ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
     }
 
     if (bit == NGX_HTTP_PASSKEY_EMAIL) {
-        ngx_str_set(&ctx->delivery_method, "EMAIL");
+        ngx_str_set(&ctx->vars.delivery_method, "EMAIL");
 
     } else {
-        ngx_str_set(&ctx->delivery_method, "RETURN");
+        ngx_str_set(&ctx->vars.delivery_method, "RETURN");
     }
 
     if (plcf->post_binding_redirect_uri == NULL) {
@@ -264,10 +264,11 @@ ngx_http_passkey_bind_value(ngx_http_passkey_ctx_t *ctx,
         rc = ngx_http_passkey_configured_value(r, cv, value);
 
     } else {
-        rc = ngx_http_passkey_json_string(r->pool, ctx->body, member, value);
+        rc = ngx_http_passkey_json_string(r->pool, ctx->vars.body, member,
+                                          value);
 
         if (rc == NGX_DECLINED
-            && ngx_http_passkey_json_child(ctx->body, member) == NULL)
+            && ngx_http_passkey_json_child(ctx->vars.body, member) == NULL)
         {
             ngx_str_null(value);
             return NGX_OK;
@@ -341,7 +342,7 @@ ngx_http_passkey_bind_caller(ngx_http_request_t *r,
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     switch (ngx_http_passkey_verified_user(r, plcf->username,
-                                           &ctx->username))
+                                           &ctx->vars.username))
     {
     case NGX_OK:
         return NGX_OK;
@@ -377,11 +378,11 @@ ngx_http_passkey_bind_same(ngx_http_passkey_ctx_t *ctx, char *member,
 {
     ngx_str_t  v;
 
-    if (ngx_http_passkey_json_child(ctx->body, member) == NULL) {
+    if (ngx_http_passkey_json_child(ctx->vars.body, member) == NULL) {
         return NGX_OK;
     }
 
-    if (ngx_http_passkey_json_string(ctx->request->pool, ctx->body, member,
+    if (ngx_http_passkey_json_string(ctx->request->pool, ctx->vars.body, member,
                                      &v)
         != NGX_OK)
     {

@@ -310,7 +310,7 @@ ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
     ngx_str_null(&user);
 
     if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED) {
-        user = ctx->username;
+        user = ctx->vars.username;
     }
 
     ngx_str_set(&params[0], "-");
@@ -356,10 +356,10 @@ ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
          * or sends others that the module ignores asks for the same job.
          */
 
-        parts[0] = ctx->username;
-        parts[1] = ctx->email;
+        parts[0] = ctx->vars.username;
+        parts[1] = ctx->vars.email;
         parts[2] = ctx->display_name;
-        parts[3] = ctx->delivery_method;
+        parts[3] = ctx->vars.delivery_method;
         parts[4] = ctx->post_binding_redirect_uri;
 
         if (ngx_http_passkey_digest(r->pool, parts, 5, &g->fingerprint)
@@ -725,7 +725,7 @@ ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     ngx_str_set(&parts[0], "cooldown");
-    parts[1] = ctx->identity_id;
+    parts[1] = ctx->vars.identity_id;
 
     ngx_str_set(&argv[0], "EVAL");
     argv[1] = ngx_http_passkey_cooldown_script;

@@ -22,9 +22,9 @@
 
 
 static ngx_int_t ngx_http_passkey_invoke_link(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx);
+    ngx_http_passkey_invoke_ctx_t *ctx);
 static ngx_int_t ngx_http_passkey_invoke_redirect(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx);
+    ngx_http_passkey_invoke_ctx_t *ctx);
 static ngx_uint_t ngx_http_passkey_invoke_wants_json(ngx_http_request_t *r);
 
 
@@ -32,7 +32,7 @@ static ngx_uint_t ngx_http_passkey_invoke_wants_json(ngx_http_request_t *r);
 
 ngx_int_t
 ngx_http_passkey_invoke_handover(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx)
+    ngx_http_passkey_invoke_ctx_t *ctx)
 {
     ngx_http_passkey_loc_conf_t  *plcf;
 
@@ -41,7 +41,7 @@ ngx_http_passkey_invoke_handover(ngx_http_request_t *r,
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "passkey: binding link of job %V %s", &ctx->job_id,
+                  "passkey: binding link of job %V %s", &ctx->vars.job_id,
                   r->method == NGX_HTTP_HEAD ? "checked" : "opened");
 
     r->connection->log->action = NULL;
@@ -72,10 +72,10 @@ ngx_http_passkey_invoke_handover(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_passkey_invoke_link(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx)
+    ngx_http_passkey_invoke_ctx_t *ctx)
 {
     u_char                    *p;
-    ngx_str_t                  scheme, *host;
+    ngx_str_t                  scheme, *host, *link;
     ngx_http_core_srv_conf_t  *cscf;
 
     ngx_str_set(&scheme, "http");
@@ -97,25 +97,27 @@ ngx_http_passkey_invoke_link(ngx_http_request_t *r,
         host = &cscf->server_name;
     }
 
-    ctx->binding_link.len = scheme.len + sizeof("://") - 1 + host->len
-                            + r->unparsed_uri.len;
-    ctx->binding_link.data = ngx_pnalloc(r->pool, ctx->binding_link.len);
-    if (ctx->binding_link.data == NULL) {
-        ctx->binding_link.len = 0;
+    link = &ctx->vars.binding_link;
+
+    link->len = scheme.len + sizeof("://") - 1 + host->len
+                + r->unparsed_uri.len;
+    link->data = ngx_pnalloc(r->pool, link->len);
+    if (link->data == NULL) {
+        link->len = 0;
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(ctx->binding_link.data, scheme.data, scheme.len);
+    p = ngx_cpymem(link->data, scheme.data, scheme.len);
     p = ngx_cpymem(p, "://", sizeof("://") - 1);
     p = ngx_cpymem(p, host->data, host->len);
     ngx_memcpy(p, r->unparsed_uri.data, r->unparsed_uri.len);
 
-    ngx_str_set(&ctx->delivery_method, "EMAIL");
+    ngx_str_set(&ctx->vars.delivery_method, "EMAIL");
 
     /* the API's state when it was asked, else what the opening made it */
 
-    if (ctx->job_state.len == 0 && r->method != NGX_HTTP_HEAD) {
-        ngx_str_set(&ctx->job_state, "LINK_OPENED");
+    if (ctx->vars.job_state.len == 0 && r->method != NGX_HTTP_HEAD) {
+        ngx_str_set(&ctx->vars.job_state, "LINK_OPENED");
     }
 
     return NGX_OK;
@@ -130,7 +132,7 @@ ngx_http_passkey_invoke_link(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_passkey_invoke_redirect(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx)
+    ngx_http_passkey_invoke_ctx_t *ctx)
 {
     u_char                       *p;
     ngx_int_t                     rc;
@@ -142,7 +144,7 @@ ngx_http_passkey_invoke_redirect(ngx_http_request_t *r,
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     if (ngx_http_complex_value(r, plcf->invoke_redirect, &url) != NGX_OK
-        || ngx_http_passkey_http_escape(r->pool, &ctx->binding_link, &link)
+        || ngx_http_passkey_http_escape(r->pool, &ctx->vars.binding_link, &link)
            != NGX_OK)
     {
         return ngx_http_passkey_invoke_error(r);
@@ -169,7 +171,7 @@ ngx_http_passkey_invoke_redirect(ngx_http_request_t *r,
                       "passkey: \"passkey_invoke_redirect\" gave a URL "
                       "that is not a path here nor of an origin in "
                       "\"passkey_redirect_origins\"; the link of job %V "
-                      "was used up", &ctx->job_id);
+                      "was used up", &ctx->vars.job_id);
 
         return ngx_http_passkey_invoke_refuse(r,
                                         NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -185,7 +187,7 @@ ngx_http_passkey_invoke_redirect(ngx_http_request_t *r,
                       "passkey: \"passkey_invoke_redirect\" gave a URL "
                       "that is empty or has a fragment, a space or a "
                       "control character; the link of job %V was used up",
-                      &ctx->job_id);
+                      &ctx->vars.job_id);
 
         return ngx_http_passkey_invoke_refuse(r,
                                         NGX_HTTP_INTERNAL_SERVER_ERROR,

@@ -67,12 +67,12 @@ ngx_http_passkey_create_identity(ngx_http_passkey_ctx_t *ctx)
 
     if (ngx_http_passkey_json_set_string(traits, "type", &s) != NGX_OK
         || ngx_http_passkey_json_set_string(traits, "username",
-                                            &ctx->username)
+                                            &ctx->vars.username)
            != NGX_OK
-        || (ctx->email.len
+        || (ctx->vars.email.len
             && ngx_http_passkey_json_set_string(traits,
                                                 "primary_email_address",
-                                                &ctx->email)
+                                                &ctx->vars.email)
                != NGX_OK)
         || ngx_http_passkey_json_set_string(identity, "display_name",
                                             &ctx->display_name)
@@ -145,9 +145,9 @@ ngx_http_passkey_identity_created(ngx_http_passkey_bi_call_t *bc)
     /* it goes into the next call's URL path */
 
     if (ngx_http_passkey_json_string(r->pool, bc->json, "id",
-                                     &ctx->identity_id)
+                                     &ctx->vars.identity_id)
         != NGX_OK
-        || ngx_http_passkey_valid_id(&ctx->identity_id) != NGX_OK)
+        || ngx_http_passkey_valid_id(&ctx->vars.identity_id) != NGX_OK)
     {
         bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
         bc->error = "no valid \"id\" in the new identity";
@@ -159,7 +159,7 @@ ngx_http_passkey_identity_created(ngx_http_passkey_bi_call_t *bc)
     ctx->created = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "passkey: created identity %V", &ctx->identity_id);
+                   "passkey: created identity %V", &ctx->vars.identity_id);
 
     ngx_http_passkey_identity_report(ctx, NGX_HTTP_PASSKEY_IDENTITY_CREATED);
 }
@@ -180,7 +180,7 @@ ngx_http_passkey_find_identity(ngx_http_passkey_ctx_t *ctx)
 
     /* traits.username eq "<JSON string>", then percent-encoded whole */
 
-    if (ngx_http_passkey_json_quote(r->pool, &ctx->username, &quoted)
+    if (ngx_http_passkey_json_quote(r->pool, &ctx->vars.username, &quoted)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -256,8 +256,8 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
         if (ngx_http_passkey_json_string(r->pool, identity,
                                          "traits.username", &username)
             != NGX_OK
-            || username.len != ctx->username.len
-            || ngx_strncasecmp(username.data, ctx->username.data,
+            || username.len != ctx->vars.username.len
+            || ngx_strncasecmp(username.data, ctx->vars.username.data,
                                username.len) != 0)
         {
             continue;
@@ -275,7 +275,7 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
             return;
         }
 
-        ctx->identity_id = id;
+        ctx->vars.identity_id = id;
         spelled = username;
         matches++;
     }
@@ -297,15 +297,15 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
 
     if (matches == 1
         && plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED
-        && (spelled.len != ctx->username.len
-            || ngx_strncmp(spelled.data, ctx->username.data, spelled.len)
+        && (spelled.len != ctx->vars.username.len
+            || ngx_strncmp(spelled.data, ctx->vars.username.data, spelled.len)
                != 0))
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: identity %V is spelled otherwise than the "
                       "verified username: refused, as the application's "
                       "accounts must not differ by case only",
-                      &ctx->identity_id);
+                      &ctx->vars.identity_id);
 
         ngx_http_passkey_identity_report(ctx,
                                          NGX_HTTP_PASSKEY_IDENTITY_MISSPELLED);
@@ -314,7 +314,7 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
 
     if (matches == 1) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "passkey: found identity %V", &ctx->identity_id);
+                       "passkey: found identity %V", &ctx->vars.identity_id);
 
         if (ctx->existing) {
             ngx_http_passkey_signup_existing(ctx);
@@ -354,7 +354,7 @@ ngx_http_passkey_signup_existing(ngx_http_passkey_ctx_t *ctx)
     if (plcf->signup_existing == NGX_HTTP_PASSKEY_REFUSE) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: sign-up refused: the username is taken by "
-                      "identity %V", &ctx->identity_id);
+                      "identity %V", &ctx->vars.identity_id);
 
         ngx_http_passkey_identity_report(ctx, NGX_HTTP_PASSKEY_IDENTITY_TAKEN);
         return;
@@ -362,9 +362,9 @@ ngx_http_passkey_signup_existing(ngx_http_passkey_ctx_t *ctx)
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "passkey: sign-up with a taken username: emailing "
-                  "identity %V", &ctx->identity_id);
+                  "identity %V", &ctx->vars.identity_id);
 
-    ngx_str_set(&ctx->delivery_method, "EMAIL");
+    ngx_str_set(&ctx->vars.delivery_method, "EMAIL");
     ngx_str_null(&ctx->post_binding_redirect_uri);
 
     ngx_http_passkey_identity_report(ctx, NGX_HTTP_PASSKEY_IDENTITY_FOUND);

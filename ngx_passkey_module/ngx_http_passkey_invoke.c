@@ -48,19 +48,6 @@ typedef enum {
 
 
 typedef struct {
-    /* first: the $passkey_* variables find it as the module's context */
-    ngx_http_passkey_ctx_t            ctx;
-
-    ngx_str_t                         key;
-    ngx_str_t                         now;       /* RFC 3339, seconds */
-    ngx_http_passkey_problem_t        problem;   /* the API failed */
-
-    unsigned                          known:1;   /* Redis had the job */
-    unsigned                          asked:1;   /* the API was asked */
-} ngx_http_passkey_invoke_ctx_t;
-
-
-typedef struct {
     ngx_str_t                         reply;     /* the script's answer */
     ngx_uint_t                        status;
     char                             *code;
@@ -70,7 +57,7 @@ typedef struct {
 } ngx_http_passkey_link_answer_t;
 
 
-static ngx_http_passkey_ctx_t *ngx_http_passkey_invoke_ctx(
+static ngx_http_passkey_invoke_ctx_t *ngx_http_passkey_invoke_ctx(
     ngx_http_request_t *r);
 static void ngx_http_passkey_invoke_cleanup(void *data);
 static ngx_int_t ngx_http_passkey_invoke_start(ngx_http_request_t *r);
@@ -89,7 +76,7 @@ static void ngx_http_passkey_invoke_recorded(
     ngx_http_passkey_redis_op_t *op);
 static void ngx_http_passkey_invoke_resume(ngx_http_passkey_invoke_ctx_t *ic);
 static ngx_int_t ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx);
+    ngx_http_passkey_invoke_ctx_t *ctx);
 
 
 static ngx_http_passkey_link_answer_t  ngx_http_passkey_link_answers[] = {
@@ -196,7 +183,7 @@ static ngx_str_t  ngx_http_passkey_record_script = ngx_string(
 ngx_int_t
 ngx_http_passkey_invoke_handler(ngx_http_request_t *r)
 {
-    ngx_http_passkey_ctx_t       *ctx;
+    ngx_http_passkey_invoke_ctx_t       *ctx;
     ngx_http_passkey_loc_conf_t  *plcf;
 
     ctx = ngx_http_passkey_invoke_ctx(r);
@@ -222,7 +209,7 @@ ngx_http_passkey_invoke_handler(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
-    if (ctx->binding_link.len) {
+    if (ctx->vars.binding_link.len) {
         /* handed over already; an internal redirect came back here */
         return NGX_DECLINED;
     }
@@ -239,11 +226,11 @@ ngx_http_passkey_invoke_handler(ngx_http_request_t *r)
  * values.
  */
 
-static ngx_http_passkey_ctx_t *
+static ngx_http_passkey_invoke_ctx_t *
 ngx_http_passkey_invoke_ctx(ngx_http_request_t *r)
 {
     ngx_pool_cleanup_t      *cln;
-    ngx_http_passkey_ctx_t  *ctx;
+    ngx_http_passkey_invoke_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_passkey_module);
 
@@ -266,7 +253,7 @@ ngx_http_passkey_invoke_ctx(ngx_http_request_t *r)
 static void
 ngx_http_passkey_invoke_cleanup(void *data)
 {
-    ngx_http_passkey_ctx_t *ctx = data;
+    ngx_http_passkey_invoke_ctx_t *ctx = data;
 
     ngx_http_passkey_bi_cancel(&ctx->bi);
 
@@ -282,7 +269,7 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
 {
     ngx_int_t                       rc;
     ngx_pool_cleanup_t             *cln;
-    ngx_http_passkey_ctx_t         *ctx;
+    ngx_http_passkey_invoke_ctx_t         *ctx;
     ngx_http_passkey_invoke_ctx_t  *ic;
 
     /* the token left the request line already, in the rewrite phase */
@@ -308,7 +295,7 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
         return ngx_http_passkey_invoke_error(r);
     }
 
-    ctx = &ic->ctx;
+    ctx = ic;
     ctx->request = r;
 
     /* whatever happens to the request, nothing may call back into it */
@@ -335,7 +322,7 @@ ngx_http_passkey_invoke_start(ngx_http_request_t *r)
         return ngx_http_passkey_invoke_error(r);
     }
 
-    if (ngx_http_passkey_job_key(r, &ctx->job_id, &ic->key) != NGX_OK) {
+    if (ngx_http_passkey_job_key(r, &ctx->vars.job_id, &ic->key) != NGX_OK) {
         return ngx_http_passkey_invoke_error(r);
     }
 
@@ -369,7 +356,7 @@ ngx_http_passkey_invoke_open(ngx_http_passkey_invoke_ctx_t *ic,
     ngx_http_request_t           *r;
     ngx_http_passkey_loc_conf_t  *plcf;
 
-    r = ic->ctx.request;
+    r = ic->request;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     /* EVAL script 1 key identity now use reopen state expire ttl job */
@@ -378,7 +365,7 @@ ngx_http_passkey_invoke_open(ngx_http_passkey_invoke_ctx_t *ic,
     argv[1] = ngx_http_passkey_open_script;
     ngx_str_set(&argv[2], "1");
     argv[3] = ic->key;
-    argv[4] = ic->ctx.identity_id;
+    argv[4] = ic->vars.identity_id;
     argv[5] = ic->now;
 
     /* HEAD has no side effects: it never counts as an opening */
@@ -400,7 +387,7 @@ ngx_http_passkey_invoke_open(ngx_http_passkey_invoke_ctx_t *ic,
     ngx_str_null(&argv[8]);
     ngx_str_null(&argv[9]);
     ngx_str_null(&argv[10]);
-    argv[11] = ic->ctx.job_id;
+    argv[11] = ic->vars.job_id;
 
     if (state) {
         argv[8] = *state;
@@ -424,20 +411,20 @@ ngx_http_passkey_invoke_open(ngx_http_passkey_invoke_ctx_t *ic,
                        - argv[10].data;
     }
 
-    ngx_http_passkey_redis_op_init(r, &ic->ctx.redis,
+    ngx_http_passkey_redis_op_init(r, &ic->redis,
                                    ngx_http_passkey_invoke_opened, ic);
 
-    if (ngx_http_passkey_redis_send(plcf->redis, &ic->ctx.redis, 12, argv)
+    if (ngx_http_passkey_redis_send(plcf->redis, &ic->redis, 12, argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: cannot send the binding link check of job "
-                      "%V to redis \"%V\"", &ic->ctx.job_id,
+                      "%V to redis \"%V\"", &ic->vars.job_id,
                       &plcf->redis->name);
         return NGX_ERROR;
     }
 
-    ic->ctx.waiting_redis = 1;
+    ic->waiting_redis = 1;
 
     return NGX_OK;
 }
@@ -451,10 +438,10 @@ ngx_http_passkey_invoke_opened(ngx_http_passkey_redis_op_t *op)
     ngx_uint_t                    i;
     ngx_connection_t             *c;
     ngx_http_request_t           *r;
-    ngx_http_passkey_ctx_t       *ctx;
+    ngx_http_passkey_invoke_ctx_t       *ctx;
     ngx_http_passkey_loc_conf_t  *plcf;
 
-    ctx = &ic->ctx;
+    ctx = ic;
     r = ctx->request;
     c = r->connection;
 
@@ -468,13 +455,13 @@ ngx_http_passkey_invoke_opened(ngx_http_passkey_redis_op_t *op)
                       "passkey: redis \"%V\" %s while checking the binding "
                       "link of job %V", &plcf->redis->name,
                       op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
-                      ? "timed out" : "is unavailable", &ctx->job_id);
+                      ? "timed out" : "is unavailable", &ctx->vars.job_id);
 
     } else if (op->type == NGX_HTTP_PASSKEY_REDIS_ERROR) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "passkey: redis \"%V\" failed to check the binding "
                       "link of job %V: \"%V\"", &plcf->redis->name,
-                      &ctx->job_id, &op->str);
+                      &ctx->vars.job_id, &op->str);
 
     } else {
         for (i = 0; ngx_http_passkey_link_answers[i].reply.len; i++) {
@@ -494,7 +481,7 @@ ngx_http_passkey_invoke_opened(ngx_http_passkey_redis_op_t *op)
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "passkey: redis \"%V\" gave an unexpected answer "
                           "to the binding link check of job %V",
-                          &plcf->redis->name, &ctx->job_id);
+                          &plcf->redis->name, &ctx->vars.job_id);
         }
     }
 
@@ -523,18 +510,18 @@ ngx_http_passkey_invoke_ask(ngx_http_passkey_invoke_ctx_t *ic)
 {
     ngx_http_request_t  *r;
 
-    r = ic->ctx.request;
+    r = ic->request;
     ic->asked = 1;
 
     r->connection->log->action = "asking Beyond Identity about the passkey "
                                  "binding job";
 
-    if (ngx_http_passkey_bi_job(&ic->ctx.bi, r, &ic->ctx.identity_id,
-                                &ic->ctx.job_id, "GET", "",
+    if (ngx_http_passkey_bi_job(&ic->bi, r, &ic->vars.identity_id,
+                                &ic->vars.job_id, "GET", "",
                                 ngx_http_passkey_invoke_answered, ic)
         != NGX_OK)
     {
-        ngx_http_passkey_invoke_answered(&ic->ctx.bi);
+        ngx_http_passkey_invoke_answered(&ic->bi);
     }
 }
 
@@ -555,17 +542,17 @@ ngx_http_passkey_invoke_answered(ngx_http_passkey_bi_call_t *bc)
     ngx_http_request_t       *r;
     ngx_http_passkey_link_e   rc;
 
-    r = ic->ctx.request;
+    r = ic->request;
 
     if (bc->result == NGX_HTTP_PASSKEY_API_OK
         && bc->status == NGX_HTTP_NOT_FOUND)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: Beyond Identity does not know binding job "
-                      "%V of identity %V", &ic->ctx.job_id,
-                      &ic->ctx.identity_id);
+                      "%V of identity %V", &ic->vars.job_id,
+                      &ic->vars.identity_id);
 
-        ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_UNKNOWN;
+        ic->rc = NGX_HTTP_PASSKEY_LINK_UNKNOWN;
         ngx_str_set(&field, "gone_at");
         ngx_http_passkey_invoke_record(ic, &field, &ic->now);
         return;
@@ -579,20 +566,20 @@ ngx_http_passkey_invoke_answered(ngx_http_passkey_bi_call_t *bc)
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "passkey: cannot read binding job %V (%s), its "
                           "link is handed over on what redis holds",
-                          &ic->ctx.job_id,
+                          &ic->vars.job_id,
                           bc->error ? bc->error : "unknown error");
 
-            ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_OK;
+            ic->rc = NGX_HTTP_PASSKEY_LINK_OK;
 
         } else if (ic->known) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "passkey: cannot read binding job %V (%V %V "
                           "answered %ui \"%V\" \"%V\"), its link is handed "
-                          "over on what redis holds", &ic->ctx.job_id,
+                          "over on what redis holds", &ic->vars.job_id,
                           &bc->method, &bc->path, bc->status, &bc->log_code,
                           &bc->log_message);
 
-            ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_OK;
+            ic->rc = NGX_HTTP_PASSKEY_LINK_OK;
 
         } else {
             /* logs what failed */
@@ -608,22 +595,22 @@ ngx_http_passkey_invoke_answered(ngx_http_passkey_bi_call_t *bc)
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "passkey: binding job %V, which redis does not "
                           "hold, cannot be verified: its link is refused",
-                          &ic->ctx.job_id);
+                          &ic->vars.job_id);
 
-            ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_API_FAILED;
+            ic->rc = NGX_HTTP_PASSKEY_LINK_API_FAILED;
         }
 
         ngx_http_passkey_invoke_resume(ic);
         return;
     }
 
-    ic->ctx.job_state = state;
-    ic->ctx.rc = rc;
+    ic->vars.job_state = state;
+    ic->rc = rc;
 
     if (rc != NGX_HTTP_PASSKEY_LINK_OK) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: Beyond Identity says binding job %V is %V",
-                      &ic->ctx.job_id, &state);
+                      &ic->vars.job_id, &state);
 
         ngx_str_set(&field, "state");
         ngx_http_passkey_invoke_record(ic, &field, &state);
@@ -637,12 +624,12 @@ ngx_http_passkey_invoke_answered(ngx_http_passkey_bi_call_t *bc)
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "passkey: binding job %V was created elsewhere, and "
-                  "Beyond Identity vouches for it", &ic->ctx.job_id);
+                  "Beyond Identity vouches for it", &ic->vars.job_id);
 
     r->connection->log->action = "checking the passkey binding link";
 
     if (ngx_http_passkey_invoke_open(ic, &state, &expire) != NGX_OK) {
-        ic->ctx.rc = NGX_HTTP_PASSKEY_LINK_REDIS_FAILED;
+        ic->rc = NGX_HTTP_PASSKEY_LINK_REDIS_FAILED;
         ngx_http_passkey_invoke_resume(ic);
     }
 }
@@ -668,7 +655,7 @@ ngx_http_passkey_invoke_job(ngx_http_passkey_invoke_ctx_t *ic,
     static char      *names[] = { "id", "identity_id", "tenant_id",
                                   "realm_id", "delivery_method" };
 
-    r = ic->ctx.request;
+    r = ic->request;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     if (bc->result != NGX_HTTP_PASSKEY_API_OK || bc->status != NGX_HTTP_OK) {
@@ -681,8 +668,8 @@ ngx_http_passkey_invoke_job(ngx_http_passkey_invoke_ctx_t *ic,
 
     /* each member, when the answer has it, must be this link's */
 
-    want[0] = &ic->ctx.job_id;
-    want[1] = &ic->ctx.identity_id;
+    want[0] = &ic->vars.job_id;
+    want[1] = &ic->vars.identity_id;
     want[2] = &plcf->tenant_id;
     want[3] = &plcf->realm_id;
     want[4] = &email;
@@ -705,7 +692,7 @@ ngx_http_passkey_invoke_job(ngx_http_passkey_invoke_ctx_t *ic,
         {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "passkey: binding job %V has another \"%s\" at "
-                          "Beyond Identity", &ic->ctx.job_id, names[i]);
+                          "Beyond Identity", &ic->vars.job_id, names[i]);
             return NGX_HTTP_PASSKEY_LINK_UNKNOWN;
         }
     }
@@ -750,7 +737,7 @@ ngx_http_passkey_invoke_record(ngx_http_passkey_invoke_ctx_t *ic,
     ngx_http_request_t           *r;
     ngx_http_passkey_loc_conf_t  *plcf;
 
-    r = ic->ctx.request;
+    r = ic->request;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     if (!ic->known) {
@@ -765,22 +752,22 @@ ngx_http_passkey_invoke_record(ngx_http_passkey_invoke_ctx_t *ic,
     argv[4] = *field;
     argv[5] = *value;
 
-    ngx_http_passkey_redis_op_init(r, &ic->ctx.redis,
+    ngx_http_passkey_redis_op_init(r, &ic->redis,
                                    ngx_http_passkey_invoke_recorded, ic);
 
-    if (ngx_http_passkey_redis_send(plcf->redis, &ic->ctx.redis, 6, argv)
+    if (ngx_http_passkey_redis_send(plcf->redis, &ic->redis, 6, argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: cannot record in redis \"%V\" what Beyond "
                       "Identity said about binding job %V",
-                      &plcf->redis->name, &ic->ctx.job_id);
+                      &plcf->redis->name, &ic->vars.job_id);
 
         ngx_http_passkey_invoke_resume(ic);
         return;
     }
 
-    ic->ctx.waiting_redis = 1;
+    ic->waiting_redis = 1;
 }
 
 
@@ -793,18 +780,18 @@ ngx_http_passkey_invoke_recorded(ngx_http_passkey_redis_op_t *op)
 
     ngx_http_passkey_loc_conf_t  *plcf;
 
-    ic->ctx.waiting_redis = 0;
+    ic->waiting_redis = 0;
 
     if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
         || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
     {
-        plcf = ngx_http_get_module_loc_conf(ic->ctx.request,
+        plcf = ngx_http_get_module_loc_conf(ic->request,
                                             ngx_http_passkey_module);
 
-        ngx_log_error(NGX_LOG_ERR, ic->ctx.request->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, ic->request->connection->log, 0,
                       "passkey: redis \"%V\" did not record what Beyond "
                       "Identity said about binding job %V",
-                      &plcf->redis->name, &ic->ctx.job_id);
+                      &plcf->redis->name, &ic->vars.job_id);
     }
 
     ngx_http_passkey_invoke_resume(ic);
@@ -819,10 +806,10 @@ ngx_http_passkey_invoke_resume(ngx_http_passkey_invoke_ctx_t *ic)
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    r = ic->ctx.request;
+    r = ic->request;
     c = r->connection;
 
-    ic->ctx.done = 1;
+    ic->done = 1;
 
     r->read_event_handler = ngx_http_block_reading;
 
@@ -835,7 +822,7 @@ ngx_http_passkey_invoke_resume(ngx_http_passkey_invoke_ctx_t *ic)
 
 static ngx_int_t
 ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx)
+    ngx_http_passkey_invoke_ctx_t *ctx)
 {
     ngx_http_passkey_invoke_ctx_t   *ic;
     ngx_http_passkey_link_answer_t  *a;
@@ -843,7 +830,7 @@ ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
     a = &ngx_http_passkey_link_answers[ctx->rc];
 
     if (ctx->rc == NGX_HTTP_PASSKEY_LINK_API_FAILED) {
-        ic = (ngx_http_passkey_invoke_ctx_t *) ctx;
+        ic = ctx;
 
         return ngx_http_passkey_invoke_refuse(r, ic->problem.status,
                                               ic->problem.code,
@@ -855,7 +842,7 @@ ngx_http_passkey_invoke_outcome(ngx_http_request_t *r,
         if (a->log) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "passkey: binding link of job %V refused: %s",
-                          &ctx->job_id, a->log);
+                          &ctx->vars.job_id, a->log);
         }
 
         return ngx_http_passkey_invoke_refuse(r, a->status, a->code,

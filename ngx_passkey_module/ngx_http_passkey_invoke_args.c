@@ -71,7 +71,7 @@ static ngx_str_t  ngx_http_passkey_arg_names[] = {
 
 ngx_int_t
 ngx_http_passkey_invoke_args(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx)
+    ngx_http_passkey_invoke_ctx_t *ctx)
 {
     char                         *problem, *foreign;
     u_char                       *q, *last;
@@ -144,8 +144,8 @@ ngx_http_passkey_invoke_args(ngx_http_request_t *r,
                                         "This link is not valid.");
     }
 
-    ctx->job_id = args[NGX_HTTP_PASSKEY_ARG_JOB_ID].value;
-    ctx->identity_id = args[NGX_HTTP_PASSKEY_ARG_IDENTITY_ID].value;
+    ctx->vars.job_id = args[NGX_HTTP_PASSKEY_ARG_JOB_ID].value;
+    ctx->vars.identity_id = args[NGX_HTTP_PASSKEY_ARG_IDENTITY_ID].value;
 
     tenant = &args[NGX_HTTP_PASSKEY_ARG_TENANT_ID].value;
     realm = &args[NGX_HTTP_PASSKEY_ARG_REALM_ID].value;
@@ -179,7 +179,7 @@ ngx_http_passkey_invoke_args(ngx_http_request_t *r,
     if (foreign) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: binding link of job %V has a foreign "
-                      "\"%s\"", &ctx->job_id, foreign);
+                      "\"%s\"", &ctx->vars.job_id, foreign);
 
         return ngx_http_passkey_invoke_refuse(r, NGX_HTTP_FORBIDDEN,
                                         "foreign_link",

@@ -314,14 +314,14 @@ ngx_http_passkey_job_created_read(ngx_http_passkey_ctx_t *ctx,
 {
     if (ngx_http_passkey_json_string(pool, json,
                                      "credential_binding_job.id",
-                                     &ctx->job_id)
+                                     &ctx->vars.job_id)
         != NGX_OK
-        || ctx->job_id.len == 0
+        || ctx->vars.job_id.len == 0
         || ngx_http_passkey_json_string(pool, json,
                                         "credential_binding_job.state",
-                                        &ctx->job_state)
+                                        &ctx->vars.job_state)
            != NGX_OK
-        || (ctx->delivery_method.data[0] == 'R'
+        || (ctx->vars.delivery_method.data[0] == 'R'
             && (ngx_http_passkey_json_string(pool, json,
                                              "credential_binding_link",
                                              &ctx->link)
@@ -367,7 +367,7 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     if (ctx->expires == 0) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "passkey: binding job %V has no readable expire_time, "
-                      "keeping it for %d s", &ctx->job_id,
+                      "keeping it for %d s", &ctx->vars.job_id,
                       NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT);
         ttl = NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT;
 
@@ -385,7 +385,7 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     argv[1] = ngx_http_passkey_store_script;
     ngx_str_set(&argv[2], "1");
 
-    if (ngx_http_passkey_job_key(r, &ctx->job_id, &argv[3]) != NGX_OK) {
+    if (ngx_http_passkey_job_key(r, &ctx->vars.job_id, &argv[3]) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -397,15 +397,15 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     argv[4].len = ngx_sprintf(argv[4].data, "%T", ttl) - argv[4].data;
 
     ngx_str_set(&argv[5], "job_id");
-    argv[6] = ctx->job_id;
+    argv[6] = ctx->vars.job_id;
     ngx_str_set(&argv[7], "identity_id");
-    argv[8] = ctx->identity_id;
+    argv[8] = ctx->vars.identity_id;
     ngx_str_set(&argv[9], "username");
-    argv[10] = ctx->username;
+    argv[10] = ctx->vars.username;
     ngx_str_set(&argv[11], "delivery_method");
-    argv[12] = ctx->delivery_method;
+    argv[12] = ctx->vars.delivery_method;
     ngx_str_set(&argv[13], "state");
-    argv[14] = ctx->job_state;
+    argv[14] = ctx->vars.job_state;
     ngx_str_set(&argv[15], "expire_time");
     argv[16] = ctx->expire_time;
     ngx_str_set(&argv[17], "created_at");

@@ -105,16 +105,16 @@ static ngx_str_t  ngx_http_passkey_job_update_script = ngx_string(
 static ngx_http_passkey_job_field_t  ngx_http_passkey_job_fields[] = {
 
     { ngx_string("identity_id"),
-      offsetof(ngx_http_passkey_status_ctx_t, ctx.identity_id), 1 },
+      offsetof(ngx_http_passkey_status_ctx_t, vars.identity_id), 1 },
 
     { ngx_string("state"),
-      offsetof(ngx_http_passkey_status_ctx_t, ctx.job_state), 1 },
+      offsetof(ngx_http_passkey_status_ctx_t, vars.job_state), 1 },
 
     { ngx_string("delivery_method"),
-      offsetof(ngx_http_passkey_status_ctx_t, ctx.delivery_method), 1 },
+      offsetof(ngx_http_passkey_status_ctx_t, vars.delivery_method), 1 },
 
     { ngx_string("expire_time"),
-      offsetof(ngx_http_passkey_status_ctx_t, ctx.expire_time), 1 },
+      offsetof(ngx_http_passkey_status_ctx_t, expire_time), 1 },
 
     { ngx_string("created_at"),
       offsetof(ngx_http_passkey_status_ctx_t, created_at), 1 },
@@ -212,8 +212,8 @@ ngx_http_passkey_job_start(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    sc->ctx.request = r;
-    sc->ctx.job_id = id;
+    sc->request = r;
+    sc->vars.job_id = id;
     sc->caller = caller;
     sc->endpoint = endpoint;
 
@@ -227,7 +227,7 @@ ngx_http_passkey_job_start(ngx_http_request_t *r,
     cln->handler = ngx_http_passkey_job_cleanup;
     cln->data = sc;
 
-    ngx_http_set_ctx(r, &sc->ctx, ngx_http_passkey_module);
+    ngx_http_set_ctx(r, &sc->vars, ngx_http_passkey_module);
 
     if (ngx_http_passkey_job_key(r, &id, &sc->key) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -288,11 +288,11 @@ ngx_http_passkey_job_cleanup(void *data)
 {
     ngx_http_passkey_status_ctx_t *sc = data;
 
-    ngx_http_passkey_bi_cancel(&sc->ctx.bi);
+    ngx_http_passkey_bi_cancel(&sc->bi);
 
-    if (sc->ctx.waiting_redis) {
-        ngx_http_passkey_redis_cancel(&sc->ctx.redis);
-        sc->ctx.waiting_redis = 0;
+    if (sc->waiting_redis) {
+        ngx_http_passkey_redis_cancel(&sc->redis);
+        sc->waiting_redis = 0;
     }
 }
 
@@ -306,7 +306,7 @@ ngx_http_passkey_job_read(ngx_http_passkey_status_ctx_t *sc)
     ngx_http_request_t           *r;
     ngx_http_passkey_loc_conf_t  *plcf;
 
-    r = sc->ctx.request;
+    r = sc->request;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     r->connection->log->action = "reading the passkey binding job";
@@ -345,19 +345,19 @@ ngx_http_passkey_job_read(ngx_http_passkey_status_ctx_t *sc)
         argc = 6;
     }
 
-    ngx_http_passkey_redis_op_init(r, &sc->ctx.redis,
+    ngx_http_passkey_redis_op_init(r, &sc->redis,
                                    ngx_http_passkey_job_read_done, sc);
 
-    if (ngx_http_passkey_redis_send(plcf->redis, &sc->ctx.redis, argc, argv)
+    if (ngx_http_passkey_redis_send(plcf->redis, &sc->redis, argc, argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: cannot send the read of binding job %V to "
-                      "redis \"%V\"", &sc->ctx.job_id, &plcf->redis->name);
+                      "redis \"%V\"", &sc->vars.job_id, &plcf->redis->name);
         return NGX_ERROR;
     }
 
-    sc->ctx.waiting_redis = 1;
+    sc->waiting_redis = 1;
 
     return NGX_OK;
 }
@@ -374,10 +374,10 @@ ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op)
     ngx_http_request_t           *r;
     ngx_http_passkey_loc_conf_t  *plcf;
 
-    r = sc->ctx.request;
+    r = sc->request;
     c = r->connection;
 
-    sc->ctx.waiting_redis = 0;
+    sc->waiting_redis = 0;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
@@ -387,21 +387,21 @@ ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op)
         if (op->result != NGX_HTTP_PASSKEY_REDIS_OK) {
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "passkey: cannot read binding job %V: redis "
-                          "\"%V\" %s", &sc->ctx.job_id, &plcf->redis->name,
+                          "\"%V\" %s", &sc->vars.job_id, &plcf->redis->name,
                           op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
                           ? "timed out" : "is unavailable");
 
         } else if (op->type == NGX_HTTP_PASSKEY_REDIS_ERROR) {
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "passkey: cannot read binding job %V: redis "
-                          "\"%V\" failed: \"%V\"", &sc->ctx.job_id,
+                          "\"%V\" failed: \"%V\"", &sc->vars.job_id,
                           &plcf->redis->name, &op->str);
 
         } else {
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "passkey: cannot read binding job %V: redis "
                           "\"%V\" gave an unexpected answer",
-                          &sc->ctx.job_id, &plcf->redis->name);
+                          &sc->vars.job_id, &plcf->redis->name);
         }
 
         ngx_http_passkey_job_fail(sc, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -421,7 +421,7 @@ ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op)
     if (op->elements->nelts <= first) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "passkey: binding job %V is not known",
-                      &sc->ctx.job_id);
+                      &sc->vars.job_id);
 
         ngx_http_passkey_job_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
                                   "no binding job of this id is known");
@@ -431,7 +431,7 @@ ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op)
     if (ngx_http_passkey_job_parse(sc, op->elements, first) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "passkey: binding job %V in redis has no valid "
-                      "identity_id or state", &sc->ctx.job_id);
+                      "identity_id or state", &sc->vars.job_id);
 
         ngx_http_passkey_job_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
                                   "no binding job of this id is known");
@@ -450,7 +450,7 @@ ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op)
     {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "passkey: binding job %V belongs to another user",
-                      &sc->ctx.job_id);
+                      &sc->vars.job_id);
 
         ngx_http_passkey_job_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
                                   "no binding job of this id is known");
@@ -460,7 +460,7 @@ ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op)
     if (sc->gone_at.data) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "passkey: binding job %V is no longer known to "
-                      "Beyond Identity (since %V)", &sc->ctx.job_id,
+                      "Beyond Identity (since %V)", &sc->vars.job_id,
                       &sc->gone_at);
 
         ngx_http_passkey_job_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
@@ -498,8 +498,8 @@ ngx_http_passkey_job_parse(ngx_http_passkey_status_ctx_t *sc,
         }
     }
 
-    if (sc->ctx.job_state.len == 0
-        || ngx_http_passkey_valid_id(&sc->ctx.identity_id) != NGX_OK)
+    if (sc->vars.job_state.len == 0
+        || ngx_http_passkey_valid_id(&sc->vars.identity_id) != NGX_OK)
     {
         return NGX_DECLINED;
     }
@@ -523,19 +523,19 @@ ngx_http_passkey_job_gone(ngx_http_passkey_status_ctx_t *sc)
     ngx_str_t                    fields[3];
     ngx_http_passkey_bi_call_t  *bc;
 
-    bc = &sc->ctx.bi;
+    bc = &sc->bi;
 
-    ngx_log_error(NGX_LOG_ERR, sc->ctx.request->connection->log, 0,
+    ngx_log_error(NGX_LOG_ERR, sc->request->connection->log, 0,
                   "passkey: Beyond Identity does not know binding job %V "
                   "(%V %V answered 404 \"%V\" \"%V\"), marking it gone",
-                  &sc->ctx.job_id, &bc->method, &bc->path, &bc->log_code,
+                  &sc->vars.job_id, &bc->method, &bc->path, &bc->log_code,
                   &bc->log_message);
 
     sc->status = NGX_HTTP_NOT_FOUND;
     sc->code = "unknown_job";
     sc->detail = "Beyond Identity no longer knows this job";
 
-    if (ngx_http_passkey_rfc3339_now(sc->ctx.request->pool, &fields[2])
+    if (ngx_http_passkey_rfc3339_now(sc->request->pool, &fields[2])
         != NGX_OK)
     {
         ngx_http_passkey_job_reply(sc);
@@ -565,7 +565,7 @@ ngx_http_passkey_job_update(ngx_http_passkey_status_ctx_t *sc,
     ngx_http_request_t           *r;
     ngx_http_passkey_loc_conf_t  *plcf;
 
-    r = sc->ctx.request;
+    r = sc->request;
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     r->connection->log->action = "storing the passkey binding job state";
@@ -581,21 +581,21 @@ ngx_http_passkey_job_update(ngx_http_passkey_status_ctx_t *sc,
         argv[4 + i] = fields[i];
     }
 
-    ngx_http_passkey_redis_op_init(r, &sc->ctx.redis,
+    ngx_http_passkey_redis_op_init(r, &sc->redis,
                                    ngx_http_passkey_job_updated, sc);
 
-    if (ngx_http_passkey_redis_send(plcf->redis, &sc->ctx.redis, 4 + n, argv)
+    if (ngx_http_passkey_redis_send(plcf->redis, &sc->redis, 4 + n, argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: cannot send the update of binding job %V to "
-                      "redis \"%V\"", &sc->ctx.job_id, &plcf->redis->name);
+                      "redis \"%V\"", &sc->vars.job_id, &plcf->redis->name);
 
         ngx_http_passkey_job_reply(sc);
         return;
     }
 
-    sc->ctx.waiting_redis = 1;
+    sc->waiting_redis = 1;
 }
 
 
@@ -607,30 +607,30 @@ ngx_http_passkey_job_updated(ngx_http_passkey_redis_op_t *op)
     ngx_connection_t             *c;
     ngx_http_passkey_loc_conf_t  *plcf;
 
-    c = sc->ctx.request->connection;
+    c = sc->request->connection;
 
-    sc->ctx.waiting_redis = 0;
+    sc->waiting_redis = 0;
 
-    plcf = ngx_http_get_module_loc_conf(sc->ctx.request,
+    plcf = ngx_http_get_module_loc_conf(sc->request,
                                         ngx_http_passkey_module);
 
     if (op->result != NGX_HTTP_PASSKEY_REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "passkey: cannot store the state of binding job %V: "
-                      "redis \"%V\" %s", &sc->ctx.job_id, &plcf->redis->name,
+                      "redis \"%V\" %s", &sc->vars.job_id, &plcf->redis->name,
                       op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
                       ? "timed out" : "is unavailable");
 
     } else if (op->type == NGX_HTTP_PASSKEY_REDIS_ERROR) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "passkey: cannot store the state of binding job %V: "
-                      "redis \"%V\" failed: \"%V\"", &sc->ctx.job_id,
+                      "redis \"%V\" failed: \"%V\"", &sc->vars.job_id,
                       &plcf->redis->name, &op->str);
 
     } else if (op->type == NGX_HTTP_PASSKEY_REDIS_STRING
                && sc->refresh == NGX_HTTP_PASSKEY_REFRESH_OK
-               && (op->str.len != sc->ctx.job_state.len
-                   || ngx_strncmp(op->str.data, sc->ctx.job_state.data,
+               && (op->str.len != sc->vars.job_state.len
+                   || ngx_strncmp(op->str.data, sc->vars.job_state.data,
                                   op->str.len)
                       != 0))
     {
@@ -638,9 +638,9 @@ ngx_http_passkey_job_updated(ngx_http_passkey_redis_op_t *op)
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
                        "passkey: binding job %V is %V meanwhile",
-                       &sc->ctx.job_id, &op->str);
+                       &sc->vars.job_id, &op->str);
 
-        sc->ctx.job_state = op->str;
+        sc->vars.job_state = op->str;
         ngx_str_null(&sc->refreshed_at);
     }
 
@@ -676,13 +676,13 @@ ngx_http_passkey_job_send(ngx_http_passkey_status_ctx_t *sc)
     ngx_http_passkey_json_t       *json;
     ngx_http_passkey_job_field_t  *f;
 
-    r = sc->ctx.request;
+    r = sc->request;
     r->connection->log->action = "sending the passkey binding job";
 
     json = ngx_http_passkey_json_object(r->pool);
 
     if (json == NULL
-        || ngx_http_passkey_json_set_string(json, "job_id", &sc->ctx.job_id)
+        || ngx_http_passkey_json_set_string(json, "job_id", &sc->vars.job_id)
            != NGX_OK)
     {
         goto failed;
@@ -711,11 +711,11 @@ ngx_http_passkey_job_send(ngx_http_passkey_status_ctx_t *sc)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "passkey: binding job %V is %V",
-                   &sc->ctx.job_id, &sc->ctx.job_state);
+                   &sc->vars.job_id, &sc->vars.job_state);
 
     rc = ngx_http_passkey_send_json(r, NGX_HTTP_OK, json);
 
-    ngx_http_passkey_finalize(sc->ctx.request, rc);
+    ngx_http_passkey_finalize(sc->request, rc);
 
     return;
 
@@ -723,7 +723,7 @@ failed:
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "passkey: cannot build the answer for binding job %V",
-                  &sc->ctx.job_id);
+                  &sc->vars.job_id);
 
     ngx_http_passkey_job_fail(sc, NGX_HTTP_INTERNAL_SERVER_ERROR,
                               "internal_error",
@@ -742,8 +742,8 @@ ngx_http_passkey_job_fail(ngx_http_passkey_status_ctx_t *sc,
     s.data = (u_char *) detail;
     s.len = detail ? ngx_strlen(detail) : 0;
 
-    ngx_http_passkey_finalize(sc->ctx.request,
-        ngx_http_passkey_send_problem(sc->ctx.request, status, code, &s));
+    ngx_http_passkey_finalize(sc->request,
+        ngx_http_passkey_send_problem(sc->request, status, code, &s));
 }
 
 

@@ -50,8 +50,13 @@ typedef enum {
 /* a job endpoint's request */
 
 struct ngx_http_passkey_status_ctx_s {
-    /* first: the $passkey_* variables find it as the module's context */
-    ngx_http_passkey_ctx_t            ctx;
+    /* first: the $passkey_* variables read it */
+    ngx_http_passkey_vars_t           vars;
+
+    ngx_http_request_t               *request;
+    ngx_str_t                         expire_time;
+    ngx_http_passkey_bi_call_t        bi;
+    ngx_http_passkey_redis_op_t       redis;
 
     ngx_http_passkey_job_endpoint_t  *endpoint;
     ngx_str_t                         key;
@@ -71,6 +76,7 @@ struct ngx_http_passkey_status_ctx_s {
     ngx_http_passkey_refresh_e        refresh;
 
     unsigned                          claimed:1;  /* the refresh is ours */
+    unsigned                          waiting_redis:1;
 };
 
 

@@ -290,6 +290,22 @@ typedef struct {
 } ngx_http_passkey_guard_t;
 
 
+/*
+ * What every flow's context starts with, whichever handler the request
+ * went to: what the $passkey_* variables read.
+ */
+typedef struct {
+    ngx_str_t                         job_id;
+    ngx_str_t                         identity_id;
+    ngx_str_t                         job_state;
+    ngx_str_t                         delivery_method;
+    ngx_str_t                         binding_link;  /* a /bind URL */
+    ngx_str_t                         username;
+    ngx_str_t                         email;
+    ngx_http_passkey_json_t          *body;          /* $passkey_json_ */
+} ngx_http_passkey_vars_t;
+
+
 /* what became of the identity a bind is for */
 typedef enum {
     NGX_HTTP_PASSKEY_IDENTITY_CREATED = 0,
@@ -308,27 +324,16 @@ typedef void (*ngx_http_passkey_identity_done_pt)(
 
 
 struct ngx_http_passkey_ctx_s {
+    /* first: the $passkey_* variables read it */
+    ngx_http_passkey_vars_t           vars;
+
     ngx_http_request_t               *request;
-    ngx_http_passkey_json_t          *body;
-
-    ngx_str_t                         username;
-    ngx_str_t                         email;
     ngx_str_t                         display_name;
-
-    ngx_str_t                         identity_id;
-    ngx_str_t                         job_id;
-    ngx_str_t                         job_state;
     ngx_str_t                         expire_time;
     ngx_str_t                         link;
     ngx_http_passkey_json_t          *job;      /* as the API answered */
-    ngx_str_t                         delivery_method;
     ngx_str_t                         post_binding_redirect_uri;
     time_t                            expires;
-
-    /* the /bind URL that an emailed link led to, as the browser sent it */
-    ngx_str_t                         binding_link;
-    ngx_int_t                         rc;
-    unsigned                          done:1;
 
     ngx_str_t                         conflict;
     ngx_str_t                         raw_body;
@@ -355,8 +360,27 @@ struct ngx_http_passkey_ctx_s {
     unsigned                          existing:1;   /* sign-up: taken */
     unsigned                          posted:1;     /* the job's POST */
     unsigned                          waiting_redis:1;
-    unsigned                          body_read:1;
 };
+
+
+/* the /bind check of passkey_invoke */
+typedef struct {
+    /* first: the $passkey_* variables read it */
+    ngx_http_passkey_vars_t           vars;
+
+    ngx_http_request_t               *request;
+    ngx_str_t                         key;
+    ngx_str_t                         now;       /* RFC 3339, seconds */
+    ngx_http_passkey_problem_t        problem;   /* the API failed */
+    ngx_http_passkey_bi_call_t        bi;
+    ngx_http_passkey_redis_op_t       redis;
+    ngx_int_t                         rc;        /* the outcome */
+
+    unsigned                          done:1;
+    unsigned                          known:1;   /* Redis had the job */
+    unsigned                          asked:1;   /* the API was asked */
+    unsigned                          waiting_redis:1;
+} ngx_http_passkey_invoke_ctx_t;
 
 
 extern ngx_module_t  ngx_http_passkey_module;
@@ -480,11 +504,11 @@ ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);
 
 /* ngx_http_passkey_invoke_args.c */
 ngx_int_t ngx_http_passkey_invoke_args(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx);
+    ngx_http_passkey_invoke_ctx_t *ctx);
 
 /* ngx_http_passkey_handover.c */
 ngx_int_t ngx_http_passkey_invoke_handover(ngx_http_request_t *r,
-    ngx_http_passkey_ctx_t *ctx);
+    ngx_http_passkey_invoke_ctx_t *ctx);
 ngx_int_t ngx_http_passkey_invoke_refuse(ngx_http_request_t *r,
     ngx_uint_t status, char *code, char *detail, char *text);
 ngx_int_t ngx_http_passkey_invoke_error(ngx_http_request_t *r);

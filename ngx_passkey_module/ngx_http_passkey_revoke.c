@@ -62,15 +62,15 @@ ngx_http_passkey_revoke_job(ngx_http_passkey_status_ctx_t *sc)
     ngx_str_t           *state;
     ngx_http_request_t  *r;
 
-    r = sc->ctx.request;
-    state = &sc->ctx.job_state;
+    r = sc->request;
+    state = &sc->vars.job_state;
 
     if (state->len == sizeof("REVOKED") - 1
         && ngx_strncmp(state->data, "REVOKED", state->len) == 0)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: binding job %V was revoked already",
-                      &sc->ctx.job_id);
+                      &sc->vars.job_id);
 
         ngx_http_passkey_job_send(sc);
         return;
@@ -81,7 +81,7 @@ ngx_http_passkey_revoke_job(ngx_http_passkey_status_ctx_t *sc)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "passkey: binding job %V is complete and cannot be "
-                      "revoked", &sc->ctx.job_id);
+                      "revoked", &sc->vars.job_id);
 
         ngx_http_passkey_job_fail(sc, NGX_HTTP_CONFLICT, "job_complete",
                                   "the job is complete and cannot be "
@@ -91,12 +91,12 @@ ngx_http_passkey_revoke_job(ngx_http_passkey_status_ctx_t *sc)
 
     r->connection->log->action = "revoking the passkey binding job";
 
-    if (ngx_http_passkey_bi_job(&sc->ctx.bi, r, &sc->ctx.identity_id,
-                                &sc->ctx.job_id, "POST", ":revoke",
+    if (ngx_http_passkey_bi_job(&sc->bi, r, &sc->vars.identity_id,
+                                &sc->vars.job_id, "POST", ":revoke",
                                 ngx_http_passkey_revoke_answered, sc)
         != NGX_OK)
     {
-        ngx_http_passkey_revoke_answered(&sc->ctx.bi);
+        ngx_http_passkey_revoke_answered(&sc->bi);
     }
 }
 
@@ -110,7 +110,7 @@ ngx_http_passkey_revoke_answered(ngx_http_passkey_bi_call_t *bc)
     ngx_http_request_t          *r;
     ngx_http_passkey_problem_t   pb;
 
-    r = sc->ctx.request;
+    r = sc->request;
 
     if (bc->result != NGX_HTTP_PASSKEY_API_OK
         || (bc->status != NGX_HTTP_OK && bc->status != NGX_HTTP_CONFLICT
@@ -140,16 +140,16 @@ ngx_http_passkey_revoke_answered(ngx_http_passkey_bi_call_t *bc)
     if (bc->status == NGX_HTTP_CONFLICT) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "passkey: binding job %V is complete and cannot be "
-                      "revoked (%V %V answered 409)", &sc->ctx.job_id,
+                      "revoked (%V %V answered 409)", &sc->vars.job_id,
                       &bc->method, &bc->path);
 
-        ngx_str_set(&sc->ctx.job_state, "COMPLETE");
+        ngx_str_set(&sc->vars.job_state, "COMPLETE");
 
         sc->status = NGX_HTTP_CONFLICT;
         sc->code = "job_complete";
         sc->detail = "the job is complete and cannot be revoked";
 
-        fields[2] = sc->ctx.job_state;
+        fields[2] = sc->vars.job_state;
 
         ngx_http_passkey_job_update(sc, 3, fields);
         return;
@@ -157,13 +157,13 @@ ngx_http_passkey_revoke_answered(ngx_http_passkey_bi_call_t *bc)
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "passkey: binding job %V of identity %V revoked",
-                  &sc->ctx.job_id, &sc->ctx.identity_id);
+                  &sc->vars.job_id, &sc->vars.identity_id);
 
-    ngx_str_set(&sc->ctx.job_state, "REVOKED");
+    ngx_str_set(&sc->vars.job_state, "REVOKED");
     sc->revoked_at = now;
     sc->status = NGX_HTTP_OK;
 
-    fields[2] = sc->ctx.job_state;
+    fields[2] = sc->vars.job_state;
     ngx_str_set(&fields[3], "revoked_at");
     fields[4] = now;
 

@@ -51,17 +51,17 @@ ngx_http_passkey_status_job(ngx_http_passkey_status_ctx_t *sc)
 {
     ngx_http_request_t  *r;
 
-    r = sc->ctx.request;
+    r = sc->request;
 
-    if (!sc->claimed || ngx_http_passkey_final_state(&sc->ctx.job_state)) {
+    if (!sc->claimed || ngx_http_passkey_final_state(&sc->vars.job_state)) {
         ngx_http_passkey_job_send(sc);
         return;
     }
 
     r->connection->log->action = "refreshing the passkey binding job";
 
-    if (ngx_http_passkey_bi_job(&sc->ctx.bi, r, &sc->ctx.identity_id,
-                                &sc->ctx.job_id, "GET", "",
+    if (ngx_http_passkey_bi_job(&sc->bi, r, &sc->vars.identity_id,
+                                &sc->vars.job_id, "GET", "",
                                 ngx_http_passkey_status_refreshed, sc)
         != NGX_OK)
     {
@@ -86,7 +86,7 @@ ngx_http_passkey_status_refreshed(ngx_http_passkey_bi_call_t *bc)
     ngx_uint_t           n;
     ngx_http_request_t  *r;
 
-    r = sc->ctx.request;
+    r = sc->request;
     pool = r->pool;
 
     if (bc->result == NGX_HTTP_PASSKEY_API_OK
@@ -109,8 +109,8 @@ ngx_http_passkey_status_refreshed(ngx_http_passkey_bi_call_t *bc)
     }
 
     if (ngx_http_passkey_json_string(pool, bc->json, "id", &id) == NGX_OK
-        && (id.len != sc->ctx.job_id.len
-            || ngx_strncmp(id.data, sc->ctx.job_id.data, id.len) != 0))
+        && (id.len != sc->vars.job_id.len
+            || ngx_strncmp(id.data, sc->vars.job_id.data, id.len) != 0))
     {
         bc->result = NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
         bc->error = "the answer is about another job";
@@ -126,14 +126,14 @@ ngx_http_passkey_status_refreshed(ngx_http_passkey_bi_call_t *bc)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "passkey: binding job %V refreshed: %V",
-                   &sc->ctx.job_id, &state);
+                   &sc->vars.job_id, &state);
 
     sc->refresh = NGX_HTTP_PASSKEY_REFRESH_OK;
-    sc->ctx.job_state = state;
+    sc->vars.job_state = state;
     sc->refreshed_at = now;
 
     if (expire.len) {
-        sc->ctx.expire_time = expire;
+        sc->expire_time = expire;
     }
 
     sc->status = NGX_HTTP_OK;
@@ -162,19 +162,19 @@ ngx_http_passkey_status_refresh_failed(ngx_http_passkey_status_ctx_t *sc)
 {
     ngx_http_passkey_bi_call_t  *bc;
 
-    bc = &sc->ctx.bi;
+    bc = &sc->bi;
 
     if (bc->result != NGX_HTTP_PASSKEY_API_OK) {
-        ngx_log_error(NGX_LOG_ERR, sc->ctx.request->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, sc->request->connection->log, 0,
                       "passkey: refreshing binding job %V failed, answering "
-                      "the stored state: %s", &sc->ctx.job_id,
+                      "the stored state: %s", &sc->vars.job_id,
                       bc->error ? bc->error : "unknown error");
 
     } else {
-        ngx_log_error(NGX_LOG_ERR, sc->ctx.request->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, sc->request->connection->log, 0,
                       "passkey: refreshing binding job %V failed, answering "
                       "the stored state: %V %V answered %ui \"%V\" \"%V\"",
-                      &sc->ctx.job_id, &bc->method, &bc->path, bc->status,
+                      &sc->vars.job_id, &bc->method, &bc->path, bc->status,
                       &bc->log_code, &bc->log_message);
     }
 

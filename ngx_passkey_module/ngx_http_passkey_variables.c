@@ -24,36 +24,36 @@ static ngx_int_t ngx_http_passkey_lowercase_variable(ngx_http_request_t *r,
 static ngx_http_variable_t  ngx_http_passkey_vars[] = {
 
     { ngx_string("passkey_job_id"), NULL, ngx_http_passkey_ctx_variable,
-      offsetof(ngx_http_passkey_ctx_t, job_id), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      offsetof(ngx_http_passkey_vars_t, job_id), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("passkey_identity_id"), NULL,
       ngx_http_passkey_ctx_variable,
-      offsetof(ngx_http_passkey_ctx_t, identity_id),
+      offsetof(ngx_http_passkey_vars_t, identity_id),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("passkey_job_state"), NULL, ngx_http_passkey_ctx_variable,
-      offsetof(ngx_http_passkey_ctx_t, job_state),
+      offsetof(ngx_http_passkey_vars_t, job_state),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("passkey_binding_link"), NULL,
       ngx_http_passkey_ctx_variable,
-      offsetof(ngx_http_passkey_ctx_t, binding_link),
+      offsetof(ngx_http_passkey_vars_t, binding_link),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("passkey_delivery_method"), NULL,
       ngx_http_passkey_ctx_variable,
-      offsetof(ngx_http_passkey_ctx_t, delivery_method),
+      offsetof(ngx_http_passkey_vars_t, delivery_method),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     /* the checked input, for keys of passkey_limit and for logs */
 
     { ngx_string("passkey_username"), NULL,
       ngx_http_passkey_lowercase_variable,
-      offsetof(ngx_http_passkey_ctx_t, username),
+      offsetof(ngx_http_passkey_vars_t, username),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("passkey_email"), NULL, ngx_http_passkey_lowercase_variable,
-      offsetof(ngx_http_passkey_ctx_t, email),
+      offsetof(ngx_http_passkey_vars_t, email),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("passkey_request"), NULL,
@@ -93,7 +93,7 @@ ngx_http_passkey_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     ngx_str_t               *s;
-    ngx_http_passkey_ctx_t  *ctx;
+    ngx_http_passkey_vars_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_passkey_module);
 
@@ -128,12 +128,12 @@ static ngx_int_t
 ngx_http_passkey_json_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t               *name = (ngx_str_t *) data;
+    ngx_str_t                *name = (ngx_str_t *) data;
 
-    u_char                   key[64];
-    size_t                   len;
-    ngx_str_t                value;
-    ngx_http_passkey_ctx_t  *ctx;
+    u_char                    key[64];
+    size_t                    len;
+    ngx_str_t                 value;
+    ngx_http_passkey_vars_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_passkey_module);
 
