@@ -11,7 +11,7 @@ no_shuffle();
 
 # The caller is known (authenticated mode, the user in a header a trusted
 # upstream sets), so answers carry the job; sign-up's answers are in
-# t/110-caller.t.  Blocks repeat requests on purpose: no duplicate lock.
+# t/115-caller.t.  Blocks repeat requests on purpose: no duplicate lock.
 add_block_preprocessor(sub {
     my $block = shift;
 
