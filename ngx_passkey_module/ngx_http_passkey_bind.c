@@ -749,7 +749,6 @@ ngx_http_passkey_job_stored(ngx_http_passkey_redis_op_t *op)
 }
 
 
-
 static ngx_int_t
 ngx_http_passkey_bi_call(ngx_http_passkey_ctx_t *ctx, char *method,
     ngx_str_t *path, ngx_str_t *query, ngx_http_passkey_json_t *body,

@@ -243,7 +243,6 @@ ngx_http_passkey_bind_delivery(ngx_http_request_t *r,
 }
 
 
-
 /*
  * A configured value (percent-decoded), or by default the JSON body
  * member, which is a string if it is there at all: {"email": 1} is not an
