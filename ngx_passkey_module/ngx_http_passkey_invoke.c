@@ -351,7 +351,6 @@ static ngx_int_t
 ngx_http_passkey_invoke_open(ngx_http_passkey_invoke_ctx_t *ic,
     ngx_str_t *state, ngx_str_t *expire_time)
 {
-    time_t                        expires, ttl;
     ngx_str_t                     argv[12];
     ngx_http_request_t           *r;
     ngx_http_passkey_loc_conf_t  *plcf;
@@ -395,20 +394,14 @@ ngx_http_passkey_invoke_open(ngx_http_passkey_invoke_ctx_t *ic,
 
         /* like a job this module created: until it expires at BI */
 
-        expires = ngx_http_passkey_parse_rfc3339(expire_time);
-        ttl = expires ? expires - ngx_time() : 7 * 86400;
-
-        if (ttl < 60) {
-            ttl = 60;
-        }
-
-        argv[10].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-        if (argv[10].data == NULL) {
+        if (ngx_http_passkey_job_ttl(r->pool,
+                                     ngx_http_passkey_parse_rfc3339(
+                                         expire_time),
+                                     &argv[10])
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
-
-        argv[10].len = ngx_sprintf(argv[10].data, "%T", ttl)
-                       - argv[10].data;
     }
 
     ngx_http_passkey_redis_op_init(r, &ic->redis,

@@ -345,6 +345,33 @@ ngx_http_passkey_job_created_read(ngx_http_passkey_ctx_t *ctx,
 
 
 /*
+ * The TTL of a job's key, in seconds: until Beyond Identity's expire_time
+ * (0: unknown, then 7 days), and at least a minute.
+ */
+
+ngx_int_t
+ngx_http_passkey_job_ttl(ngx_pool_t *pool, time_t expires, ngx_str_t *ttl)
+{
+    time_t  t;
+
+    t = expires ? expires - ngx_time() : NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT;
+
+    if (t < 60) {
+        t = 60;
+    }
+
+    ttl->data = ngx_pnalloc(pool, NGX_TIME_T_LEN);
+    if (ttl->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ttl->len = ngx_sprintf(ttl->data, "%T", t) - ttl->data;
+
+    return NGX_OK;
+}
+
+
+/*
  * Writes a new job's record: its fields and, in the same script, its TTL,
  * until Beyond Identity's expire_time, so that a job never exists without
  * one.  The binding link is never stored.
@@ -354,7 +381,7 @@ ngx_int_t
 ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler)
 {
-    time_t                        now, ttl;
+    time_t                        now;
     ngx_str_t                     argv[19];
     ngx_http_request_t           *r;
     ngx_http_passkey_loc_conf_t  *plcf;
@@ -369,14 +396,6 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
                       "passkey: binding job %V has no readable expire_time, "
                       "keeping it for %d s", &ctx->vars.job_id,
                       NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT);
-        ttl = NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT;
-
-    } else {
-        ttl = ctx->expires - now;
-
-        if (ttl < 60) {
-            ttl = 60;
-        }
     }
 
     /* EVAL script 1 key ttl field value ... */
@@ -389,12 +408,11 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    argv[4].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-    if (argv[4].data == NULL) {
+    if (ngx_http_passkey_job_ttl(r->pool, ctx->expires, &argv[4])
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    argv[4].len = ngx_sprintf(argv[4].data, "%T", ttl) - argv[4].data;
 
     ngx_str_set(&argv[5], "job_id");
     argv[6] = ctx->vars.job_id;

@@ -531,6 +531,8 @@ ngx_int_t ngx_http_passkey_identity_resolve(ngx_http_passkey_ctx_t *ctx,
 /* ngx_http_passkey_job.c */
 ngx_int_t ngx_http_passkey_job_created_read(ngx_http_passkey_ctx_t *ctx,
     ngx_pool_t *pool, ngx_http_passkey_json_t *json);
+ngx_int_t ngx_http_passkey_job_ttl(ngx_pool_t *pool, time_t expires,
+    ngx_str_t *ttl);
 ngx_int_t ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler);
 ngx_int_t ngx_http_passkey_job_key(ngx_http_request_t *r, ngx_str_t *job_id,
