@@ -53,6 +53,13 @@ ngx_int_t
 ngx_http_passkey_send_early(ngx_http_request_t *r, ngx_uint_t status,
     char *code)
 {
+    /*
+     * The body will not be read: a client that sent "Expect: 100-continue"
+     * is not told to send it, as nginx's own error answers do not.
+     */
+
+    r->expect_tested = 1;
+
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -334,3 +334,26 @@ Content-Type: application/json
 --- error_log
 a client request body is buffered to a temporary file
 passkey: request body was read earlier into a temporary file, which is not read at request time
+
+
+
+=== TEST 15: an early refusal does not ask for the body it will not read
+--- config
+    location = /passkey/bind {
+        # the client sends no body: nginx waits for the body it discards
+        # this long, then closes
+        lingering_timeout 200ms;
+        passkey_bind;
+    }
+--- raw_request eval
+"POST /passkey/bind HTTP/1.1\r
+Host: localhost\r
+Content-Type: text/plain\r
+Content-Length: 20\r
+Expect: 100-continue\r
+Connection: close\r
+\r
+"
+--- error_code: 415
+--- raw_response_headers_unlike: 100 Continue
+--- response_body_like: "code":"unsupported_media_type"
