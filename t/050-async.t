@@ -122,13 +122,15 @@ sub bind_req {
 run_tests();
 
 # TEST 3's call was cancelled when its client left: the identity request
-# had reached the API, the job request never did
+# had reached the API, the job request never did (under valgrind nginx
+# may be so slow that the client leaves before the identity request)
 {
     my $tenant = block_tenant(3);
     my $res = HTTP::Tiny->new(timeout => 5)->get(
         "http://127.0.0.1:$ENV{TEST_NGINX_BI_PORT}/__fake/stats"
         . "?tenant=$tenant");
-    like($res->{content}, qr/"create_identity":1,"create_job":0,/,
+    my $identity = $ENV{TEST_NGINX_USE_VALGRIND} ? '[01]' : '1';
+    like($res->{content}, qr/"create_identity":$identity,"create_job":0,/,
          "the abandoned bind created no job");
 }
 
