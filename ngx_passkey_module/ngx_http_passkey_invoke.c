@@ -19,10 +19,19 @@
  *                      &identity_id=..&job_id=..&token=..
  *
  * and that whole URL is the binding link the browser's SDK uses.  This
- * precontent handler checks the link against the configuration and the job
- * kept in Redis, lets it through once, and then hands it over: to the
- * location's content (the app, or a static page), or by a redirect that
- * carries the link in the fragment.
+ * precontent handler checks the link against the configuration, the job
+ * kept in Redis and the job's state at Beyond Identity, and then hands it
+ * over: to the location's content (the app, or a static page), or by a
+ * redirect that carries the link in the fragment.  The steps, each a
+ * callback of the one before:
+ *
+ *     Redis:  the job as stored; a GET records the opening
+ *     API:    GET .../identities/{i}/credential-binding-jobs/{job}, for
+ *             a job Redis holds in a live state or does not know at all
+ *     Redis:  a job the API vouched for is recorded, or a final state
+ *             the API reported
+ *
+ * and then the phase handler runs again and acts on the outcome.
  *
  * The link's arguments are read in ngx_http_passkey_invoke_args.c, and
  * what the browser gets in the end is ngx_http_passkey_handover.c's.
