@@ -11,11 +11,6 @@
 #include "ngx_http_passkey_module.h"
 
 
-#define ngx_http_passkey_redis_failure(op)                                    \
-    ((op)->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT ? "timed out"            \
-                                                    : "is unavailable")
-
-
 /*
  * The binding-job endpoint, a POST with a JSON body, step by step:
  *
@@ -739,8 +734,7 @@ ngx_http_passkey_job_stored(ngx_http_passkey_redis_op_t *op)
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "passkey: binding job %V of identity %V was created "
                       "but redis %s", &ctx->vars.job_id, &ctx->vars.identity_id,
-                      op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
-                      ? "timed out" : "is unavailable");
+                      ngx_http_passkey_redis_failure(op));
     }
 
     if (ngx_http_passkey_redis_down(ctx, "storing the job") == NGX_OK) {
@@ -906,8 +900,7 @@ ngx_http_passkey_answer_saved(ngx_http_passkey_redis_op_t *op)
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "passkey: the answer cannot be kept for "
                       "Idempotency-Key replays: redis %s",
-                      op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
-                      ? "timed out" : "is unavailable");
+                      ngx_http_passkey_redis_failure(op));
     }
 
     /* a retry must not wait for a claim that nothing will fill */

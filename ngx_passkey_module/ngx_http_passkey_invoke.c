@@ -456,8 +456,7 @@ ngx_http_passkey_invoke_opened(ngx_http_passkey_redis_op_t *op)
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "passkey: redis \"%V\" %s while checking the binding "
                       "link of job %V", &plcf->redis->name,
-                      op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
-                      ? "timed out" : "is unavailable", &ctx->vars.job_id);
+                      ngx_http_passkey_redis_failure(op), &ctx->vars.job_id);
 
     } else if (op->type == NGX_HTTP_PASSKEY_REDIS_ERROR) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,

@@ -388,8 +388,7 @@ ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op)
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "passkey: cannot read binding job %V: redis "
                           "\"%V\" %s", &sc->vars.job_id, &plcf->redis->name,
-                          op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
-                          ? "timed out" : "is unavailable");
+                          ngx_http_passkey_redis_failure(op));
 
         } else if (op->type == NGX_HTTP_PASSKEY_REDIS_ERROR) {
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
@@ -618,8 +617,7 @@ ngx_http_passkey_job_updated(ngx_http_passkey_redis_op_t *op)
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "passkey: cannot store the state of binding job %V: "
                       "redis \"%V\" %s", &sc->vars.job_id, &plcf->redis->name,
-                      op->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT
-                      ? "timed out" : "is unavailable");
+                      ngx_http_passkey_redis_failure(op));
 
     } else if (op->type == NGX_HTTP_PASSKEY_REDIS_ERROR) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,

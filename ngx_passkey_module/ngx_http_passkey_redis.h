@@ -107,4 +107,10 @@ void ngx_http_passkey_redis_del_write(void *privdata);
 void ngx_http_passkey_redis_event_close(ngx_connection_t *c);
 
 
+/* how an op that got no reply failed, for a log line */
+#define ngx_http_passkey_redis_failure(op)                                    \
+    ((op)->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT ? "timed out"            \
+                                                    : "is unavailable")
+
+
 #endif /* _NGX_HTTP_PASSKEY_REDIS_H_INCLUDED_ */
