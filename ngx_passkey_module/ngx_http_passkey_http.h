@@ -14,7 +14,8 @@
 
 /*
  * Outbound HTTPS calls, driven by libcurl's multi-socket interface on the
- * nginx event loop.  This is the only file that includes curl.h.
+ * nginx event loop.  No libcurl type appears here: libcurl stays inside
+ * ngx_http_passkey_http.c and ngx_http_passkey_http_loop.c.
  */
 
 

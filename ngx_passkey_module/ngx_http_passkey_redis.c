@@ -12,14 +12,15 @@
 #include <hiredis/async.h>
 
 #include "ngx_http_passkey_redis.h"
+#include "ngx_http_passkey_watch.h"
 
 
 /*
  * hiredis 0.14.1 async API on the nginx event loop.
  *
  * Each worker keeps one lazily opened connection per configured server.
- * hiredis owns the socket; ngx_http_passkey_redis_event.c puts it on
- * nginx's events.
+ * hiredis owns the socket; ngx_http_passkey_watch.c puts it on nginx's
+ * events.
  *
  * Every command gets a heap "link" as hiredis privdata rather than the op
  * itself: hiredis always calls back eventually (reply, flush with a NULL
@@ -424,9 +425,9 @@ ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn)
         return NULL;
     }
 
-    c = ngx_http_passkey_redis_event_open(ac->c.fd, ac, conn->log,
-                                          ngx_http_passkey_redis_read_handler,
-                                          ngx_http_passkey_redis_write_handler);
+    c = ngx_http_passkey_watch_open(ac->c.fd, ac, conn->log,
+                                    ngx_http_passkey_redis_read_handler,
+                                    ngx_http_passkey_redis_write_handler);
     if (c == NULL) {
         redisAsyncFree(ac);
         ngx_http_passkey_redis_connect_failed(conn);
@@ -435,10 +436,10 @@ ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn)
 
     ac->data = conn;
     ac->ev.data = c;
-    ac->ev.addRead = ngx_http_passkey_redis_add_read;
-    ac->ev.delRead = ngx_http_passkey_redis_del_read;
-    ac->ev.addWrite = ngx_http_passkey_redis_add_write;
-    ac->ev.delWrite = ngx_http_passkey_redis_del_write;
+    ac->ev.addRead = ngx_http_passkey_watch_read_on;
+    ac->ev.delRead = ngx_http_passkey_watch_read_off;
+    ac->ev.addWrite = ngx_http_passkey_watch_write_on;
+    ac->ev.delWrite = ngx_http_passkey_watch_write_off;
     ac->ev.cleanup = ngx_http_passkey_redis_cleanup;
 
     /* the hooks must be in place: this one registers the write event */
@@ -967,5 +968,7 @@ ngx_http_passkey_redis_cleanup(void *privdata)
     ac->ev.delWrite = NULL;
     ac->ev.cleanup = NULL;
 
-    ngx_http_passkey_redis_event_close(c);
+    /* redisFree() closes the fd right after: remove the events for real */
+
+    ngx_http_passkey_watch_close(c, 0);
 }

@@ -92,21 +92,6 @@ ngx_int_t ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
 void ngx_http_passkey_redis_cancel(ngx_http_passkey_redis_op_t *op);
 
 
-/*
- * ngx_http_passkey_redis_event.c, for ngx_http_passkey_redis.c only: the
- * socket hiredis owns, on nginx events.  The add and del functions are
- * hiredis's ev.* hooks, called with the connection from open().
- */
-ngx_connection_t *ngx_http_passkey_redis_event_open(ngx_socket_t fd,
-    void *data, ngx_log_t *log, ngx_event_handler_pt read_handler,
-    ngx_event_handler_pt write_handler);
-void ngx_http_passkey_redis_add_read(void *privdata);
-void ngx_http_passkey_redis_del_read(void *privdata);
-void ngx_http_passkey_redis_add_write(void *privdata);
-void ngx_http_passkey_redis_del_write(void *privdata);
-void ngx_http_passkey_redis_event_close(ngx_connection_t *c);
-
-
 /* how an op that got no reply failed, for a log line */
 #define ngx_http_passkey_redis_failure(op)                                    \
     ((op)->result == NGX_HTTP_PASSKEY_REDIS_TIMEOUT ? "timed out"            \
