@@ -5,7 +5,7 @@
 # Sign-up's 202 and problem details keep their shapes, and a replay gives
 # the first answer's bytes, whatever the format and however the retry
 # spells the delivery method.  examples/frontends.conf, which puts it all
-# together behind CORS, is run in t/070-examples.t.
+# together behind CORS, is run in t/075-examples-frontends.t.
 #
 # Flows that compare answers with each other are Perl code run after the
 # block's request ("GET /ready").
