@@ -497,7 +497,6 @@ ngx_http_passkey_json_t *ngx_http_passkey_bind_accepted_shape(
 /* ngx_http_passkey_bind_request.c */
 ngx_int_t ngx_http_passkey_bind_request(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx);
-ngx_msec_t ngx_http_passkey_bind_deadline(ngx_http_passkey_loc_conf_t *plcf);
 
 /* ngx_http_passkey_invoke.c */
 ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);
