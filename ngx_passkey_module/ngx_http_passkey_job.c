@@ -13,9 +13,9 @@
 
 /*
  * The job record kept in Redis, and what the handlers share about it:
- * where a job lives, how a new one is written, how a command for a
- * request is set up, how times are written and read, which states are
- * final, and which of the API's values may be stored.
+ * where a job lives, how a new one is written, how a request's command
+ * goes to Redis, how times are written and read, which states are final,
+ * and which of the API's values may be stored.
  */
 
 
@@ -49,10 +49,16 @@ ngx_http_passkey_job_key(ngx_http_request_t *r, ngx_str_t *job_id,
 }
 
 
-void
-ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
+/*
+ * A request's command to its location's Redis; the reply is the request's
+ * (its pool and log), within passkey_redis_timeout.  The result is
+ * ngx_http_passkey_redis_send()'s.
+ */
+
+ngx_int_t
+ngx_http_passkey_redis_ask(ngx_http_request_t *r,
     ngx_http_passkey_redis_op_t *op, ngx_http_passkey_redis_done_pt handler,
-    void *data)
+    void *data, ngx_uint_t argc, ngx_str_t *argv)
 {
     ngx_http_passkey_loc_conf_t  *plcf;
 
@@ -65,6 +71,8 @@ ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
     op->timeout = plcf->redis_timeout;
     op->handler = handler;
     op->data = data;
+
+    return ngx_http_passkey_redis_send(plcf->redis, op, argc, argv);
 }
 
 
@@ -381,13 +389,11 @@ ngx_int_t
 ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler)
 {
-    time_t                        now;
-    ngx_str_t                     argv[19];
-    ngx_http_request_t           *r;
-    ngx_http_passkey_loc_conf_t  *plcf;
+    time_t               now;
+    ngx_str_t            argv[19];
+    ngx_http_request_t  *r;
 
     r = ctx->request;
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     now = ngx_time();
 
@@ -438,13 +444,5 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
 
     ngx_http_passkey_rfc3339(now, argv[18].data);
 
-    ngx_http_passkey_redis_op_init(r, &ctx->redis, handler, ctx);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 19, argv)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_passkey_redis_ask(r, &ctx->redis, handler, ctx, 19, argv);
 }

@@ -345,10 +345,9 @@ ngx_http_passkey_job_read(ngx_http_passkey_status_ctx_t *sc)
         argc = 6;
     }
 
-    ngx_http_passkey_redis_op_init(r, &sc->redis,
-                                   ngx_http_passkey_job_read_done, sc);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &sc->redis, argc, argv)
+    if (ngx_http_passkey_redis_ask(r, &sc->redis,
+                                   ngx_http_passkey_job_read_done, sc, argc,
+                                   argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -580,10 +579,9 @@ ngx_http_passkey_job_update(ngx_http_passkey_status_ctx_t *sc,
         argv[4 + i] = fields[i];
     }
 
-    ngx_http_passkey_redis_op_init(r, &sc->redis,
-                                   ngx_http_passkey_job_updated, sc);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &sc->redis, 4 + n, argv)
+    if (ngx_http_passkey_redis_ask(r, &sc->redis,
+                                   ngx_http_passkey_job_updated, sc, 4 + n,
+                                   argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
