@@ -22,6 +22,10 @@
 #define NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT  (7 * 86400)
 
 
+static ngx_int_t ngx_http_passkey_valid_chars(ngx_str_t *s, size_t max,
+    char *extra);
+
+
 static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
     "redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
     "return redis.call('EXPIRE', KEYS[1], ARGV[1])");
@@ -144,26 +148,7 @@ ngx_http_passkey_final_state(ngx_str_t *state)
 ngx_int_t
 ngx_http_passkey_valid_id(ngx_str_t *id)
 {
-    u_char      ch;
-    ngx_uint_t  i;
-
-    if (id->len == 0 || id->len > 128) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < id->len; i++) {
-        ch = id->data[i];
-
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-            || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')
-        {
-            continue;
-        }
-
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
+    return ngx_http_passkey_valid_chars(id, 128, "-_");
 }
 
 
@@ -176,10 +161,24 @@ ngx_http_passkey_valid_id(ngx_str_t *id)
 ngx_int_t
 ngx_http_passkey_valid_value(ngx_str_t *s, ngx_uint_t time)
 {
+    return ngx_http_passkey_valid_chars(s, NGX_HTTP_PASSKEY_STATE_MAX,
+                                        time ? "_-.:+" : "_-.");
+}
+
+
+/*
+ * Every allowlist of what goes unescaped into a URL path, a Redis key or
+ * an answer: 1 to max letters, digits and the extra characters (a NUL is
+ * never one, though strchr() would find it).
+ */
+
+static ngx_int_t
+ngx_http_passkey_valid_chars(ngx_str_t *s, size_t max, char *extra)
+{
     u_char      ch;
     ngx_uint_t  i;
 
-    if (s->len == 0 || s->len > NGX_HTTP_PASSKEY_STATE_MAX) {
+    if (s->len == 0 || s->len > max) {
         return NGX_DECLINED;
     }
 
@@ -187,8 +186,8 @@ ngx_http_passkey_valid_value(ngx_str_t *s, ngx_uint_t time)
         ch = s->data[i];
 
         if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-            || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'
-            || ch == '.' || (time && (ch == ':' || ch == '+')))
+            || (ch >= '0' && ch <= '9')
+            || (ch != '\0' && ngx_strchr(extra, ch) != NULL))
         {
             continue;
         }
