@@ -8,7 +8,9 @@
 #   make test       run t/ (starts Redis and the API stand-in)
 #   make test-valgrind   the same under valgrind; fails on any error
 #   make demo       nginx + module + Redis + API stand-in on 127.0.0.1
-#   make bench      load benchmarks
+#   make bench      the module against a stock-nginx reference, and the
+#                   checks that binds waiting on the API block nothing
+#                   (docs/performance.md)
 #   make check-style
 
 NGINX_SRC ?= /usr/share/nginx/src
@@ -35,6 +37,10 @@ DEB_PACKAGES = nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
     libwww-perl libhttp-message-perl libipc-run-perl liburi-perl \
     liblist-moreutils-perl libmojolicious-perl libio-socket-ssl-perl \
     valgrind curl openssl libpcre2-dev zlib1g-dev
+
+# for make bench only: the load generator, and the echo module that lets
+# the stock nginx playing the API read request bodies and wait
+BENCH_PACKAGES = wrk libnginx-mod-http-echo
 
 # for the tests' SDK oracle (util/sdk-deps): installed only when the node
 # or npm command is missing, as a Node.js from elsewhere may conflict with
@@ -73,7 +79,11 @@ demo-stop:
 	util/demo stop
 
 bench: deps $(MODULE)
-	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/bench
+	@util/deps $(BENCH_PACKAGES)
+	rc=0; \
+	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/bench-async || rc=1; \
+	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/bench || rc=1; \
+	exit $$rc
 
 check-style:
 	util/check-style
