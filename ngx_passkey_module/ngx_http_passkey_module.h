@@ -92,6 +92,9 @@ typedef struct {
 
     /* passkey_api_trusted_certificate: libcurl takes it from memory */
     ngx_uint_t                        ca_blob;
+
+    /* passkey_api_keepalive: idle API connections kept per worker */
+    ngx_uint_t                        api_keepalive;
 } ngx_http_passkey_main_conf_t;
 
 
