@@ -807,13 +807,6 @@ ngx_http_passkey_bind_done(ngx_http_passkey_ctx_t *ctx)
 
     json = ngx_http_passkey_bind_shape(ctx, plcf->bind_format);
 
-    if (json == NULL) {
-        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal_error",
-                                     "cannot build the response");
-        return;
-    }
-
     ngx_http_passkey_bind_answer(ctx, NGX_HTTP_OK, json);
 }
 
@@ -827,18 +820,15 @@ ngx_http_passkey_bind_accepted(ngx_http_passkey_ctx_t *ctx)
 
     json = ngx_http_passkey_bind_accepted_shape(ctx->request->pool);
 
-    if (json == NULL) {
-        ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal_error",
-                                     "cannot build the response");
-        return;
-    }
-
     ngx_http_passkey_bind_answer(ctx, NGX_HTTP_ACCEPTED, json);
 }
 
 
-/* a success is kept for Idempotency-Key replays before it is sent */
+/*
+ * A success is kept for Idempotency-Key replays before it is sent.  Its
+ * JSON is NULL when the shape could not be built: that, like a dump that
+ * fails, is the bind's own failure.
+ */
 
 static void
 ngx_http_passkey_bind_answer(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
@@ -850,7 +840,9 @@ ngx_http_passkey_bind_answer(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
 
     r = ctx->request;
 
-    if (ngx_http_passkey_json_dump(r->pool, json, &body) != NGX_OK) {
+    if (json == NULL
+        || ngx_http_passkey_json_dump(r->pool, json, &body) != NGX_OK)
+    {
         ngx_http_passkey_bind_reject(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                      "internal_error",
                                      "cannot build the response");

@@ -17,10 +17,15 @@
 
 #define NGX_HTTP_PASSKEY_NONCE_LEN  12
 #define NGX_HTTP_PASSKEY_TAG_LEN    16
+#define NGX_HTTP_PASSKEY_KEY_LEN    32      /* AES-256, from SHA-256 */
 
 
 static ngx_int_t ngx_http_passkey_sha256(ngx_str_t *parts, ngx_uint_t n,
     u_char *md);
+static EVP_CIPHER_CTX *ngx_http_passkey_cipher(ngx_str_t *secret,
+    u_char *key);
+static ngx_int_t ngx_http_passkey_cipher_done(EVP_CIPHER_CTX *c, u_char *key,
+    ngx_int_t rc);
 static ngx_int_t ngx_http_passkey_seal_key(ngx_str_t *secret, u_char *key);
 static int ngx_http_passkey_no_password(char *buf, int size, int rwflag,
     void *data);
@@ -53,13 +58,9 @@ ngx_http_passkey_seal(ngx_pool_t *pool, ngx_str_t *secret, ngx_str_t *plain,
 {
     int              len;
     u_char          *p;
-    u_char           key[32];
+    u_char           key[NGX_HTTP_PASSKEY_KEY_LEN];
     ngx_int_t        rc;
     EVP_CIPHER_CTX  *c;
-
-    if (ngx_http_passkey_seal_key(secret, key) != NGX_OK) {
-        return NGX_ERROR;
-    }
 
     sealed->len = NGX_HTTP_PASSKEY_NONCE_LEN + plain->len
                   + NGX_HTTP_PASSKEY_TAG_LEN;
@@ -75,9 +76,8 @@ ngx_http_passkey_seal(ngx_pool_t *pool, ngx_str_t *secret, ngx_str_t *plain,
         return NGX_ERROR;
     }
 
-    c = EVP_CIPHER_CTX_new();
+    c = ngx_http_passkey_cipher(secret, key);
     if (c == NULL) {
-        ERR_clear_error();
         return NGX_ERROR;
     }
 
@@ -97,11 +97,7 @@ ngx_http_passkey_seal(ngx_pool_t *pool, ngx_str_t *secret, ngx_str_t *plain,
         rc = NGX_OK;
     }
 
-    EVP_CIPHER_CTX_free(c);
-    ngx_explicit_memzero(key, sizeof(key));
-    ERR_clear_error();
-
-    return rc;
+    return ngx_http_passkey_cipher_done(c, key, rc);
 }
 
 
@@ -111,16 +107,12 @@ ngx_http_passkey_unseal(ngx_pool_t *pool, ngx_str_t *secret,
 {
     int              len;
     u_char          *p;
-    u_char           key[32];
+    u_char           key[NGX_HTTP_PASSKEY_KEY_LEN];
     ngx_int_t        rc;
     EVP_CIPHER_CTX  *c;
 
     if (sealed->len < NGX_HTTP_PASSKEY_NONCE_LEN + NGX_HTTP_PASSKEY_TAG_LEN) {
         return NGX_DECLINED;
-    }
-
-    if (ngx_http_passkey_seal_key(secret, key) != NGX_OK) {
-        return NGX_ERROR;
     }
 
     p = sealed->data;
@@ -132,9 +124,8 @@ ngx_http_passkey_unseal(ngx_pool_t *pool, ngx_str_t *secret,
         return NGX_ERROR;
     }
 
-    c = EVP_CIPHER_CTX_new();
+    c = ngx_http_passkey_cipher(secret, key);
     if (c == NULL) {
-        ERR_clear_error();
         return NGX_ERROR;
     }
 
@@ -154,11 +145,7 @@ ngx_http_passkey_unseal(ngx_pool_t *pool, ngx_str_t *secret,
              ? NGX_OK : NGX_DECLINED;
     }
 
-    EVP_CIPHER_CTX_free(c);
-    ngx_explicit_memzero(key, sizeof(key));
-    ERR_clear_error();
-
-    return rc;
+    return ngx_http_passkey_cipher_done(c, key, rc);
 }
 
 
@@ -257,6 +244,44 @@ ngx_http_passkey_sha256(ngx_str_t *parts, ngx_uint_t n, u_char *md)
     }
 
     EVP_MD_CTX_free(c);
+    ERR_clear_error();
+
+    return rc;
+}
+
+
+/*
+ * The key of seal and unseal, and the context to use it in.  The key, on
+ * the caller's stack, lives no longer than the context: a failure here
+ * wipes it at once, ngx_http_passkey_cipher_done() whatever became of
+ * the work.
+ */
+
+static EVP_CIPHER_CTX *
+ngx_http_passkey_cipher(ngx_str_t *secret, u_char *key)
+{
+    EVP_CIPHER_CTX  *c;
+
+    c = NULL;
+
+    if (ngx_http_passkey_seal_key(secret, key) == NGX_OK) {
+        c = EVP_CIPHER_CTX_new();
+    }
+
+    if (c == NULL) {
+        ngx_explicit_memzero(key, NGX_HTTP_PASSKEY_KEY_LEN);
+        ERR_clear_error();
+    }
+
+    return c;
+}
+
+
+static ngx_int_t
+ngx_http_passkey_cipher_done(EVP_CIPHER_CTX *c, u_char *key, ngx_int_t rc)
+{
+    EVP_CIPHER_CTX_free(c);
+    ngx_explicit_memzero(key, NGX_HTTP_PASSKEY_KEY_LEN);
     ERR_clear_error();
 
     return rc;

@@ -73,9 +73,7 @@ ngx_http_passkey_conf_set_id(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    u_char      ch;
     ngx_str_t  *field, *value;
-    ngx_uint_t  i;
 
     field = (ngx_str_t *) (p + cmd->offset);
 
@@ -87,19 +85,7 @@ ngx_http_passkey_conf_set_id(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* ids are opaque, but they go into URL paths unescaped */
 
-    for (i = 0; i < value[1].len; i++) {
-        ch = value[1].data[i];
-
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-            || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')
-        {
-            continue;
-        }
-
-        break;
-    }
-
-    if (value[1].len == 0 || value[1].len > 128 || i != value[1].len) {
+    if (ngx_http_passkey_valid_id(&value[1]) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\" in \"%V\": expected "
                            "1 to 128 letters, digits, \"-\" or \"_\"",

@@ -490,9 +490,8 @@ ngx_http_passkey_guard_start(ngx_http_passkey_ctx_t *ctx,
         argv[argc++] = params[i];
     }
 
-    ngx_http_passkey_redis_op_init(r, &ctx->redis, handler, ctx);
-
-    return ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, argc, argv);
+    return ngx_http_passkey_redis_ask(r, &ctx->redis, handler, ctx, argc,
+                                      argv);
 }
 
 
@@ -653,15 +652,7 @@ ngx_http_passkey_guard_save(ngx_http_passkey_ctx_t *ctx, ngx_uint_t status,
         return NGX_ERROR;
     }
 
-    ngx_http_passkey_redis_op_init(r, &ctx->redis, handler, ctx);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 7, argv)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_passkey_redis_ask(r, &ctx->redis, handler, ctx, 7, argv);
 }
 
 
@@ -739,9 +730,7 @@ ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    ngx_http_passkey_redis_op_init(r, &ctx->redis, handler, ctx);
-
-    return ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 5, argv);
+    return ngx_http_passkey_redis_ask(r, &ctx->redis, handler, ctx, 5, argv);
 }
 
 

@@ -413,10 +413,9 @@ ngx_http_passkey_invoke_open(ngx_http_passkey_invoke_ctx_t *ic,
         }
     }
 
-    ngx_http_passkey_redis_op_init(r, &ic->redis,
-                                   ngx_http_passkey_invoke_opened, ic);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &ic->redis, 12, argv)
+    if (ngx_http_passkey_redis_ask(r, &ic->redis,
+                                   ngx_http_passkey_invoke_opened, ic, 12,
+                                   argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -753,10 +752,9 @@ ngx_http_passkey_invoke_record(ngx_http_passkey_invoke_ctx_t *ic,
     argv[4] = *field;
     argv[5] = *value;
 
-    ngx_http_passkey_redis_op_init(r, &ic->redis,
-                                   ngx_http_passkey_invoke_recorded, ic);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &ic->redis, 6, argv)
+    if (ngx_http_passkey_redis_ask(r, &ic->redis,
+                                   ngx_http_passkey_invoke_recorded, ic, 6,
+                                   argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

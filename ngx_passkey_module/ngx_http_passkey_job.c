@@ -13,13 +13,17 @@
 
 /*
  * The job record kept in Redis, and what the handlers share about it:
- * where a job lives, how a new one is written, how a command for a
- * request is set up, how times are written and read, which states are
- * final, and which of the API's values may be stored.
+ * where a job lives, how a new one is written, how a request's command
+ * goes to Redis, how times are written and read, which states are final,
+ * and which of the API's values may be stored.
  */
 
 
 #define NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT  (7 * 86400)
+
+
+static ngx_int_t ngx_http_passkey_valid_chars(ngx_str_t *s, size_t max,
+    char *extra);
 
 
 static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
@@ -49,10 +53,16 @@ ngx_http_passkey_job_key(ngx_http_request_t *r, ngx_str_t *job_id,
 }
 
 
-void
-ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
+/*
+ * A request's command to its location's Redis; the reply is the request's
+ * (its pool and log), within passkey_redis_timeout.  The result is
+ * ngx_http_passkey_redis_send()'s.
+ */
+
+ngx_int_t
+ngx_http_passkey_redis_ask(ngx_http_request_t *r,
     ngx_http_passkey_redis_op_t *op, ngx_http_passkey_redis_done_pt handler,
-    void *data)
+    void *data, ngx_uint_t argc, ngx_str_t *argv)
 {
     ngx_http_passkey_loc_conf_t  *plcf;
 
@@ -65,6 +75,8 @@ ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
     op->timeout = plcf->redis_timeout;
     op->handler = handler;
     op->data = data;
+
+    return ngx_http_passkey_redis_send(plcf->redis, op, argc, argv);
 }
 
 
@@ -136,26 +148,7 @@ ngx_http_passkey_final_state(ngx_str_t *state)
 ngx_int_t
 ngx_http_passkey_valid_id(ngx_str_t *id)
 {
-    u_char      ch;
-    ngx_uint_t  i;
-
-    if (id->len == 0 || id->len > 128) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < id->len; i++) {
-        ch = id->data[i];
-
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-            || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')
-        {
-            continue;
-        }
-
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
+    return ngx_http_passkey_valid_chars(id, 128, "-_");
 }
 
 
@@ -168,10 +161,24 @@ ngx_http_passkey_valid_id(ngx_str_t *id)
 ngx_int_t
 ngx_http_passkey_valid_value(ngx_str_t *s, ngx_uint_t time)
 {
+    return ngx_http_passkey_valid_chars(s, NGX_HTTP_PASSKEY_STATE_MAX,
+                                        time ? "_-.:+" : "_-.");
+}
+
+
+/*
+ * Every allowlist of what goes unescaped into a URL path, a Redis key or
+ * an answer: 1 to max letters, digits and the extra characters (a NUL is
+ * never one, though strchr() would find it).
+ */
+
+static ngx_int_t
+ngx_http_passkey_valid_chars(ngx_str_t *s, size_t max, char *extra)
+{
     u_char      ch;
     ngx_uint_t  i;
 
-    if (s->len == 0 || s->len > NGX_HTTP_PASSKEY_STATE_MAX) {
+    if (s->len == 0 || s->len > max) {
         return NGX_DECLINED;
     }
 
@@ -179,8 +186,8 @@ ngx_http_passkey_valid_value(ngx_str_t *s, ngx_uint_t time)
         ch = s->data[i];
 
         if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-            || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'
-            || ch == '.' || (time && (ch == ':' || ch == '+')))
+            || (ch >= '0' && ch <= '9')
+            || (ch != '\0' && ngx_strchr(extra, ch) != NULL))
         {
             continue;
         }
@@ -381,13 +388,11 @@ ngx_int_t
 ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler)
 {
-    time_t                        now;
-    ngx_str_t                     argv[19];
-    ngx_http_request_t           *r;
-    ngx_http_passkey_loc_conf_t  *plcf;
+    time_t               now;
+    ngx_str_t            argv[19];
+    ngx_http_request_t  *r;
 
     r = ctx->request;
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     now = ngx_time();
 
@@ -438,13 +443,5 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
 
     ngx_http_passkey_rfc3339(now, argv[18].data);
 
-    ngx_http_passkey_redis_op_init(r, &ctx->redis, handler, ctx);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, 19, argv)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_passkey_redis_ask(r, &ctx->redis, handler, ctx, 19, argv);
 }

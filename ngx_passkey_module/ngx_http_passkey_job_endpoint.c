@@ -47,6 +47,8 @@ static ngx_int_t ngx_http_passkey_job_read(ngx_http_passkey_status_ctx_t *sc);
 static void ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op);
 static ngx_int_t ngx_http_passkey_job_parse(ngx_http_passkey_status_ctx_t *sc,
     ngx_array_t *elements, ngx_uint_t first);
+static void ngx_http_passkey_job_unknown(ngx_http_passkey_status_ctx_t *sc,
+    ngx_uint_t level, char *why);
 static void ngx_http_passkey_job_updated(ngx_http_passkey_redis_op_t *op);
 static void ngx_http_passkey_job_reply(ngx_http_passkey_status_ctx_t *sc);
 static ngx_int_t ngx_http_passkey_job_set_flag(ngx_pool_t *pool,
@@ -345,10 +347,9 @@ ngx_http_passkey_job_read(ngx_http_passkey_status_ctx_t *sc)
         argc = 6;
     }
 
-    ngx_http_passkey_redis_op_init(r, &sc->redis,
-                                   ngx_http_passkey_job_read_done, sc);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &sc->redis, argc, argv)
+    if (ngx_http_passkey_redis_ask(r, &sc->redis,
+                                   ngx_http_passkey_job_read_done, sc, argc,
+                                   argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -418,22 +419,14 @@ ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op)
     }
 
     if (op->elements->nelts <= first) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "passkey: binding job %V is not known",
-                      &sc->vars.job_id);
-
-        ngx_http_passkey_job_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
-                                  "no binding job of this id is known");
+        ngx_http_passkey_job_unknown(sc, NGX_LOG_INFO, "is not known");
         return;
     }
 
     if (ngx_http_passkey_job_parse(sc, op->elements, first) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                      "passkey: binding job %V in redis has no valid "
-                      "identity_id or state", &sc->vars.job_id);
-
-        ngx_http_passkey_job_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
-                                  "no binding job of this id is known");
+        ngx_http_passkey_job_unknown(sc, NGX_LOG_ERR,
+                                     "in redis has no valid identity_id or "
+                                     "state");
         return;
     }
 
@@ -447,12 +440,8 @@ ngx_http_passkey_job_read_done(ngx_http_passkey_redis_op_t *op)
             || ngx_strncmp(sc->owner.data, sc->caller.data, sc->caller.len)
                != 0))
     {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "passkey: binding job %V belongs to another user",
-                      &sc->vars.job_id);
-
-        ngx_http_passkey_job_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
-                                  "no binding job of this id is known");
+        ngx_http_passkey_job_unknown(sc, NGX_LOG_INFO,
+                                     "belongs to another user");
         return;
     }
 
@@ -504,6 +493,23 @@ ngx_http_passkey_job_parse(ngx_http_passkey_status_ctx_t *sc,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A job that is missing, broken or someone else's gets one answer, so
+ * that a caller cannot tell them apart; only the log says which it was.
+ */
+
+static void
+ngx_http_passkey_job_unknown(ngx_http_passkey_status_ctx_t *sc,
+    ngx_uint_t level, char *why)
+{
+    ngx_log_error(level, sc->request->connection->log, 0,
+                  "passkey: binding job %V %s", &sc->vars.job_id, why);
+
+    ngx_http_passkey_job_fail(sc, NGX_HTTP_NOT_FOUND, "unknown_job",
+                              "no binding job of this id is known");
 }
 
 
@@ -580,10 +586,9 @@ ngx_http_passkey_job_update(ngx_http_passkey_status_ctx_t *sc,
         argv[4 + i] = fields[i];
     }
 
-    ngx_http_passkey_redis_op_init(r, &sc->redis,
-                                   ngx_http_passkey_job_updated, sc);
-
-    if (ngx_http_passkey_redis_send(plcf->redis, &sc->redis, 4 + n, argv)
+    if (ngx_http_passkey_redis_ask(r, &sc->redis,
+                                   ngx_http_passkey_job_updated, sc, 4 + n,
+                                   argv)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

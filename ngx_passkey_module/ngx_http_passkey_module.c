@@ -23,6 +23,8 @@ static char *ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_passkey_init_process(ngx_cycle_t *cycle);
 static void ngx_http_passkey_exit_process(ngx_cycle_t *cycle);
+static ngx_http_passkey_main_conf_t *ngx_http_passkey_process_conf(
+    ngx_cycle_t *cycle);
 
 
 /*
@@ -798,21 +800,10 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* handlers are not inherited by nested locations */
 
-    if (conf->bind == NGX_CONF_UNSET) {
-        conf->bind = 0;
-    }
-
-    if (conf->invoke == NGX_CONF_UNSET) {
-        conf->invoke = 0;
-    }
-
-    if (conf->job_status == NGX_CONF_UNSET) {
-        conf->job_status = 0;
-    }
-
-    if (conf->job_revoke == NGX_CONF_UNSET) {
-        conf->job_revoke = 0;
-    }
+    ngx_conf_init_value(conf->bind, 0);
+    ngx_conf_init_value(conf->invoke, 0);
+    ngx_conf_init_value(conf->job_status, 0);
+    ngx_conf_init_value(conf->job_revoke, 0);
 
     if (conf->bind) {
         return ngx_http_passkey_check_bind_conf(cf, conf);
@@ -831,16 +822,8 @@ ngx_http_passkey_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_passkey_main_conf_t  *pmcf;
 
-    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_passkey_module);
-
-    /* only workers serve requests; nothing to do without passkey locations */
-
-    if (pmcf == NULL
-        || (pmcf->tokens.nelts == 0 && pmcf->redis_servers.nelts == 0)
-        || (ngx_process != NGX_PROCESS_WORKER
-            && ngx_process != NGX_PROCESS_SINGLE))
-    {
+    pmcf = ngx_http_passkey_process_conf(cycle);
+    if (pmcf == NULL) {
         return NGX_OK;
     }
 
@@ -869,6 +852,29 @@ ngx_http_passkey_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_passkey_main_conf_t  *pmcf;
 
+    pmcf = ngx_http_passkey_process_conf(cycle);
+    if (pmcf == NULL) {
+        return;
+    }
+
+    ngx_http_passkey_check_exit_process(cycle);
+    ngx_http_passkey_token_exit_process(cycle, pmcf);
+    ngx_http_passkey_redis_exit_process(cycle, &pmcf->redis_servers);
+    ngx_http_passkey_http_exit_process(cycle);
+}
+
+
+/*
+ * Only workers serve requests, and there is nothing to set up without
+ * passkey locations: NULL then, so that the exit undoes exactly what the
+ * start did.
+ */
+
+static ngx_http_passkey_main_conf_t *
+ngx_http_passkey_process_conf(ngx_cycle_t *cycle)
+{
+    ngx_http_passkey_main_conf_t  *pmcf;
+
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_passkey_module);
 
@@ -877,11 +883,8 @@ ngx_http_passkey_exit_process(ngx_cycle_t *cycle)
         || (ngx_process != NGX_PROCESS_WORKER
             && ngx_process != NGX_PROCESS_SINGLE))
     {
-        return;
+        return NULL;
     }
 
-    ngx_http_passkey_check_exit_process(cycle);
-    ngx_http_passkey_token_exit_process(cycle, pmcf);
-    ngx_http_passkey_redis_exit_process(cycle, &pmcf->redis_servers);
-    ngx_http_passkey_http_exit_process(cycle);
+    return pmcf;
 }

@@ -500,7 +500,6 @@ ngx_http_passkey_json_t *ngx_http_passkey_bind_accepted_shape(
 /* ngx_http_passkey_bind_request.c */
 ngx_int_t ngx_http_passkey_bind_request(ngx_http_request_t *r,
     ngx_http_passkey_ctx_t *ctx);
-ngx_msec_t ngx_http_passkey_bind_deadline(ngx_http_passkey_loc_conf_t *plcf);
 
 /* ngx_http_passkey_invoke.c */
 ngx_int_t ngx_http_passkey_invoke_handler(ngx_http_request_t *r);
@@ -540,9 +539,9 @@ ngx_int_t ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler);
 ngx_int_t ngx_http_passkey_job_key(ngx_http_request_t *r, ngx_str_t *job_id,
     ngx_str_t *key);
-void ngx_http_passkey_redis_op_init(ngx_http_request_t *r,
+ngx_int_t ngx_http_passkey_redis_ask(ngx_http_request_t *r,
     ngx_http_passkey_redis_op_t *op, ngx_http_passkey_redis_done_pt handler,
-    void *data);
+    void *data, ngx_uint_t argc, ngx_str_t *argv);
 void ngx_http_passkey_rfc3339(time_t t, u_char *buf);
 ngx_int_t ngx_http_passkey_rfc3339_now(ngx_pool_t *pool, ngx_str_t *s);
 ngx_uint_t ngx_http_passkey_final_state(ngx_str_t *state);

@@ -784,22 +784,16 @@ ngx_http_passkey_redis_copy_reply(ngx_http_passkey_redis_op_t *op,
 
     case REDIS_REPLY_STRING:
         op->type = NGX_HTTP_PASSKEY_REDIS_STRING;
-        return ngx_http_passkey_redis_copy_str(op->pool, &op->str,
-                                               (u_char *) reply->str,
-                                               reply->len);
+        break;
 
     case REDIS_REPLY_STATUS:
         op->type = NGX_HTTP_PASSKEY_REDIS_STATUS;
-        return ngx_http_passkey_redis_copy_str(op->pool, &op->str,
-                                               (u_char *) reply->str,
-                                               reply->len);
+        break;
 
     case REDIS_REPLY_ERROR:
         /* the server answered: result stays OK */
         op->type = NGX_HTTP_PASSKEY_REDIS_ERROR;
-        return ngx_http_passkey_redis_copy_str(op->pool, &op->str,
-                                               (u_char *) reply->str,
-                                               reply->len);
+        break;
 
     case REDIS_REPLY_INTEGER:
         op->type = NGX_HTTP_PASSKEY_REDIS_INTEGER;
@@ -841,6 +835,9 @@ ngx_http_passkey_redis_copy_reply(ngx_http_passkey_redis_op_t *op,
                       "passkey redis unknown reply type %d", reply->type);
         return NGX_ERROR;
     }
+
+    return ngx_http_passkey_redis_copy_str(op->pool, &op->str,
+                                           (u_char *) reply->str, reply->len);
 }
 
 

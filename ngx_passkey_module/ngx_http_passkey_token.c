@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_passkey_token_basic(ngx_conf_t *cf,
     ngx_str_t *client_id, ngx_str_t *secret, ngx_str_t *basic);
 static void ngx_http_passkey_token_backoff(ngx_http_passkey_token_wait_t *w,
     ngx_http_passkey_token_backoff_t *bo);
+static ngx_int_t ngx_http_passkey_token_fetch(ngx_http_passkey_token_t *token,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_passkey_token_refresh(
     ngx_http_passkey_token_t *token, ngx_log_t *log);
 static void ngx_http_passkey_token_refreshed(
@@ -49,6 +51,9 @@ static void ngx_http_passkey_token_prefetch(ngx_event_t *ev);
 static void ngx_http_passkey_token_expire(ngx_event_t *ev);
 static void ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result, const char *error);
+static void ngx_http_passkey_token_answer(ngx_http_passkey_token_t *token,
+    ngx_queue_t *queue, ngx_http_passkey_api_result_e result,
+    const char *error);
 
 
 ngx_http_passkey_token_t *
@@ -319,9 +324,7 @@ ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
         return NGX_DECLINED;
 
     case NGX_HTTP_PASSKEY_TOKEN_FETCH:
-        if (ngx_http_passkey_token_refresh(token, w->log) != NGX_OK) {
-            (void) ngx_http_passkey_token_failed(token,
-                                                 NGX_HTTP_PASSKEY_API_INTERNAL);
+        if (ngx_http_passkey_token_fetch(token, w->log) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -420,6 +423,25 @@ ngx_http_passkey_token_backoff(ngx_http_passkey_token_wait_t *w,
                 bo->failures == 1 ? "" : "s");
 
     w->error = (char *) p;
+}
+
+
+/*
+ * The fetch this worker claimed in the zone.  One that cannot even start
+ * gives the claim back at once: the other workers would otherwise wait
+ * for it until the claim's deadline.
+ */
+
+static ngx_int_t
+ngx_http_passkey_token_fetch(ngx_http_passkey_token_t *token, ngx_log_t *log)
+{
+    if (ngx_http_passkey_token_refresh(token, log) != NGX_OK) {
+        (void) ngx_http_passkey_token_failed(token,
+                                             NGX_HTTP_PASSKEY_API_INTERNAL);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -708,12 +730,9 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
         return;
 
     case NGX_HTTP_PASSKEY_TOKEN_FETCH:
-        if (ngx_http_passkey_token_refresh(token, ev->log) == NGX_OK) {
+        if (ngx_http_passkey_token_fetch(token, ev->log) == NGX_OK) {
             return;
         }
-
-        (void) ngx_http_passkey_token_failed(token,
-                                             NGX_HTTP_PASSKEY_API_INTERNAL);
 
         /* fall through */
 
@@ -740,11 +759,9 @@ ngx_http_passkey_token_prefetch(ngx_event_t *ev)
     }
 
     if (ngx_http_passkey_token_look(token, NULL, &bo)
-        == NGX_HTTP_PASSKEY_TOKEN_FETCH
-        && ngx_http_passkey_token_refresh(token, ev->log) != NGX_OK)
+        == NGX_HTTP_PASSKEY_TOKEN_FETCH)
     {
-        (void) ngx_http_passkey_token_failed(token,
-                                             NGX_HTTP_PASSKEY_API_INTERNAL);
+        (void) ngx_http_passkey_token_fetch(token, ev->log);
     }
 }
 
@@ -780,20 +797,11 @@ ngx_http_passkey_token_expire(ngx_event_t *ev)
         ngx_queue_insert_tail(&expired, q);
     }
 
-    /* handlers may start calls or cancel others: work on a detached list */
-
-    while (!ngx_queue_empty(&expired)) {
-        q = ngx_queue_head(&expired);
-        ngx_queue_remove(q);
-
-        w = ngx_queue_data(q, ngx_http_passkey_token_wait_t, queue);
-        w->waiting = 0;
-        w->result = NGX_HTTP_PASSKEY_API_TIMEOUT;
-        w->error = "no access token within passkey_api_connect_timeout "
-                   "and passkey_api_timeout";
-
-        w->handler(w);
-    }
+    ngx_http_passkey_token_answer(token, &expired,
+                                  NGX_HTTP_PASSKEY_API_TIMEOUT,
+                                  "no access token within "
+                                  "passkey_api_connect_timeout and "
+                                  "passkey_api_timeout");
 }
 
 
@@ -801,10 +809,7 @@ static void
 ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result, const char *error)
 {
-    ngx_queue_t                     queue, *q;
-    ngx_http_passkey_token_wait_t  *w;
-
-    /* handlers may start calls or cancel others: work on a detached list */
+    ngx_queue_t  queue;
 
     ngx_queue_init(&queue);
 
@@ -819,8 +824,25 @@ ngx_http_passkey_token_wake(ngx_http_passkey_token_t *token,
         ngx_del_timer(&token->expire);
     }
 
-    while (!ngx_queue_empty(&queue)) {
-        q = ngx_queue_head(&queue);
+    ngx_http_passkey_token_answer(token, &queue, result, error);
+}
+
+
+/*
+ * The waiters are on a list detached from the token's: their handlers may
+ * start calls or cancel others, and so change the token's list.
+ */
+
+static void
+ngx_http_passkey_token_answer(ngx_http_passkey_token_t *token,
+    ngx_queue_t *queue, ngx_http_passkey_api_result_e result,
+    const char *error)
+{
+    ngx_queue_t                    *q;
+    ngx_http_passkey_token_wait_t  *w;
+
+    while (!ngx_queue_empty(queue)) {
+        q = ngx_queue_head(queue);
         ngx_queue_remove(q);
 
         w = ngx_queue_data(q, ngx_http_passkey_token_wait_t, queue);

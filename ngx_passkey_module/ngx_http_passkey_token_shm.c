@@ -47,7 +47,8 @@ typedef struct {
 static ngx_int_t ngx_http_passkey_token_init_shm(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_http_passkey_token_slot_t *ngx_http_passkey_token_lock(
-    ngx_http_passkey_token_t *token, ngx_slab_pool_t **shpool);
+    ngx_http_passkey_token_t *token, uint64_t *now);
+static void ngx_http_passkey_token_unlock(ngx_http_passkey_token_t *token);
 static ngx_int_t ngx_http_passkey_token_read(
     ngx_http_passkey_token_slot_t *slot, ngx_http_passkey_token_wait_t *w);
 static uint64_t ngx_http_passkey_token_claim_deadline(
@@ -144,13 +145,10 @@ ngx_http_passkey_token_look(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_wait_t *w, ngx_http_passkey_token_backoff_t *bo)
 {
     uint64_t                         now;
-    ngx_slab_pool_t                 *shpool;
     ngx_http_passkey_token_slot_t   *slot;
     ngx_http_passkey_token_state_e   state;
 
-    now = ngx_http_passkey_token_now();
-
-    slot = ngx_http_passkey_token_lock(token, &shpool);
+    slot = ngx_http_passkey_token_lock(token, &now);
     if (slot == NULL) {
         return NGX_HTTP_PASSKEY_TOKEN_ERROR;
     }
@@ -186,7 +184,7 @@ ngx_http_passkey_token_look(ngx_http_passkey_token_t *token,
         token->retried = 0;
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_passkey_token_unlock(token);
 
     return state;
 }
@@ -199,17 +197,16 @@ ngx_http_passkey_token_copy(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_wait_t *w)
 {
     ngx_int_t                       rc;
-    ngx_slab_pool_t                *shpool;
     ngx_http_passkey_token_slot_t  *slot;
 
-    slot = ngx_http_passkey_token_lock(token, &shpool);
+    slot = ngx_http_passkey_token_lock(token, NULL);
     if (slot == NULL) {
         return NGX_ERROR;
     }
 
     rc = slot->len ? ngx_http_passkey_token_read(slot, w) : NGX_DECLINED;
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_passkey_token_unlock(token);
 
     return rc;
 }
@@ -222,12 +219,9 @@ ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
     ngx_str_t *access_token, uint64_t lifetime)
 {
     uint64_t                        now;
-    ngx_slab_pool_t                *shpool;
     ngx_http_passkey_token_slot_t  *slot;
 
-    now = ngx_http_passkey_token_now();
-
-    slot = ngx_http_passkey_token_lock(token, &shpool);
+    slot = ngx_http_passkey_token_lock(token, &now);
     if (slot == NULL) {
         return NGX_ERROR;
     }
@@ -240,7 +234,7 @@ ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
     slot->failures = 0;
     slot->secret = token->secret;
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_passkey_token_unlock(token);
 
     return NGX_OK;
 }
@@ -261,12 +255,9 @@ ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
     uint64_t                        now;
     ngx_uint_t                      i;
     ngx_msec_t                      backoff;
-    ngx_slab_pool_t                *shpool;
     ngx_http_passkey_token_slot_t  *slot;
 
-    now = ngx_http_passkey_token_now();
-
-    slot = ngx_http_passkey_token_lock(token, &shpool);
+    slot = ngx_http_passkey_token_lock(token, &now);
     if (slot == NULL) {
         return 0;
     }
@@ -295,7 +286,7 @@ ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
         slot->retry = now + backoff;
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_passkey_token_unlock(token);
 
     return backoff;
 }
@@ -307,12 +298,9 @@ ngx_int_t
 ngx_http_passkey_token_extend(ngx_http_passkey_token_t *token)
 {
     uint64_t                        now;
-    ngx_slab_pool_t                *shpool;
     ngx_http_passkey_token_slot_t  *slot;
 
-    now = ngx_http_passkey_token_now();
-
-    slot = ngx_http_passkey_token_lock(token, &shpool);
+    slot = ngx_http_passkey_token_lock(token, &now);
     if (slot == NULL) {
         return NGX_ERROR;
     }
@@ -322,7 +310,7 @@ ngx_http_passkey_token_extend(ngx_http_passkey_token_t *token)
                                                                        now);
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_passkey_token_unlock(token);
 
     return NGX_OK;
 }
@@ -332,14 +320,13 @@ void
 ngx_http_passkey_token_invalidate(ngx_http_passkey_token_t *token,
     ngx_uint_t generation)
 {
-    ngx_slab_pool_t                *shpool;
     ngx_http_passkey_token_slot_t  *slot;
 
     if (token->static_token.len) {
         return;
     }
 
-    slot = ngx_http_passkey_token_lock(token, &shpool);
+    slot = ngx_http_passkey_token_lock(token, NULL);
     if (slot == NULL) {
         return;
     }
@@ -350,16 +337,19 @@ ngx_http_passkey_token_invalidate(ngx_http_passkey_token_t *token,
         slot->len = 0;
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_passkey_token_unlock(token);
 }
 
 
-/* the token's slot, locked, and reset first if it holds other credentials */
+/*
+ * The token's slot, locked, and reset first if it holds other credentials;
+ * and, when asked for, the time that the slot's times are compared with.
+ */
 
 static ngx_http_passkey_token_slot_t *
-ngx_http_passkey_token_lock(ngx_http_passkey_token_t *token,
-    ngx_slab_pool_t **shpool)
+ngx_http_passkey_token_lock(ngx_http_passkey_token_t *token, uint64_t *now)
 {
+    ngx_slab_pool_t                *shpool;
     ngx_http_passkey_token_sh_t    *sh;
     ngx_http_passkey_token_slot_t  *slot;
 
@@ -367,8 +357,8 @@ ngx_http_passkey_token_lock(ngx_http_passkey_token_t *token,
         return NULL;
     }
 
-    *shpool = (ngx_slab_pool_t *) token->pmcf->token_zone->shm.addr;
-    sh = (*shpool)->data;
+    shpool = (ngx_slab_pool_t *) token->pmcf->token_zone->shm.addr;
+    sh = shpool->data;
 
     if (token->index >= sh->nslots) {
         return NULL;
@@ -376,7 +366,11 @@ ngx_http_passkey_token_lock(ngx_http_passkey_token_t *token,
 
     slot = &sh->slots[token->index];
 
-    ngx_shmtx_lock(&(*shpool)->mutex);
+    if (now) {
+        *now = ngx_http_passkey_token_now();
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
 
     if (ngx_memcmp(slot->key, token->key, sizeof(slot->key)) != 0) {
         ngx_memzero(slot, sizeof(ngx_http_passkey_token_slot_t));
@@ -384,6 +378,17 @@ ngx_http_passkey_token_lock(ngx_http_passkey_token_t *token,
     }
 
     return slot;
+}
+
+
+static void
+ngx_http_passkey_token_unlock(ngx_http_passkey_token_t *token)
+{
+    ngx_slab_pool_t  *shpool;
+
+    shpool = (ngx_slab_pool_t *) token->pmcf->token_zone->shm.addr;
+
+    ngx_shmtx_unlock(&shpool->mutex);
 }
 
 
