@@ -361,6 +361,13 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       offsetof(ngx_http_passkey_loc_conf_t, duplicate_window),
       &ngx_http_passkey_duplicate_bounds },
 
+    { ngx_string("passkey_identity_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_time_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, identity_cache),
+      &ngx_http_passkey_week_bounds },
+
     { ngx_string("passkey_invoke_redirect"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_set_complex_value_slot,
@@ -684,6 +691,7 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
     plcf->redis_down = NGX_CONF_UNSET_UINT;
     plcf->idempotency = NGX_CONF_UNSET_MSEC;
     plcf->duplicate_window = NGX_CONF_UNSET_MSEC;
+    plcf->identity_cache = NGX_CONF_UNSET_MSEC;
     plcf->job_refresh_interval = NGX_CONF_UNSET_MSEC;
 
     plcf->bind = NGX_CONF_UNSET;
@@ -795,6 +803,9 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               24 * 3600 * 1000);
     ngx_conf_merge_msec_value(conf->duplicate_window,
                               prev->duplicate_window, 5000);
+
+    ngx_conf_merge_msec_value(conf->identity_cache, prev->identity_cache,
+                              3600 * 1000);
     ngx_conf_merge_msec_value(conf->job_refresh_interval,
                               prev->job_refresh_interval, 5000);
 

@@ -711,7 +711,21 @@ passkey: nginx with "master_process off" cannot reload a configuration with pass
 
 
 
-=== TEST 50: a secret never shows in nginx -T
+=== TEST 50: passkey_identity_cache takes a time or off
+--- config
+    location = /passkey/bind {
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_identity_cache forever;
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+invalid value "forever" in "passkey_identity_cache": expected a time such as 10s, 5m, 24h, or "off"
+
+
+
+=== TEST 51: a secret never shows in nginx -T
 --- config
     location = /t {
         return 200 "ok\n";
