@@ -209,6 +209,7 @@ ngx_http_passkey_bind_body(ngx_http_request_t *r)
 
     if (rc == NGX_OK) {
         ctx->waiting_redis = 1;
+        ngx_http_passkey_identity_recall(ctx);
         return;
     }
 
@@ -248,6 +249,8 @@ ngx_http_passkey_bind_cleanup(void *data)
         ngx_http_passkey_redis_cancel(&ctx->redis);
         ctx->waiting_redis = 0;
     }
+
+    ngx_http_passkey_redis_cancel(&ctx->recall);
 }
 
 
@@ -277,6 +280,7 @@ ngx_http_passkey_bind_timeout(ngx_event_t *ev)
                   ctx->posted ? " after the job's POST went out" : "");
 
     ngx_http_passkey_bi_cancel(&ctx->bi);
+    ngx_http_passkey_redis_cancel(&ctx->recall);
 
     if (ctx->waiting_redis) {
 
@@ -672,6 +676,16 @@ ngx_http_passkey_job_created(ngx_http_passkey_bi_call_t *bc)
                       &bc->log_message);
 
         ngx_http_passkey_bind_accepted(ctx);
+        return;
+    }
+
+    if (ctx->remembered && bc->result == NGX_HTTP_PASSKEY_API_OK
+        && bc->status == NGX_HTTP_NOT_FOUND)
+    {
+        if (ngx_http_passkey_identity_forget(ctx) != NGX_OK) {
+            ngx_http_passkey_api_failed(ctx);
+        }
+
         return;
     }
 

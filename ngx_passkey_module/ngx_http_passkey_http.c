@@ -34,7 +34,7 @@ typedef struct {
     ngx_http_passkey_http_call_t   *call;
     CURL                           *easy;        /* NULL: not attached */
     struct curl_slist              *headers;
-    u_char                         *body;        /* POSTFIELDS, in pool */
+    size_t                          sent;        /* of call->body */
 
     u_char                         *buf;         /* ngx_alloc()'d */
     size_t                          len;
@@ -57,6 +57,10 @@ typedef struct {
 
 static ngx_int_t ngx_http_passkey_http_setopt(
     ngx_http_passkey_http_ctx_t *ctx);
+static ngx_int_t ngx_http_passkey_http_body(
+    ngx_http_passkey_http_ctx_t *ctx);
+static size_t ngx_http_passkey_http_read_cb(char *buffer, size_t size,
+    size_t nitems, void *userdata);
 static ngx_int_t ngx_http_passkey_http_add_header(
     ngx_http_passkey_http_ctx_t *ctx, char *name, ngx_str_t *value);
 static ngx_int_t ngx_http_passkey_http_check_value(ngx_str_t *value);
@@ -143,9 +147,8 @@ ngx_http_passkey_http_start(ngx_http_passkey_http_call_t *call)
     ctx->deadline.data = &ctx->dummy;
     ctx->deadline.log = call->log;
 
-    easy = curl_easy_init();
+    easy = ngx_http_passkey_http_loop_get(call->log);
     if (easy == NULL) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0, "curl_easy_init() failed");
         return NGX_ERROR;
     }
 
@@ -179,7 +182,7 @@ ngx_http_passkey_http_start(ngx_http_passkey_http_call_t *call)
 
 failed:
 
-    curl_easy_cleanup(easy);
+    ngx_http_passkey_http_loop_put(easy);
     ctx->easy = NULL;
 
     curl_slist_free_all(ctx->headers);
@@ -310,26 +313,8 @@ ngx_http_passkey_http_setopt(ngx_http_passkey_http_ctx_t *ctx)
         goto failed;
     }
 
-    if (body) {
-
-        /* libcurl does not copy POSTFIELDS; the pool outlives the easy */
-
-        ctx->body = ngx_pnalloc(call->pool, call->body.len + 1);
-        if (ctx->body == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(ctx->body, call->body.data, call->body.len);
-        ctx->body[call->body.len] = '\0';
-
-        if (curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                             (curl_off_t) call->body.len)
-            != CURLE_OK
-            || curl_easy_setopt(easy, CURLOPT_POSTFIELDS, ctx->body)
-               != CURLE_OK)
-        {
-            goto failed;
-        }
+    if (body && ngx_http_passkey_http_body(ctx) != NGX_OK) {
+        goto failed;
     }
 
     /*
@@ -342,6 +327,7 @@ ngx_http_passkey_http_setopt(ngx_http_passkey_http_ctx_t *ctx)
         || curl_easy_setopt(easy, CURLOPT_HTTPHEADER, ctx->headers)
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https")
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
@@ -412,6 +398,75 @@ failed:
     ngx_log_error(NGX_LOG_ERR, call->log, 0, "curl_easy_setopt() failed");
 
     return NGX_ERROR;
+}
+
+
+/*
+ * libcurl sends a request again on a new connection when a kept one turns
+ * out closed before any answer (curl_multi: "Connection died, retrying a
+ * fresh connect").  The server may have acted on the first one: a POST
+ * that creates a job would create two.  Such bodies go through a read
+ * callback with no SEEKFUNCTION, so libcurl cannot rewind them and ends
+ * the call with CURLE_SEND_FAIL_REWIND instead.  Nothing is lost where
+ * nothing was sent: with no body byte written yet, libcurl resends freely.
+ */
+
+static ngx_int_t
+ngx_http_passkey_http_body(ngx_http_passkey_http_ctx_t *ctx)
+{
+    CURL                          *easy;
+    ngx_http_passkey_http_call_t  *call;
+
+    call = ctx->call;
+    easy = ctx->easy;
+
+    if (curl_easy_setopt(easy, CURLOPT_POST, 1L) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                            (curl_off_t) call->body.len)
+           != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (call->resend) {
+
+        /* not copied by libcurl; the pool outlives the easy handle */
+
+        if (curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->body.data)
+            != CURLE_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (curl_easy_setopt(easy, CURLOPT_READFUNCTION,
+                         ngx_http_passkey_http_read_cb)
+        != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_READDATA, ctx) != CURLE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static size_t
+ngx_http_passkey_http_read_cb(char *buffer, size_t size, size_t nitems,
+    void *userdata)
+{
+    ngx_http_passkey_http_ctx_t *ctx = userdata;
+
+    size_t  n;
+
+    n = ngx_min(size * nitems, ctx->call->body.len - ctx->sent);
+
+    ngx_memcpy(buffer, ctx->call->body.data + ctx->sent, n);
+    ctx->sent += n;
+
+    return n;
 }
 
 
@@ -515,8 +570,7 @@ ngx_http_passkey_http_detach(ngx_http_passkey_http_ctx_t *ctx)
     }
 
     ngx_http_passkey_http_loop_remove(ctx->easy);
-
-    curl_easy_cleanup(ctx->easy);
+    ngx_http_passkey_http_loop_put(ctx->easy);
     ctx->easy = NULL;
 
     curl_slist_free_all(ctx->headers);
@@ -581,6 +635,10 @@ ngx_http_passkey_http_finish(ngx_http_passkey_http_ctx_t *ctx,
 
     } else if (ctx->too_large || code == CURLE_FILESIZE_EXCEEDED) {
         call->error = "response too large";
+
+    } else if (code == CURLE_SEND_FAIL_REWIND) {
+        call->error = "the kept connection closed after the request went "
+                      "out; it is not sent again";
 
     } else if (code != CURLE_OK) {
         call->error = curl_easy_strerror(code);
@@ -651,6 +709,7 @@ ngx_http_passkey_http_result(ngx_http_passkey_http_ctx_t *ctx,
     case CURLE_GOT_NOTHING:
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
+    case CURLE_SEND_FAIL_REWIND:
         return NGX_HTTP_PASSKEY_HTTP_CONNECT;
 
     case CURLE_SSL_CONNECT_ERROR:

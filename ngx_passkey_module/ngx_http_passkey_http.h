@@ -61,6 +61,13 @@ struct ngx_http_passkey_http_call_s {
     /* "Authorization: ..." value; never logged */
     ngx_str_t                       authorization;
 
+    /*
+     * libcurl may send the request again on a new connection when a kept
+     * connection turns out closed.  Without this flag a request with a
+     * body is never sent twice: the server may have acted on it.
+     */
+    unsigned                        resend:1;
+
     ngx_http_passkey_http_done_pt   handler;
     void                           *data;
 
@@ -84,7 +91,9 @@ struct ngx_http_passkey_http_call_s {
 ngx_int_t ngx_http_passkey_http_check_library(ngx_conf_t *cf,
     ngx_uint_t ca_blob);
 
-ngx_int_t ngx_http_passkey_http_init_process(ngx_cycle_t *cycle);
+/* keepalive: idle connections (and easy handles) kept for reuse */
+ngx_int_t ngx_http_passkey_http_init_process(ngx_cycle_t *cycle,
+    ngx_uint_t keepalive);
 void ngx_http_passkey_http_exit_process(ngx_cycle_t *cycle);
 
 /*

@@ -27,9 +27,6 @@
  */
 
 
-/* idle connections kept by the multi handle's connection cache */
-#define NGX_HTTP_PASSKEY_HTTP_MAXCONNECTS  8
-
 /* CURLOPT_PROTOCOLS_STR and CURLOPT_REDIR_PROTOCOLS_STR */
 #define NGX_HTTP_PASSKEY_HTTP_CURL_MIN     0x075500
 
@@ -49,6 +46,12 @@ typedef struct {
 
 typedef struct {
     CURLM                          *multi;
+    CURLSH                         *share;       /* TLS sessions */
+
+    CURL                          **idle;        /* easy handles kept */
+    ngx_uint_t                      nidle;
+    ngx_uint_t                      keepalive;
+
     ngx_event_t                     timer;
     ngx_connection_t                dummy;       /* timer.data, fd -1 */
     ngx_queue_t                     sockets;     /* sock_t entries */
@@ -171,7 +174,7 @@ ngx_http_passkey_http_check_library(ngx_conf_t *cf, ngx_uint_t ca_blob)
 
 
 ngx_int_t
-ngx_http_passkey_http_init_process(ngx_cycle_t *cycle)
+ngx_http_passkey_http_init_process(ngx_cycle_t *cycle, ngx_uint_t keepalive)
 {
     CURLM                         *multi;
     CURLcode                       rc;
@@ -211,14 +214,45 @@ ngx_http_passkey_http_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    lp->idle = ngx_alloc(keepalive * sizeof(CURL *), cycle->log);
+    if (lp->idle == NULL) {
+        curl_global_cleanup();
+        return NGX_ERROR;
+    }
+
+    lp->keepalive = keepalive;
+
+    /*
+     * TLS sessions shared by all easy handles, so that a new connection
+     * to the API resumes one instead of a full handshake; one thread, so
+     * no lock functions
+     */
+
+    lp->share = curl_share_init();
+
+    if (lp->share == NULL
+        || curl_share_setopt(lp->share, CURLSHOPT_SHARE,
+                             CURL_LOCK_DATA_SSL_SESSION)
+           != CURLSHE_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "curl_share_setopt() failed");
+        goto failed;
+    }
+
     multi = curl_multi_init();
 
     if (multi == NULL) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                       "curl_multi_init() failed");
-        curl_global_cleanup();
-        return NGX_ERROR;
+        goto failed;
     }
+
+    /*
+     * passkey_api_keepalive: the connection cache keeps that many idle
+     * connections, like "keepalive" in an upstream block; HTTP/2 streams
+     * share one connection (CURLPIPE_MULTIPLEX is libcurl's default)
+     */
 
     if (curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION,
                           ngx_http_passkey_http_socket_cb)
@@ -226,15 +260,16 @@ ngx_http_passkey_http_init_process(ngx_cycle_t *cycle)
         || curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION,
                              ngx_http_passkey_http_timer_cb)
            != CURLM_OK
-        || curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
-                             (long) NGX_HTTP_PASSKEY_HTTP_MAXCONNECTS)
+        || curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) keepalive)
+           != CURLM_OK
+        || curl_multi_setopt(multi, CURLMOPT_PIPELINING,
+                             (long) CURLPIPE_MULTIPLEX)
            != CURLM_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                       "curl_multi_setopt() failed");
         curl_multi_cleanup(multi);
-        curl_global_cleanup();
-        return NGX_ERROR;
+        goto failed;
     }
 
     ngx_queue_init(&lp->sockets);
@@ -256,10 +291,25 @@ ngx_http_passkey_http_init_process(ngx_cycle_t *cycle)
 
     lp->multi = multi;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_CORE, cycle->log, 0,
-                   "passkey http init: libcurl %s", info->version);
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, cycle->log, 0,
+                   "passkey http init: libcurl %s, keepalive %ui",
+                   info->version, keepalive);
 
     return NGX_OK;
+
+failed:
+
+    if (lp->share != NULL) {
+        (void) curl_share_cleanup(lp->share);
+        lp->share = NULL;
+    }
+
+    ngx_free(lp->idle);
+    lp->idle = NULL;
+
+    curl_global_cleanup();
+
+    return NGX_ERROR;
 }
 
 
@@ -278,10 +328,22 @@ ngx_http_passkey_http_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_passkey_http_detach_all();
 
+    while (lp->nidle) {
+        curl_easy_cleanup(lp->idle[--lp->nidle]);
+    }
+
+    ngx_free(lp->idle);
+    lp->idle = NULL;
+
     /* closes the cached connections through the close callback */
 
     curl_multi_cleanup(lp->multi);
     lp->multi = NULL;
+
+    /* no easy handle uses it any more */
+
+    (void) curl_share_cleanup(lp->share);
+    lp->share = NULL;
 
     if (lp->timer.timer_set) {
         ngx_del_timer(&lp->timer);
@@ -305,6 +367,67 @@ ngx_http_passkey_http_exit_process(ngx_cycle_t *cycle)
     curl_global_cleanup();
 
     ngx_http_passkey_clear_ssl_errors();
+}
+
+
+CURL *
+ngx_http_passkey_http_loop_get(ngx_log_t *log)
+{
+    CURL                          *easy;
+    ngx_http_passkey_http_loop_t  *lp;
+
+    lp = &ngx_http_passkey_http_loop;
+
+    if (lp->multi == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "passkey http client is not initialized");
+        return NULL;
+    }
+
+    /* a kept handle was reset when it was put back */
+
+    if (lp->nidle) {
+        return lp->idle[--lp->nidle];
+    }
+
+    easy = curl_easy_init();
+
+    if (easy == NULL
+        || curl_easy_setopt(easy, CURLOPT_SHARE, lp->share) != CURLE_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "curl_easy_init() failed");
+
+        if (easy != NULL) {
+            curl_easy_cleanup(easy);
+        }
+
+        return NULL;
+    }
+
+    return easy;
+}
+
+
+/*
+ * curl_easy_reset() keeps the handle's share (CURLOPT_SHARE is kept, as
+ * are its caches) and drops every option, the call's pointers included.
+ */
+
+void
+ngx_http_passkey_http_loop_put(CURL *easy)
+{
+    ngx_http_passkey_http_loop_t  *lp;
+
+    lp = &ngx_http_passkey_http_loop;
+
+    if (lp->multi == NULL || lp->nidle == lp->keepalive) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+
+    curl_easy_reset(easy);
+
+    lp->idle[lp->nidle++] = easy;
 }
 
 

@@ -24,6 +24,11 @@
 
 /* ngx_http_passkey_http_loop.c */
 
+/* an easy handle, a kept one reset or a new one; NULL after a log line */
+CURL *ngx_http_passkey_http_loop_get(ngx_log_t *log);
+/* the handle is kept for the next call, or freed when enough are kept */
+void ngx_http_passkey_http_loop_put(CURL *easy);
+
 ngx_int_t ngx_http_passkey_http_loop_add(CURL *easy, ngx_log_t *log);
 void ngx_http_passkey_http_loop_remove(CURL *easy);
 

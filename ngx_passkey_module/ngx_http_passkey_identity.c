@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_passkey_module.h"
+#include "ngx_http_passkey_crypto.h"
 
 
 /*
@@ -18,9 +19,26 @@
  * may use is decided here: exactly one of that name, and in authenticated
  * mode one spelled as the verified name.  The outcome goes to the bind's
  * handler; the API call that failed, if one did, is in ctx->bi.
+ *
+ * Authenticated mode serves users who mostly exist: it looks up first,
+ * and remembers in Redis (passkey_identity_cache) which identity a
+ * verified username has, so that the next bind makes one API call, the
+ * job's POST.  The key is the username's exact bytes: only a name that
+ * the API found spelled exactly so, or created, is remembered, so the
+ * case-insensitive match of Beyond Identity is always checked by a
+ * lookup first.  A job's POST answered 404 forgets the identity and the
+ * bind asks the API again.  Sign-up mode neither reads nor writes it: a
+ * taken name there follows passkey_signup_existing, decided by the API.
  */
 
 
+static ngx_int_t ngx_http_passkey_identity_key(ngx_http_passkey_ctx_t *ctx,
+    ngx_str_t *key);
+static void ngx_http_passkey_identity_recalled(
+    ngx_http_passkey_redis_op_t *op);
+static void ngx_http_passkey_identity_forgotten(
+    ngx_http_passkey_redis_op_t *op);
+static ngx_int_t ngx_http_passkey_identity_start(ngx_http_passkey_ctx_t *ctx);
 static ngx_int_t ngx_http_passkey_create_identity(
     ngx_http_passkey_ctx_t *ctx);
 static void ngx_http_passkey_identity_created(
@@ -32,13 +50,227 @@ static void ngx_http_passkey_identity_report(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_identity_e rc);
 
 
+/*
+ * Sent with the guard's script, which Redis answers first on the same
+ * connection: both replies come in one round trip.
+ */
+
+void
+ngx_http_passkey_identity_recall(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_str_t                     argv[2];
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (plcf->bind_mode != NGX_HTTP_PASSKEY_AUTHENTICATED
+        || plcf->identity_cache == 0)
+    {
+        return;
+    }
+
+    ngx_str_set(&argv[0], "GET");
+
+    if (ngx_http_passkey_identity_key(ctx, &argv[1]) != NGX_OK) {
+        return;
+    }
+
+    if (ngx_http_passkey_redis_ask(r, &ctx->recall,
+                                   ngx_http_passkey_identity_recalled, ctx,
+                                   2, argv)
+        == NGX_OK)
+    {
+        ctx->recalling = 1;
+    }
+}
+
+
+static void
+ngx_http_passkey_identity_recalled(ngx_http_passkey_redis_op_t *op)
+{
+    ngx_http_passkey_ctx_t *ctx = op->data;
+
+    ctx->recalling = 0;
+
+    /* not there, or Redis failed: the API is asked */
+
+    if (op->result == NGX_HTTP_PASSKEY_REDIS_OK
+        && op->type == NGX_HTTP_PASSKEY_REDIS_STRING
+        && ngx_http_passkey_valid_id(&op->str) == NGX_OK)
+    {
+        ctx->recalled = op->str;
+    }
+
+    if (!ctx->recall_awaited) {
+        return;
+    }
+
+    ctx->recall_awaited = 0;
+
+    if (ngx_http_passkey_identity_start(ctx) != NGX_OK) {
+        ngx_http_passkey_identity_report(ctx,
+                                         NGX_HTTP_PASSKEY_IDENTITY_FAILED);
+    }
+}
+
+
 ngx_int_t
 ngx_http_passkey_identity_resolve(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_identity_done_pt done)
 {
     ctx->identity_done = done;
 
+    if (ctx->recalling) {
+        ctx->recall_awaited = 1;
+        return NGX_OK;
+    }
+
+    return ngx_http_passkey_identity_start(ctx);
+}
+
+
+static ngx_int_t
+ngx_http_passkey_identity_start(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(ctx->request,
+                                        ngx_http_passkey_module);
+
+    if (ctx->recalled.len) {
+        ctx->vars.identity_id = ctx->recalled;
+        ngx_str_null(&ctx->recalled);
+        ctx->remembered = 1;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                       "passkey: remembered identity %V",
+                       &ctx->vars.identity_id);
+
+        ngx_http_passkey_identity_report(ctx, NGX_HTTP_PASSKEY_IDENTITY_FOUND);
+        return NGX_OK;
+    }
+
+    if (plcf->bind_mode == NGX_HTTP_PASSKEY_AUTHENTICATED) {
+        ctx->lookup_first = 1;
+        return ngx_http_passkey_find_identity(ctx);
+    }
+
     return ngx_http_passkey_create_identity(ctx);
+}
+
+
+/*
+ * The job's POST found no identity of the remembered id: it was deleted.
+ * The bind asks the API, and the store of its job remembers the answer.
+ */
+
+ngx_int_t
+ngx_http_passkey_identity_forget(ngx_http_passkey_ctx_t *ctx)
+{
+    ngx_str_t            argv[2];
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "passkey: remembered identity %V is gone, asking the API",
+                  &ctx->vars.identity_id);
+
+    ctx->remembered = 0;
+    ngx_str_null(&ctx->vars.identity_id);
+
+    ngx_str_set(&argv[0], "DEL");
+
+    if (ngx_http_passkey_identity_key(ctx, &argv[1]) == NGX_OK) {
+        (void) ngx_http_passkey_redis_ask(r, &ctx->recall,
+                                          ngx_http_passkey_identity_forgotten,
+                                          ctx, 2, argv);
+    }
+
+    return ngx_http_passkey_identity_start(ctx);
+}
+
+
+/* a stale entry costs a call until it expires: nothing else to do */
+
+static void
+ngx_http_passkey_identity_forgotten(ngx_http_passkey_redis_op_t *op)
+{
+}
+
+
+/*
+ * What the job's store writes in its script, to remember the identity in
+ * the same round trip: NGX_DECLINED when there is nothing to remember.
+ * A remembered entry is not renewed: an identity renamed in the console
+ * is found again by a lookup once the entry expires.
+ */
+
+ngx_int_t
+ngx_http_passkey_identity_remember(ngx_http_passkey_ctx_t *ctx,
+    ngx_str_t *key, ngx_str_t *ttl)
+{
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(ctx->request,
+                                        ngx_http_passkey_module);
+
+    if (plcf->bind_mode != NGX_HTTP_PASSKEY_AUTHENTICATED
+        || plcf->identity_cache == 0
+        || ctx->remembered
+        || ctx->vars.identity_id.len == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_passkey_identity_key(ctx, key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ttl->data = ngx_pnalloc(ctx->request->pool, NGX_TIME_T_LEN);
+    if (ttl->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ttl->len = ngx_sprintf(ttl->data, "%M",
+                           ngx_max(plcf->identity_cache / 1000, 1))
+               - ttl->data;
+
+    return NGX_OK;
+}
+
+
+/* "<passkey_redis_prefix>identity:<SHA-256 of tenant, realm, username>" */
+
+static ngx_int_t
+ngx_http_passkey_identity_key(ngx_http_passkey_ctx_t *ctx, ngx_str_t *key)
+{
+    ngx_str_t                     parts[3], hex;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    r = ctx->request;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    parts[0] = plcf->tenant_id;
+    parts[1] = plcf->realm_id;
+    parts[2] = ctx->vars.username;
+
+    if (ngx_http_passkey_digest(r->pool, parts, 3, &hex) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    key->len = plcf->redis_prefix.len + sizeof("identity:") - 1 + hex.len;
+    key->data = ngx_pnalloc(r->pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(key->data, "%Videntity:%V", &plcf->redis_prefix, &hex);
+
+    return NGX_OK;
 }
 
 
@@ -51,6 +283,9 @@ ngx_http_passkey_create_identity(ngx_http_passkey_ctx_t *ctx)
     static ngx_str_t          path = ngx_string("/identities");
 
     pool = ctx->request->pool;
+
+    /* a 409 now means the name was taken since: look it up again */
+    ctx->lookup_first = 0;
 
     ctx->step = NGX_HTTP_PASSKEY_STEP_CREATE_IDENTITY;
     ctx->request->connection->log->action = "creating the passkey identity";
@@ -322,6 +557,18 @@ ngx_http_passkey_identity_found(ngx_http_passkey_bi_call_t *bc)
         }
 
         ngx_http_passkey_identity_report(ctx, NGX_HTTP_PASSKEY_IDENTITY_FOUND);
+        return;
+    }
+
+    if (ctx->lookup_first) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "passkey: no identity yet, creating it");
+
+        if (ngx_http_passkey_create_identity(ctx) != NGX_OK) {
+            ngx_http_passkey_identity_report(ctx,
+                                         NGX_HTTP_PASSKEY_IDENTITY_FAILED);
+        }
+
         return;
     }
 

@@ -26,8 +26,17 @@ static ngx_int_t ngx_http_passkey_valid_chars(ngx_str_t *s, size_t max,
     char *extra);
 
 
+/*
+ * KEYS[1] the job, ARGV[1] its TTL, ARGV[3]... its fields; with KEYS[2],
+ * the identity that identity.c remembers for the username, for ARGV[2]
+ * seconds: ARGV[5], ARGV[6] are the fields "identity_id" and its value.
+ */
+
 static ngx_str_t  ngx_http_passkey_store_script = ngx_string(
-    "redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 3)) "
+    "if KEYS[2] then "
+        "redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[2]) "
+    "end "
     "return redis.call('EXPIRE', KEYS[1], ARGV[1])");
 
 
@@ -389,7 +398,9 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler)
 {
     time_t               now;
-    ngx_str_t            argv[19];
+    ngx_int_t            rc;
+    ngx_str_t            argv[21], ttl;
+    ngx_uint_t           n;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -403,45 +414,65 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
                       NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT);
     }
 
-    /* EVAL script 1 key ttl field value ... */
+    /* EVAL script 1|2 job [identity] ttl identity-ttl field value ... */
 
     ngx_str_set(&argv[0], "EVAL");
     argv[1] = ngx_http_passkey_store_script;
     ngx_str_set(&argv[2], "1");
+    n = 3;
 
-    if (ngx_http_passkey_job_key(r, &ctx->vars.job_id, &argv[3]) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_passkey_job_ttl(r->pool, ctx->expires, &argv[4])
+    if (ngx_http_passkey_job_key(r, &ctx->vars.job_id, &argv[n++])
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ngx_str_set(&argv[5], "job_id");
-    argv[6] = ctx->vars.job_id;
-    ngx_str_set(&argv[7], "identity_id");
-    argv[8] = ctx->vars.identity_id;
-    ngx_str_set(&argv[9], "username");
-    argv[10] = ctx->vars.username;
-    ngx_str_set(&argv[11], "delivery_method");
-    argv[12] = ctx->vars.delivery_method;
-    ngx_str_set(&argv[13], "state");
-    argv[14] = ctx->vars.job_state;
-    ngx_str_set(&argv[15], "expire_time");
-    argv[16] = ctx->expire_time;
-    ngx_str_set(&argv[17], "created_at");
+    rc = ngx_http_passkey_identity_remember(ctx, &argv[n], &ttl);
 
-    /* the binding link is a bearer secret: it is never stored */
-
-    argv[18].len = sizeof("1970-01-01T00:00:00Z") - 1;
-    argv[18].data = ngx_pnalloc(r->pool, argv[18].len);
-    if (argv[18].data == NULL) {
+    if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    ngx_http_passkey_rfc3339(now, argv[18].data);
+    if (rc == NGX_OK) {
+        ngx_str_set(&argv[2], "2");
+        n++;
 
-    return ngx_http_passkey_redis_ask(r, &ctx->redis, handler, ctx, 19, argv);
+    } else {
+        ngx_str_set(&ttl, "0");
+    }
+
+    if (ngx_http_passkey_job_ttl(r->pool, ctx->expires, &argv[n++])
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    argv[n++] = ttl;
+
+    ngx_str_set(&argv[n], "job_id");
+    argv[n + 1] = ctx->vars.job_id;
+    ngx_str_set(&argv[n + 2], "identity_id");
+    argv[n + 3] = ctx->vars.identity_id;
+    ngx_str_set(&argv[n + 4], "username");
+    argv[n + 5] = ctx->vars.username;
+    ngx_str_set(&argv[n + 6], "delivery_method");
+    argv[n + 7] = ctx->vars.delivery_method;
+    ngx_str_set(&argv[n + 8], "state");
+    argv[n + 9] = ctx->vars.job_state;
+    ngx_str_set(&argv[n + 10], "expire_time");
+    argv[n + 11] = ctx->expire_time;
+    ngx_str_set(&argv[n + 12], "created_at");
+
+    /* the binding link is a bearer secret: it is never stored */
+
+    argv[n + 13].len = sizeof("1970-01-01T00:00:00Z") - 1;
+    argv[n + 13].data = ngx_pnalloc(r->pool, argv[n + 13].len);
+    if (argv[n + 13].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_passkey_rfc3339(now, argv[n + 13].data);
+
+    return ngx_http_passkey_redis_ask(r, &ctx->redis, handler, ctx, n + 14,
+                                      argv);
 }

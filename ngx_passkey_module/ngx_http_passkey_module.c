@@ -17,6 +17,7 @@ static ngx_int_t ngx_http_passkey_single_reload(ngx_conf_t *cf,
     ngx_http_passkey_main_conf_t *pmcf);
 static ngx_int_t ngx_http_passkey_hide_handler(ngx_http_request_t *r);
 static void *ngx_http_passkey_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_passkey_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_passkey_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -39,6 +40,11 @@ static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_api_timeout_bounds = {
 static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_buffer_size_bounds = {
     ngx_http_passkey_conf_check_bounds, 1024, 16 * 1024 * 1024,
     "between 1k and 16m"
+};
+
+
+static ngx_http_passkey_conf_bounds_t  ngx_http_passkey_keepalive_bounds = {
+    ngx_http_passkey_conf_check_bounds, 1, 4096, "between 1 and 4096"
 };
 
 
@@ -299,6 +305,13 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       offsetof(ngx_http_passkey_loc_conf_t, signup_existing),
       &ngx_http_passkey_signup_existing },
 
+    { ngx_string("passkey_api_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_passkey_main_conf_t, api_keepalive),
+      &ngx_http_passkey_keepalive_bounds },
+
     { ngx_string("passkey_bind_format"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -347,6 +360,13 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, duplicate_window),
       &ngx_http_passkey_duplicate_bounds },
+
+    { ngx_string("passkey_identity_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_passkey_conf_set_time_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, identity_cache),
+      &ngx_http_passkey_week_bounds },
 
     { ngx_string("passkey_invoke_redirect"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -413,7 +433,7 @@ static ngx_http_module_t  ngx_http_passkey_module_ctx = {
     ngx_http_passkey_postconfiguration,    /* postconfiguration */
 
     ngx_http_passkey_create_main_conf,     /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_passkey_init_main_conf,       /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -592,8 +612,22 @@ ngx_http_passkey_create_main_conf(ngx_conf_t *cf)
     }
 
     pmcf->request_id_index = NGX_ERROR;
+    pmcf->api_keepalive = NGX_CONF_UNSET_UINT;
 
     return pmcf;
+}
+
+
+static char *
+ngx_http_passkey_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_passkey_main_conf_t *pmcf = conf;
+
+    /* one per call in flight at 64 concurrent binds, as the bench runs */
+
+    ngx_conf_init_uint_value(pmcf->api_keepalive, 64);
+
+    return NGX_CONF_OK;
 }
 
 
@@ -657,6 +691,7 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
     plcf->redis_down = NGX_CONF_UNSET_UINT;
     plcf->idempotency = NGX_CONF_UNSET_MSEC;
     plcf->duplicate_window = NGX_CONF_UNSET_MSEC;
+    plcf->identity_cache = NGX_CONF_UNSET_MSEC;
     plcf->job_refresh_interval = NGX_CONF_UNSET_MSEC;
 
     plcf->bind = NGX_CONF_UNSET;
@@ -768,6 +803,9 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               24 * 3600 * 1000);
     ngx_conf_merge_msec_value(conf->duplicate_window,
                               prev->duplicate_window, 5000);
+
+    ngx_conf_merge_msec_value(conf->identity_cache, prev->identity_cache,
+                              3600 * 1000);
     ngx_conf_merge_msec_value(conf->job_refresh_interval,
                               prev->job_refresh_interval, 5000);
 
@@ -800,7 +838,9 @@ ngx_http_passkey_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_http_passkey_http_init_process(cycle) != NGX_OK) {
+    if (ngx_http_passkey_http_init_process(cycle, pmcf->api_keepalive)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

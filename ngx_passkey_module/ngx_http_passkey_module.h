@@ -92,6 +92,9 @@ typedef struct {
 
     /* passkey_api_trusted_certificate: libcurl takes it from memory */
     ngx_uint_t                        ca_blob;
+
+    /* passkey_api_keepalive: idle API connections kept per worker */
+    ngx_uint_t                        api_keepalive;
 } ngx_http_passkey_main_conf_t;
 
 
@@ -157,6 +160,7 @@ typedef struct ngx_http_passkey_loc_conf_s {
     ngx_uint_t                        redis_down;
     ngx_msec_t                        idempotency;
     ngx_msec_t                        duplicate_window;
+    ngx_msec_t                        identity_cache;
 
     ngx_http_complex_value_t         *invoke_redirect;
     ngx_uint_t                        invoke_unknown;
@@ -356,6 +360,14 @@ struct ngx_http_passkey_ctx_s {
 
     ngx_http_passkey_identity_done_pt  identity_done;
 
+    /* the identity a verified username had before (identity.c) */
+    ngx_http_passkey_redis_op_t       recall;
+    ngx_str_t                         recalled;
+    unsigned                          recalling:1;
+    unsigned                          recall_awaited:1;
+    unsigned                          remembered:1;
+    unsigned                          lookup_first:1;
+
     unsigned                          created:1;
     unsigned                          existing:1;   /* sign-up: taken */
     unsigned                          posted:1;     /* the job's POST */
@@ -524,8 +536,12 @@ ngx_int_t ngx_http_passkey_check_init_process(ngx_cycle_t *cycle,
 void ngx_http_passkey_check_exit_process(ngx_cycle_t *cycle);
 
 /* ngx_http_passkey_identity.c */
+void ngx_http_passkey_identity_recall(ngx_http_passkey_ctx_t *ctx);
 ngx_int_t ngx_http_passkey_identity_resolve(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_identity_done_pt done);
+ngx_int_t ngx_http_passkey_identity_forget(ngx_http_passkey_ctx_t *ctx);
+ngx_int_t ngx_http_passkey_identity_remember(ngx_http_passkey_ctx_t *ctx,
+    ngx_str_t *key, ngx_str_t *ttl);
 
 /* ngx_http_passkey_job.c */
 ngx_int_t ngx_http_passkey_job_created_read(ngx_http_passkey_ctx_t *ctx,

@@ -472,6 +472,10 @@ ngx_http_passkey_token_refresh(ngx_http_passkey_token_t *token,
     call->url = token->url;
     ngx_str_set(&call->content_type, "application/x-www-form-urlencoded");
     ngx_str_set(&call->body, "grant_type=client_credentials");
+
+    /* fetching a token again changes nothing at the API */
+    call->resend = 1;
+
     call->authorization = token->authorization[token->secret];
     call->handler = ngx_http_passkey_token_refreshed;
     call->data = token;

@@ -686,7 +686,46 @@ passkey: nginx with "master_process off" cannot reload a configuration with pass
 
 
 
-=== TEST 48: a secret never shows in nginx -T
+=== TEST 48: passkey_api_keepalive out of range
+--- http_config
+    passkey_api_keepalive 0;
+--- config
+    location = /passkey/bind {
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_api_keepalive" must be between 1 and 4096, not "0"
+
+
+
+=== TEST 49: passkey_api_keepalive is for the http block only
+--- config
+    location = /passkey/bind {
+        passkey_api_keepalive 8;
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_api_keepalive" directive is not allowed here
+
+
+
+=== TEST 50: passkey_identity_cache takes a time or off
+--- config
+    location = /passkey/bind {
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_identity_cache forever;
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+invalid value "forever" in "passkey_identity_cache": expected a time such as 10s, 5m, 24h, or "off"
+
+
+
+=== TEST 51: a secret never shows in nginx -T
 --- config
     location = /t {
         return 200 "ok\n";

@@ -28,6 +28,7 @@ run_tests();
 __DATA__
 
 === TEST 1: an existing identity is found and reused
+Authenticated mode looks the user up first: no create, no 409.
 --- config
     location = /passkey/bind {
         # the user a trusted upstream vouches for
@@ -47,7 +48,7 @@ X-User: bob
 --- response_body_like eval
 [qr/"id":"([0-9a-f]{16})"/,
  qr/^\{"job_id":"[0-9a-f]{16}","identity_id":"[0-9a-f]{16}","state":"LINK_SENT"/,
- qr/"create_identity":1,"create_job":1,.*"list_identities":1,.*"token":1/]
+ qr/"create_identity":0,"create_job":1,.*"list_identities":1,.*"token":1/]
 --- redis_job
 username: ^bob$
 
@@ -102,6 +103,8 @@ X-User: dan "the" man
 
 
 === TEST 4: two users racing for one username both get a job (409, then look up)
+The lookup finds no one; the create then meets the other's identity (409)
+and the second lookup finds it.
 --- config
     location = /passkey/bind {
         # the user a trusted upstream vouches for
@@ -121,7 +124,7 @@ X-User: erin
 --- response_body_like eval
 [qr/./,
  qr/"job_id":"[0-9a-f]{16}"/,
- qr/"create_identity":1,"create_job":1,.*"list_identities":1/]
+ qr/"create_identity":1,"create_job":1,.*"list_identities":2/]
 
 
 

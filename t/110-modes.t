@@ -50,6 +50,8 @@ run_tests();
 __DATA__
 
 === TEST 1: authenticated: a session answers with the link of its own user
+The first bind looks alice up, creates her and asks for a job; the second
+remembers her identity and only asks for a job.
 --- config eval: $::Signed
 --- more_headers
 Content-Type: application/json
@@ -61,7 +63,7 @@ X-Session: s-alice
 [200, 200, 200]
 --- response_body_like eval
 [qr/"credential_binding_link":"http/, qr/"credential_binding_link":"http/,
- qr/"create_identity":2,"create_job":2,.*"list_identities":1,/]
+ qr/"create_identity":1,"create_job":2,.*"list_identities":1,/]
 --- redis_job
 username: ^alice$
 
