@@ -327,7 +327,6 @@ ngx_http_passkey_http_setopt(ngx_http_passkey_http_ctx_t *ctx)
         || curl_easy_setopt(easy, CURLOPT_HTTPHEADER, ctx->headers)
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https")
            != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
@@ -358,6 +357,22 @@ ngx_http_passkey_http_setopt(ngx_http_passkey_http_ctx_t *ctx)
         || curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
                             ngx_http_passkey_http_loop_close)
            != CURLE_OK)
+    {
+        goto failed;
+    }
+
+    /*
+     * Over TLS a new call waits for a connection being made to the host to
+     * say by ALPN whether it multiplexes (HTTP/2), instead of opening one
+     * more.  Never over plain HTTP, which never multiplexes: libcurl would
+     * hold every call at once until the first one's answer.
+     */
+
+    if (call->url.len > sizeof("https://") - 1
+        && ngx_strncasecmp(call->url.data, (u_char *) "https://",
+                           sizeof("https://") - 1)
+           == 0
+        && curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) != CURLE_OK)
     {
         goto failed;
     }
