@@ -456,91 +456,58 @@ invalid:
 
 
 /*
- * hiredis resolves host names with a blocking getaddrinfo(), so only
- * numeric addresses and unix sockets are accepted.
+ * host:port, a numeric address and port, or a unix socket.  A numeric
+ * address is parsed once here; a host name is resolved by nginx's
+ * resolver each time a connection is made (the location must have one:
+ * ngx_http_passkey_location.c checks).
  */
 
 static ngx_int_t
 ngx_http_passkey_parse_redis_address(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_passkey_redis_server_t *server)
 {
-    u_char     *colon, *host, *last;
-    ngx_int_t   port;
-    u_char      buf[sizeof(struct in6_addr)];
+    ngx_url_t  u;
 
     server->name = *value;
 
-    if (value->len > 5 && ngx_strncmp(value->data, "unix:", 5) == 0) {
-        server->path.len = value->len - 5;
-        server->path.data = ngx_pnalloc(cf->pool, server->path.len + 1);
-        if (server->path.data == NULL) {
-            return NGX_ERROR;
-        }
+    ngx_memzero(&u, sizeof(ngx_url_t));
 
-        ngx_cpystrn(server->path.data, value->data + 5,
-                    server->path.len + 1);
+    u.url = *value;
+    u.no_resolve = 1;
 
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"passkey_redis\": %s",
+                           value, u.err ? u.err : "cannot parse it");
+        return NGX_ERROR;
+    }
+
+    if (u.family != AF_UNIX && (u.no_port || u.port == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"passkey_redis\": "
+                           "expected host:port or unix:/path", value);
+        return NGX_ERROR;
+    }
+
+    if (u.family == AF_UNIX) {
+        server->addr = u.addrs[0];
         return NGX_OK;
     }
 
-    last = value->data + value->len;
-    colon = NULL;
-
-    for (host = last - 1; host >= value->data; host--) {
-        if (*host == ':') {
-            colon = host;
-            break;
-        }
-    }
-
-    if (colon == NULL) {
-        goto invalid;
-    }
-
-    port = ngx_atoi(colon + 1, last - colon - 1);
-    if (port < 1 || port > 65535) {
-        goto invalid;
-    }
-
-    host = value->data;
-
-    if (host < colon && *host == '[' && colon[-1] == ']') {
-        host++;
-        last = colon - 1;
-
-    } else {
-        last = colon;
-    }
-
-    server->host.len = last - host;
-    server->host.data = ngx_pnalloc(cf->pool, server->host.len + 1);
-    if (server->host.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_cpystrn(server->host.data, host, server->host.len + 1);
-
-    if (inet_pton(AF_INET, (char *) server->host.data, buf) != 1
-        && inet_pton(AF_INET6, (char *) server->host.data, buf) != 1)
+    switch (ngx_parse_addr_port(cf->pool, &server->addr, value->data,
+                                value->len))
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid address \"%V\" in \"passkey_redis\": "
-                           "use a numeric IP address and port, or "
-                           "unix:/path", value);
+    case NGX_OK:
+        return NGX_OK;
+
+    case NGX_DECLINED:
+        server->host = u.host;
+        server->port = u.port;
+        return NGX_OK;
+
+    default:
         return NGX_ERROR;
     }
-
-    server->port = (in_port_t) port;
-
-    return NGX_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid address \"%V\" in \"passkey_redis\": "
-                       "expected IP:port or unix:/path", value);
-
-    return NGX_ERROR;
 }
 
 
