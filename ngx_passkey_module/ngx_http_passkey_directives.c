@@ -11,14 +11,6 @@
 #include "ngx_http_passkey_module.h"
 
 
-static ngx_int_t ngx_http_passkey_read_secret(ngx_conf_t *cf,
-    ngx_str_t *name, ngx_str_t *secret, ngx_str_t *directive);
-static ngx_int_t ngx_http_passkey_parse_redis_address(ngx_conf_t *cf,
-    ngx_str_t *value, ngx_http_passkey_redis_server_t *server);
-static ngx_http_passkey_redis_server_t *ngx_http_passkey_redis_server_add(
-    ngx_conf_t *cf, ngx_http_passkey_redis_server_t *server);
-
-
 char *
 ngx_http_passkey_conf_set_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -166,7 +158,7 @@ ngx_http_passkey_conf_set_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
  * by the master, and refused if other users may read or change it.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_passkey_read_secret(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *secret, ngx_str_t *directive)
 {
@@ -378,182 +370,6 @@ failed:
     ngx_close_file(fd);
 
     return NGX_CONF_ERROR;
-}
-
-
-char *
-ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_passkey_loc_conf_t *plcf = conf;
-
-    ngx_str_t                        *value, s;
-    ngx_uint_t                        i;
-    ngx_http_passkey_redis_server_t   server;
-
-    if (plcf->redis != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    ngx_memzero(&server, sizeof(ngx_http_passkey_redis_server_t));
-
-    if (ngx_http_passkey_parse_redis_address(cf, &value[1], &server)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "database=", 9) == 0) {
-
-            server.database = ngx_atoi(value[i].data + 9, value[i].len - 9);
-            if (server.database == NGX_ERROR || server.database > 1024) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
-
-            s.data = value[i].data + 14;
-            s.len = value[i].len - 14;
-
-            if (s.len == 0) {
-                goto invalid;
-            }
-
-            if (ngx_http_passkey_read_secret(cf, &s, &server.password,
-                                             &cmd->name)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        goto invalid;
-    }
-
-    plcf->redis = ngx_http_passkey_redis_server_add(cf, &server);
-    if (plcf->redis == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" in \"%V\"",
-                       &value[i], &cmd->name);
-
-    return NGX_CONF_ERROR;
-}
-
-
-/*
- * host:port, a numeric address and port, or a unix socket.  A numeric
- * address is parsed once here; a host name is resolved by nginx's
- * resolver each time a connection is made (the location must have one:
- * ngx_http_passkey_location.c checks).
- */
-
-static ngx_int_t
-ngx_http_passkey_parse_redis_address(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_http_passkey_redis_server_t *server)
-{
-    ngx_url_t  u;
-
-    server->name = *value;
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url = *value;
-    u.no_resolve = 1;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid address \"%V\" in \"passkey_redis\": %s",
-                           value, u.err ? u.err : "cannot parse it");
-        return NGX_ERROR;
-    }
-
-    if (u.family != AF_UNIX && (u.no_port || u.port == 0)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid address \"%V\" in \"passkey_redis\": "
-                           "expected host:port or unix:/path", value);
-        return NGX_ERROR;
-    }
-
-    if (u.family == AF_UNIX) {
-        server->addr = u.addrs[0];
-        return NGX_OK;
-    }
-
-    switch (ngx_parse_addr_port(cf->pool, &server->addr, value->data,
-                                value->len))
-    {
-    case NGX_OK:
-        return NGX_OK;
-
-    case NGX_DECLINED:
-        server->host = u.host;
-        server->port = u.port;
-        return NGX_OK;
-
-    default:
-        return NGX_ERROR;
-    }
-}
-
-
-/* locations naming the same server share one connection per worker */
-
-static ngx_http_passkey_redis_server_t *
-ngx_http_passkey_redis_server_add(ngx_conf_t *cf,
-    ngx_http_passkey_redis_server_t *server)
-{
-    ngx_uint_t                         i;
-    ngx_http_passkey_main_conf_t      *pmcf;
-    ngx_http_passkey_redis_server_t  **servers, *s, **sp;
-
-    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_passkey_module);
-
-    servers = pmcf->redis_servers.elts;
-
-    for (i = 0; i < pmcf->redis_servers.nelts; i++) {
-        s = servers[i];
-
-        if (s->name.len == server->name.len
-            && ngx_strncmp(s->name.data, server->name.data, s->name.len) == 0
-            && s->database == server->database
-            && s->password.len == server->password.len
-            && ngx_strncmp(s->password.data, server->password.data,
-                           s->password.len) == 0)
-        {
-            return s;
-        }
-    }
-
-    s = ngx_palloc(cf->pool, sizeof(ngx_http_passkey_redis_server_t));
-    if (s == NULL) {
-        return NULL;
-    }
-
-    *s = *server;
-
-    sp = ngx_array_push(&pmcf->redis_servers);
-    if (sp == NULL) {
-        return NULL;
-    }
-
-    *sp = s;
-
-    return s;
 }
 
 

@@ -9,7 +9,11 @@
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
 
-#include "ngx_http_passkey_redis.h"
+#include "ngx_http_passkey_redis_conn.h"
+
+
+#define NGX_HTTP_PASSKEY_REDIS_DEFAULT_TIMEOUT  5000
+#define NGX_HTTP_PASSKEY_REDIS_READ_SIZE        16384
 
 
 /*
@@ -37,79 +41,8 @@
  */
 
 
-#define NGX_HTTP_PASSKEY_REDIS_DEFAULT_TIMEOUT  5000
-#define NGX_HTTP_PASSKEY_REDIS_BACKOFF_MIN      100
-#define NGX_HTTP_PASSKEY_REDIS_BACKOFF_MAX      1000
-#define NGX_HTTP_PASSKEY_REDIS_READ_SIZE        16384
-
-
-typedef struct {
-    ngx_http_passkey_redis_server_t  *server;
-    ngx_log_t                        *log;
-
-    /* a name being resolved, then the address to connect to */
-    ngx_resolver_ctx_t               *resolving;
-    ngx_sockaddr_t                    sockaddr;
-    socklen_t                         socklen;
-    ngx_uint_t                        next;      /* of the name's addresses */
-
-    ngx_peer_connection_t             peer;
-    void                             *reader;
-    ngx_http_passkey_resp_buf_t       out;
-
-    /* links waiting for replies, in the order their commands went out */
-    ngx_queue_t                       waiting;
-
-    /* links failing fast: their failure is a posted event */
-    ngx_queue_t                       failing;
-
-    /* while a connect failed less than "backoff" ms ago, fail fast */
-    ngx_msec_t                        failed;
-    ngx_msec_t                        backoff;
-
-    /* timer events need ev->data with fd -1 in --with-debug builds */
-    ngx_connection_t                  dummy;
-
-    unsigned                          active:1;     /* resolving and on */
-    unsigned                          connected:1;
-    unsigned                          exiting:1;
-
-    /* a failure inside send() is reported by send(), not delivered */
-    unsigned                          in_send:1;
-    unsigned                          early_error:1;
-} ngx_http_passkey_redis_conn_t;
-
-
-typedef struct {
-    ngx_http_passkey_redis_op_t      *op;       /* NULL: owner is gone */
-    ngx_http_passkey_redis_conn_t    *conn;
-    const char                       *setup;    /* "AUTH", "SELECT" */
-    ngx_event_t                       ev;       /* deadline or failure */
-    ngx_queue_t                       queue;    /* waiting or failing */
-} ngx_http_passkey_redis_link_t;
-
-
-static ngx_int_t ngx_http_passkey_redis_connect(
-    ngx_http_passkey_redis_conn_t *conn);
-static void ngx_http_passkey_redis_resolve(
-    ngx_http_passkey_redis_conn_t *conn);
-static void ngx_http_passkey_redis_resolved(ngx_resolver_ctx_t *ctx);
-static void ngx_http_passkey_redis_open(ngx_http_passkey_redis_conn_t *conn,
-    struct sockaddr *sockaddr, socklen_t socklen);
-static void ngx_http_passkey_redis_failed(
-    ngx_http_passkey_redis_conn_t *conn);
-static ngx_int_t ngx_http_passkey_redis_setup(
-    ngx_http_passkey_redis_conn_t *conn, const char *what,
-    ngx_uint_t argc, ngx_str_t *argv);
-static void ngx_http_passkey_redis_backoff(
-    ngx_http_passkey_redis_conn_t *conn);
-static void ngx_http_passkey_redis_write_handler(ngx_event_t *wev);
-static void ngx_http_passkey_redis_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_passkey_redis_replies(
     ngx_http_passkey_redis_conn_t *conn);
-static ngx_int_t ngx_http_passkey_redis_connected(
-    ngx_http_passkey_redis_conn_t *conn);
-static void ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn);
 static void ngx_http_passkey_redis_timeout_handler(ngx_event_t *ev);
 static void ngx_http_passkey_redis_fail_handler(ngx_event_t *ev);
 static void ngx_http_passkey_redis_deliver(ngx_http_passkey_redis_op_t *op,
@@ -225,6 +158,12 @@ ngx_http_passkey_redis_exit_process(ngx_cycle_t *cycle, ngx_array_t *servers)
         if (conn->out.start != NULL) {
             ngx_free(conn->out.start);
         }
+
+#if (NGX_SSL)
+        if (conn->ssl_session) {
+            ngx_ssl_free_session(conn->ssl_session);
+        }
+#endif
 
         server[i]->conn = NULL;
     }
@@ -363,286 +302,7 @@ ngx_http_passkey_redis_cancel(ngx_http_passkey_redis_op_t *op)
 }
 
 
-/*
- * NGX_OK: a connection is being made (its name resolved, or connect()
- * under way), its AUTH and SELECT queued first; NGX_DECLINED: none can be
- * made now (backoff, a failure at once); NGX_ERROR: out of memory.
- */
-
-static ngx_int_t
-ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn)
-{
-    u_char                           *p;
-    u_char                            db[NGX_INT_T_LEN];
-    ngx_str_t                         argv[2];
-    ngx_http_passkey_redis_server_t  *server;
-
-    server = conn->server;
-
-    if (conn->backoff
-        && (ngx_msec_int_t) (ngx_current_msec - conn->failed)
-           < (ngx_msec_int_t) conn->backoff)
-    {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
-                       "passkey redis \"%V\" in connect backoff",
-                       &server->name);
-        return NGX_DECLINED;
-    }
-
-    conn->active = 1;
-
-    conn->reader = ngx_http_passkey_resp_reader();
-    if (conn->reader == NULL) {
-        goto failed;
-    }
-
-    /* replies come in order, so AUTH and SELECT precede the command */
-
-    if (server->password.len) {
-        ngx_str_set(&argv[0], "AUTH");
-        argv[1] = server->password;
-
-        if (ngx_http_passkey_redis_setup(conn, "AUTH", 2, argv) != NGX_OK) {
-            goto failed;
-        }
-    }
-
-    if (server->database) {
-        p = ngx_sprintf(db, "%i", server->database);
-
-        ngx_str_set(&argv[0], "SELECT");
-        argv[1].data = db;
-        argv[1].len = p - db;
-
-        if (ngx_http_passkey_redis_setup(conn, "SELECT", 2, argv) != NGX_OK) {
-            goto failed;
-        }
-    }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
-                   "passkey redis connecting to \"%V\"", &server->name);
-
-    /* a cached name or a refused connect() may fail at once, in here */
-
-    conn->in_send = 1;
-    conn->early_error = 0;
-
-    if (server->host.len) {
-        ngx_http_passkey_redis_resolve(conn);
-
-    } else {
-        ngx_http_passkey_redis_open(conn, server->addr.sockaddr,
-                                    server->addr.socklen);
-    }
-
-    conn->in_send = 0;
-
-    if (conn->early_error) {
-
-        /* nothing but AUTH and SELECT waits: no op is told */
-
-        ngx_http_passkey_redis_close(conn);
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
-
-failed:
-
-    ngx_http_passkey_redis_close(conn);
-
-    return NGX_ERROR;
-}
-
-
-/* through nginx's resolver, which caches names for their TTL */
-
-static void
-ngx_http_passkey_redis_resolve(ngx_http_passkey_redis_conn_t *conn)
-{
-    ngx_resolver_ctx_t               *ctx;
-    ngx_http_passkey_redis_server_t  *server;
-
-    server = conn->server;
-
-    ctx = ngx_resolve_start(server->resolver, NULL);
-
-    if (ctx == NULL) {
-        ngx_http_passkey_redis_failed(conn);
-        return;
-    }
-
-    if (ctx == NGX_NO_RESOLVER) {
-        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                      "passkey redis \"%V\": no resolver defined to "
-                      "resolve %V", &server->name, &server->host);
-        ngx_http_passkey_redis_failed(conn);
-        return;
-    }
-
-    ctx->name = server->host;
-    ctx->handler = ngx_http_passkey_redis_resolved;
-    ctx->data = conn;
-    ctx->timeout = server->resolver_timeout;
-
-    conn->resolving = ctx;
-
-    if (ngx_resolve_name(ctx) != NGX_OK) {
-        conn->resolving = NULL;
-        ngx_http_passkey_redis_failed(conn);
-    }
-}
-
-
-static void
-ngx_http_passkey_redis_resolved(ngx_resolver_ctx_t *ctx)
-{
-    ngx_uint_t                        i;
-    ngx_http_passkey_redis_conn_t    *conn;
-    ngx_http_passkey_redis_server_t  *server;
-
-    conn = ctx->data;
-    server = conn->server;
-
-    conn->resolving = NULL;
-
-    if (ctx->state || ctx->naddrs == 0) {
-        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                      "passkey redis \"%V\": %V could not be resolved "
-                      "(%i: %s)", &server->name, &ctx->name, ctx->state,
-                      ngx_resolver_strerror(ctx->state));
-
-        ngx_resolve_name_done(ctx);
-        ngx_http_passkey_redis_failed(conn);
-        return;
-    }
-
-    /* the name's addresses in turn, one per new connection */
-
-    i = conn->next++ % ctx->naddrs;
-
-    ngx_memcpy(&conn->sockaddr, ctx->addrs[i].sockaddr, ctx->addrs[i].socklen);
-    conn->socklen = ctx->addrs[i].socklen;
-
-    ngx_inet_set_port(&conn->sockaddr.sockaddr, server->port);
-
-    ngx_resolve_name_done(ctx);
-
-    ngx_http_passkey_redis_open(conn, &conn->sockaddr.sockaddr, conn->socklen);
-}
-
-
-static void
-ngx_http_passkey_redis_open(ngx_http_passkey_redis_conn_t *conn,
-    struct sockaddr *sockaddr, socklen_t socklen)
-{
-    ngx_int_t          rc;
-    ngx_connection_t  *c;
-
-    ngx_memzero(&conn->peer, sizeof(ngx_peer_connection_t));
-
-    conn->peer.sockaddr = sockaddr;
-    conn->peer.socklen = socklen;
-    conn->peer.name = &conn->server->name;
-    conn->peer.get = ngx_event_get_peer;
-    conn->peer.log = conn->log;
-    conn->peer.log_error = NGX_ERROR_ERR;
-
-    rc = ngx_event_connect_peer(&conn->peer);
-
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-
-        /* nginx logged why, naming the address */
-
-        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                      "passkey redis connect to \"%V\" failed",
-                      &conn->server->name);
-
-        if (conn->peer.connection != NULL) {
-            ngx_close_connection(conn->peer.connection);
-            conn->peer.connection = NULL;
-        }
-
-        ngx_http_passkey_redis_failed(conn);
-        return;
-    }
-
-    c = conn->peer.connection;
-
-    c->data = conn;
-    c->read->handler = ngx_http_passkey_redis_read_handler;
-    c->write->handler = ngx_http_passkey_redis_write_handler;
-
-    if (rc == NGX_OK) {
-        conn->connected = 1;
-        ngx_post_event(c->write, &ngx_posted_events);
-    }
-}
-
-
-/* the connection could not be made: the backoff starts */
-
-static void
-ngx_http_passkey_redis_failed(ngx_http_passkey_redis_conn_t *conn)
-{
-    ngx_http_passkey_redis_backoff(conn);
-
-    if (conn->in_send) {
-        conn->early_error = 1;
-        return;
-    }
-
-    ngx_http_passkey_redis_close(conn);
-}
-
-
-static ngx_int_t
-ngx_http_passkey_redis_setup(ngx_http_passkey_redis_conn_t *conn,
-    const char *what, ngx_uint_t argc, ngx_str_t *argv)
-{
-    ngx_http_passkey_redis_link_t  *link;
-
-    link = ngx_calloc(sizeof(ngx_http_passkey_redis_link_t), conn->log);
-    if (link == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_passkey_resp_command(&conn->out, argc, argv, conn->log)
-        != NGX_OK)
-    {
-        ngx_free(link);
-        return NGX_ERROR;
-    }
-
-    /* no deadline of its own: the op behind it has one */
-
-    link->conn = conn;
-    link->setup = what;
-    link->ev.data = &conn->dummy;
-    link->ev.log = conn->log;
-
-    ngx_queue_insert_tail(&conn->waiting, &link->queue);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_passkey_redis_backoff(ngx_http_passkey_redis_conn_t *conn)
-{
-    conn->failed = ngx_current_msec;
-
-    if (conn->backoff == 0) {
-        conn->backoff = NGX_HTTP_PASSKEY_REDIS_BACKOFF_MIN;
-
-    } else {
-        conn->backoff = ngx_min(conn->backoff * 2,
-                                NGX_HTTP_PASSKEY_REDIS_BACKOFF_MAX);
-    }
-}
-
-
-static void
+void
 ngx_http_passkey_redis_write_handler(ngx_event_t *wev)
 {
     ssize_t                         n;
@@ -686,49 +346,7 @@ ngx_http_passkey_redis_write_handler(ngx_event_t *wev)
 }
 
 
-/* the outcome of a non-blocking connect(), at its first event */
-
-static ngx_int_t
-ngx_http_passkey_redis_connected(ngx_http_passkey_redis_conn_t *conn)
-{
-    int                err;
-    socklen_t          len;
-    ngx_connection_t  *c;
-
-    c = conn->peer.connection;
-
-    err = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
-        err = ngx_socket_errno;
-    }
-
-    if (err) {
-        ngx_log_error(NGX_LOG_ERR, conn->log, err,
-                      "passkey redis connect to \"%V\" failed",
-                      &conn->server->name);
-
-        ngx_http_passkey_redis_failed(conn);
-        return NGX_ERROR;
-    }
-
-    conn->connected = 1;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
-                   "passkey redis connected to \"%V\"", &conn->server->name);
-
-    /* what was queued while connecting */
-
-    if (conn->out.pos < conn->out.last && !c->write->posted) {
-        ngx_post_event(c->write, &ngx_posted_events);
-    }
-
-    return NGX_OK;
-}
-
-
-static void
+void
 ngx_http_passkey_redis_read_handler(ngx_event_t *rev)
 {
     ssize_t                         n;
@@ -893,9 +511,10 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
  * a new one.
  */
 
-static void
+void
 ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn)
 {
+    ngx_pool_t                     *pool;
     ngx_queue_t                     waiting, *q;
     ngx_http_passkey_redis_op_t    *op;
     ngx_http_passkey_redis_link_t  *link;
@@ -909,8 +528,21 @@ ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
                        "passkey redis close \"%V\"", &conn->server->name);
 
+        pool = conn->peer.connection->pool;
+
+#if (NGX_SSL)
+        if (conn->peer.connection->ssl) {
+            conn->peer.connection->ssl->no_wait_shutdown = 1;
+            (void) ngx_ssl_shutdown(conn->peer.connection);
+        }
+#endif
+
         ngx_close_connection(conn->peer.connection);
         conn->peer.connection = NULL;
+
+        if (pool != NULL) {
+            ngx_destroy_pool(pool);
+        }
     }
 
     conn->active = 0;

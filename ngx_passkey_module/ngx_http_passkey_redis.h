@@ -46,7 +46,17 @@ typedef struct {
     ngx_resolver_t                  *resolver;  /* the location's, for host */
     ngx_msec_t                       resolver_timeout;
     ngx_int_t                        database;  /* SELECT after connect */
+    ngx_str_t                        user;      /* AUTH user password */
     ngx_str_t                        password;  /* AUTH; never logged */
+
+    /* what tells servers apart: the directive's arguments, as written */
+    ngx_str_t                        key;
+
+#if (NGX_SSL)
+    ngx_ssl_t                       *ssl;       /* NULL: no TLS */
+    ngx_str_t                        tls_name;  /* SNI, checked; 0-ended */
+    ngx_flag_t                       tls_verify;
+#endif
 
     /* per worker: private to ngx_http_passkey_redis.c */
     void                            *conn;
