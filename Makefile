@@ -36,7 +36,7 @@ DEB_PACKAGES = nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
     libtest-base-perl libtext-diff-perl libtest-longstring-perl \
     libwww-perl libhttp-message-perl libipc-run-perl liburi-perl \
     liblist-moreutils-perl libmojolicious-perl libio-socket-ssl-perl \
-    valgrind curl openssl libpcre2-dev zlib1g-dev
+    valgrind curl openssl libpcre2-dev zlib1g-dev ca-certificates
 
 # for make bench only: the load generator, and the echo module that lets
 # the stock nginx playing the API read request bodies and wait

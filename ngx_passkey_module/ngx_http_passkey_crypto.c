@@ -6,11 +6,13 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 
 #include "ngx_http_passkey_crypto.h"
 
@@ -209,6 +211,79 @@ ngx_http_passkey_pem_certificates(ngx_str_t *pem, ngx_uint_t *n,
 
     return NGX_OK;
 }
+
+
+#if (NGX_SSL)
+
+/*
+ * Redis over TLS (ngx_http_passkey_redis.c) uses nginx's SSL layer; what
+ * nginx offers no call for is here: SNI, and the check of the server's
+ * certificate against a name or an IP address (ngx_ssl_check_host() knows
+ * no IP addresses).
+ */
+
+ngx_int_t
+ngx_http_passkey_ssl_server_name(ngx_connection_t *c, ngx_str_t *name)
+{
+    u_char  buf[sizeof(struct in6_addr)];
+
+    /* RFC 6066: no SNI for an IP address; name is null-terminated */
+
+    if (inet_pton(AF_INET, (char *) name->data, buf) == 1
+        || inet_pton(AF_INET6, (char *) name->data, buf) == 1)
+    {
+        return NGX_OK;
+    }
+
+    if (SSL_set_tlsext_host_name(c->ssl->connection, (char *) name->data)
+        != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* NULL when the chain and the name check out, or why not */
+
+const char *
+ngx_http_passkey_ssl_verify(ngx_connection_t *c, ngx_str_t *name)
+{
+    int          rc;
+    long         result;
+    X509        *cert;
+    const char  *reason;
+
+    result = SSL_get_verify_result(c->ssl->connection);
+
+    if (result != X509_V_OK) {
+        return X509_verify_cert_error_string(result);
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+
+    if (cert == NULL) {
+        return "the server sent no certificate";
+    }
+
+    rc = X509_check_ip_asc(cert, (char *) name->data, 0);
+
+    if (rc == -2) {
+        /* not an IP address: a host name */
+        rc = X509_check_host(cert, (char *) name->data, name->len, 0, NULL);
+    }
+
+    X509_free(cert);
+
+    reason = (rc == 1) ? NULL : "the certificate is not for that name";
+
+    ngx_http_passkey_clear_ssl_errors();
+
+    return reason;
+}
+
+#endif
 
 
 static ngx_int_t

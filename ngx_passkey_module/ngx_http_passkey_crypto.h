@@ -10,6 +10,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
 
 
 /*
@@ -34,6 +35,14 @@ ngx_int_t ngx_http_passkey_seal(ngx_pool_t *pool, ngx_str_t *secret,
     ngx_str_t *plain, ngx_str_t *sealed);
 ngx_int_t ngx_http_passkey_unseal(ngx_pool_t *pool, ngx_str_t *secret,
     ngx_str_t *sealed, ngx_str_t *plain);
+
+#if (NGX_SSL)
+/* SNI for a host name (none for an IP address); name is null-terminated */
+ngx_int_t ngx_http_passkey_ssl_server_name(ngx_connection_t *c,
+    ngx_str_t *name);
+/* after a handshake: NULL, or why the certificate is not trusted for name */
+const char *ngx_http_passkey_ssl_verify(ngx_connection_t *c, ngx_str_t *name);
+#endif
 
 /* libcurl shares the OpenSSL error queue with nginx */
 void ngx_http_passkey_clear_ssl_errors(void);

@@ -33,6 +33,8 @@ static ngx_int_t ngx_http_passkey_add_invoke_location(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf);
 static ngx_int_t ngx_http_passkey_check_needs(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf, char *name, ngx_uint_t needs);
+static ngx_int_t ngx_http_passkey_redis_resolver(ngx_conf_t *cf,
+    ngx_http_passkey_redis_server_t *server);
 static char *ngx_http_passkey_api_client(ngx_conf_t *cf,
     ngx_http_passkey_loc_conf_t *plcf);
 static ngx_int_t ngx_http_passkey_check_caller(ngx_conf_t *cf,
@@ -377,6 +379,12 @@ ngx_http_passkey_check_needs(ngx_conf_t *cf,
     } else if (plcf->redis == NULL) {
         missing = "passkey_redis";
 
+    } else if (plcf->redis->host.len
+               && ngx_http_passkey_redis_resolver(cf, plcf->redis)
+                  != NGX_OK)
+    {
+        return NGX_ERROR;
+
     } else if (!(needs & NGX_HTTP_PASSKEY_NEED_API)) {
         /* nothing else */
 
@@ -405,6 +413,40 @@ ngx_http_passkey_check_needs(ngx_conf_t *cf,
                            "\"%s\" requires \"%s\"", name, missing);
         return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A Redis server named by host name is resolved with the resolver of the
+ * (first) location that uses it, never with a blocking lookup.
+ */
+
+static ngx_int_t
+ngx_http_passkey_redis_resolver(ngx_conf_t *cf,
+    ngx_http_passkey_redis_server_t *server)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (server->resolver != NULL) {
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /* without a "resolver" directive nginx has one that knows no server */
+
+    if (clcf->resolver == NULL || clcf->resolver->connections.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_redis\" \"%V\" names a host: it needs "
+                           "a \"resolver\" in this location or above",
+                           &server->name);
+        return NGX_ERROR;
+    }
+
+    server->resolver = clcf->resolver;
+    server->resolver_timeout = clcf->resolver_timeout;
 
     return NGX_OK;
 }

@@ -222,7 +222,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       NULL },
 
     { ngx_string("passkey_redis"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_passkey_redis,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,

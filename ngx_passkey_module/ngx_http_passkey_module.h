@@ -398,6 +398,9 @@ typedef struct {
 extern ngx_module_t  ngx_http_passkey_module;
 
 
+/* ngx_http_passkey_redis_conf.c */
+char *ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
 /* ngx_http_passkey_directives.c */
 char *ngx_http_passkey_conf_set_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -407,7 +410,8 @@ char *ngx_http_passkey_conf_set_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_conf_set_certificate(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-char *ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_passkey_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *secret, ngx_str_t *directive);
 char *ngx_http_passkey_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -10,12 +10,14 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
 
 
 /*
- * Redis commands over one non-blocking connection per worker and per
- * configured server.  hiredis formats commands and parses replies; this is
- * the only file that includes hiredis.
+ * Redis commands over one connection per worker and per configured
+ * server, an nginx connection on nginx's event loop
+ * (ngx_http_passkey_redis.c); hiredis formats the commands and reads the
+ * replies (ngx_http_passkey_resp.c), and sees no socket.
  */
 
 
@@ -38,12 +40,23 @@ typedef enum {
 
 typedef struct {
     ngx_str_t                        name;      /* as configured, for logs */
-    ngx_addr_t                      *addr;      /* NULL for a unix socket */
-    ngx_str_t                        path;      /* unix socket, 0-terminated */
-    ngx_str_t                        host;      /* IP text, 0-terminated */
+    ngx_addr_t                       addr;      /* IP and port, or unix: */
+    ngx_str_t                        host;      /* a name to resolve, or "" */
     in_port_t                        port;
+    ngx_resolver_t                  *resolver;  /* the location's, for host */
+    ngx_msec_t                       resolver_timeout;
     ngx_int_t                        database;  /* SELECT after connect */
+    ngx_str_t                        user;      /* AUTH user password */
     ngx_str_t                        password;  /* AUTH; never logged */
+
+    /* what tells servers apart: the directive's arguments, as written */
+    ngx_str_t                        key;
+
+#if (NGX_SSL)
+    ngx_ssl_t                       *ssl;       /* NULL: no TLS */
+    ngx_str_t                        tls_name;  /* SNI, checked; 0-ended */
+    ngx_flag_t                       tls_verify;
+#endif
 
     /* per worker: private to ngx_http_passkey_redis.c */
     void                            *conn;
@@ -90,6 +103,25 @@ ngx_int_t ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
 
 /* The owner is going away: the handler will not run.  Idempotent. */
 void ngx_http_passkey_redis_cancel(ngx_http_passkey_redis_op_t *op);
+
+
+/* bytes to send: [pos, last) of [start, end), ngx_alloc()'d */
+typedef struct {
+    u_char                          *start;
+    u_char                          *pos;
+    u_char                          *last;
+    u_char                          *end;
+} ngx_http_passkey_resp_buf_t;
+
+
+/* ngx_http_passkey_resp.c, for ngx_http_passkey_redis.c */
+ngx_int_t ngx_http_passkey_resp_command(ngx_http_passkey_resp_buf_t *buf,
+    ngx_uint_t argc, ngx_str_t *argv, ngx_log_t *log);
+void *ngx_http_passkey_resp_reader(void);
+void ngx_http_passkey_resp_reader_free(void *reader);
+ngx_int_t ngx_http_passkey_resp_feed(void *reader, u_char *data, size_t len);
+ngx_int_t ngx_http_passkey_resp_reply(void *reader,
+    ngx_http_passkey_redis_op_t *op, ngx_str_t *error);
 
 
 /* how an op that got no reply failed, for a log line */

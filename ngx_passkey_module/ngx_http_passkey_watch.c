@@ -12,12 +12,11 @@
 
 
 /*
- * Sockets owned by libcurl (ngx_http_passkey_http_loop.c) and hiredis
- * (ngx_http_passkey_redis.c), on nginx's event loop.  Each gets a slot from
- * ngx_get_connection(), so the event modules' stale-event checks (the
- * instance bit, fd == -1) apply to it.  Interest is level-triggered:
- * neither library promises to read a socket dry (hiredis reads at most 16K
- * per call).
+ * Sockets owned by libcurl (ngx_http_passkey_http_loop.c), on nginx's
+ * event loop.  Each gets a slot from ngx_get_connection(), so the event
+ * modules' stale-event checks (the instance bit, fd == -1) apply to it.
+ * Interest is level-triggered: libcurl does not promise to read a socket
+ * dry.
  */
 
 
@@ -73,34 +72,6 @@ ngx_http_passkey_watch(ngx_event_t *ev, ngx_uint_t on)
                   on ? "add" : "delete", ev->write ? "write" : "read", c->fd);
 
     return NGX_ERROR;
-}
-
-
-void
-ngx_http_passkey_watch_read_on(void *data)
-{
-    (void) ngx_http_passkey_watch(((ngx_connection_t *) data)->read, 1);
-}
-
-
-void
-ngx_http_passkey_watch_read_off(void *data)
-{
-    (void) ngx_http_passkey_watch(((ngx_connection_t *) data)->read, 0);
-}
-
-
-void
-ngx_http_passkey_watch_write_on(void *data)
-{
-    (void) ngx_http_passkey_watch(((ngx_connection_t *) data)->write, 1);
-}
-
-
-void
-ngx_http_passkey_watch_write_off(void *data)
-{
-    (void) ngx_http_passkey_watch(((ngx_connection_t *) data)->write, 0);
 }
 
 

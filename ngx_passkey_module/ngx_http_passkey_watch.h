@@ -14,8 +14,8 @@
 
 
 /*
- * A socket that a library owns (libcurl's, hiredis's), watched by nginx's
- * event loop through a connection slot.  The slot never closes the fd.
+ * A socket that a library owns (libcurl's), watched by nginx's event loop
+ * through a connection slot.  The slot never closes the fd.
  */
 
 ngx_connection_t *ngx_http_passkey_watch_open(ngx_socket_t fd, void *data,
@@ -24,12 +24,6 @@ ngx_connection_t *ngx_http_passkey_watch_open(ngx_socket_t fd, void *data,
 
 /* on: level-triggered interest in ev; off: none; NGX_ERROR after an alert */
 ngx_int_t ngx_http_passkey_watch(ngx_event_t *ev, ngx_uint_t on);
-
-/* hiredis's ev.addRead/delRead/addWrite/delWrite hooks, data a connection */
-void ngx_http_passkey_watch_read_on(void *data);
-void ngx_http_passkey_watch_read_off(void *data);
-void ngx_http_passkey_watch_write_on(void *data);
-void ngx_http_passkey_watch_write_off(void *data);
 
 /*
  * Frees the slot.  closed: the owner has closed or is about to close the

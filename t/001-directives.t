@@ -220,14 +220,15 @@ invalid value "a/../b" in "passkey_tenant_id": expected 1 to 128 letters, digits
 
 
 
-=== TEST 12: a redis host name (resolving it would block)
---- http_config
-    # passkey: no defaults
-    passkey_redis localhost:6379;
+=== TEST 12: a redis host name needs a resolver (resolving it would block)
 --- config
+    location = /passkey/bind {
+        passkey_redis localhost:6379;
+        passkey_bind;
+    }
 --- must_die
 --- error_log
-invalid address "localhost:6379" in "passkey_redis": use a numeric IP address and port, or unix:/path
+"passkey_redis" "localhost:6379" names a host: it needs a "resolver" in this location or above
 
 
 
@@ -238,7 +239,7 @@ invalid address "localhost:6379" in "passkey_redis": use a numeric IP address an
 --- config
 --- must_die
 --- error_log
-invalid address "127.0.0.1" in "passkey_redis": expected IP:port or unix:/path
+invalid address "127.0.0.1" in "passkey_redis": expected host:port or unix:/path
 
 
 

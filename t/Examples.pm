@@ -97,6 +97,12 @@ sub render {
         or die "cannot copy the client secret";
     chmod 0600, "$prefix/conf/client_secret";
 
+    # the password redis-managed.conf reads
+    open my $pw, '>', "$prefix/conf/redis_password" or die;
+    print $pw "example-redis-password\n";
+    close $pw;
+    chmod 0600, "$prefix/conf/redis_password";
+
     # the pages, where "make demo" puts them
     system("cp examples/*.html $prefix/html/") == 0
         or die "cannot copy the example pages";

@@ -1,0 +1,94 @@
+
+/*
+ * Copyright (C) ngx_passkey_module authors
+ */
+
+
+#ifndef _NGX_HTTP_PASSKEY_REDIS_CONN_H_INCLUDED_
+#define _NGX_HTTP_PASSKEY_REDIS_CONN_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+
+#include "ngx_http_passkey_redis.h"
+
+
+/*
+ * A worker's connection to one Redis server, shared by the two halves of
+ * the Redis transport and by them only: the commands and replies
+ * (ngx_http_passkey_redis.c) and the making of the connection: the name
+ * resolved, connect(), TLS, AUTH and SELECT
+ * (ngx_http_passkey_redis_connect.c).
+ */
+
+
+#define NGX_HTTP_PASSKEY_REDIS_BACKOFF_MIN      100
+#define NGX_HTTP_PASSKEY_REDIS_BACKOFF_MAX      1000
+
+
+typedef struct {
+    ngx_http_passkey_redis_server_t  *server;
+    ngx_log_t                        *log;
+
+    /* a name being resolved, then the address to connect to */
+    ngx_resolver_ctx_t               *resolving;
+    ngx_sockaddr_t                    sockaddr;
+    socklen_t                         socklen;
+    ngx_uint_t                        next;      /* of the name's addresses */
+
+    ngx_peer_connection_t             peer;
+    void                             *reader;
+
+#if (NGX_SSL)
+    ngx_ssl_session_t                *ssl_session;
+#endif
+    ngx_http_passkey_resp_buf_t       out;
+
+    /* links waiting for replies, in the order their commands went out */
+    ngx_queue_t                       waiting;
+
+    /* links failing fast: their failure is a posted event */
+    ngx_queue_t                       failing;
+
+    /* while a connect failed less than "backoff" ms ago, fail fast */
+    ngx_msec_t                        failed;
+    ngx_msec_t                        backoff;
+
+    /* timer events need ev->data with fd -1 in --with-debug builds */
+    ngx_connection_t                  dummy;
+
+    unsigned                          active:1;     /* resolving and on */
+    unsigned                          connected:1;
+    unsigned                          exiting:1;
+
+    /* a failure inside send() is reported by send(), not delivered */
+    unsigned                          in_send:1;
+    unsigned                          early_error:1;
+} ngx_http_passkey_redis_conn_t;
+
+
+typedef struct {
+    ngx_http_passkey_redis_op_t      *op;       /* NULL: owner is gone */
+    ngx_http_passkey_redis_conn_t    *conn;
+    const char                       *setup;    /* "AUTH", "SELECT" */
+    ngx_event_t                       ev;       /* deadline or failure */
+    ngx_queue_t                       queue;    /* waiting or failing */
+} ngx_http_passkey_redis_link_t;
+
+
+/* ngx_http_passkey_redis_connect.c */
+ngx_int_t ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn);
+ngx_int_t ngx_http_passkey_redis_connected(
+    ngx_http_passkey_redis_conn_t *conn);
+void ngx_http_passkey_redis_backoff(ngx_http_passkey_redis_conn_t *conn);
+
+/* ngx_http_passkey_redis.c */
+void ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn);
+void ngx_http_passkey_redis_read_handler(ngx_event_t *rev);
+void ngx_http_passkey_redis_write_handler(ngx_event_t *wev);
+
+
+#endif /* _NGX_HTTP_PASSKEY_REDIS_CONN_H_INCLUDED_ */
