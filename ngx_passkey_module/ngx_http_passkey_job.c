@@ -22,6 +22,9 @@
 #define NGX_HTTP_PASSKEY_JOB_TTL_DEFAULT  (7 * 86400)
 
 
+static ngx_http_passkey_loc_conf_t *ngx_http_passkey_redis_op(
+    ngx_http_request_t *r, ngx_http_passkey_redis_op_t *op,
+    ngx_http_passkey_redis_done_pt handler, void *data);
 static ngx_int_t ngx_http_passkey_valid_chars(ngx_str_t *s, size_t max,
     char *extra);
 
@@ -75,6 +78,19 @@ ngx_http_passkey_redis_ask(ngx_http_request_t *r,
 {
     ngx_http_passkey_loc_conf_t  *plcf;
 
+    plcf = ngx_http_passkey_redis_op(r, op, handler, data);
+
+    return ngx_http_passkey_redis_send(plcf->redis, op, argc, argv);
+}
+
+
+static ngx_http_passkey_loc_conf_t *
+ngx_http_passkey_redis_op(ngx_http_request_t *r,
+    ngx_http_passkey_redis_op_t *op, ngx_http_passkey_redis_done_pt handler,
+    void *data)
+{
+    ngx_http_passkey_loc_conf_t  *plcf;
+
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
 
     ngx_memzero(op, sizeof(ngx_http_passkey_redis_op_t));
@@ -85,7 +101,7 @@ ngx_http_passkey_redis_ask(ngx_http_request_t *r,
     op->handler = handler;
     op->data = data;
 
-    return ngx_http_passkey_redis_send(plcf->redis, op, argc, argv);
+    return plcf;
 }
 
 
@@ -397,11 +413,12 @@ ngx_int_t
 ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     ngx_http_passkey_redis_done_pt handler)
 {
-    time_t               now;
-    ngx_int_t            rc;
-    ngx_str_t            argv[21], ttl;
-    ngx_uint_t           n;
-    ngx_http_request_t  *r;
+    time_t                        now;
+    ngx_int_t                     rc;
+    ngx_str_t                     argv[21], ttl;
+    ngx_uint_t                    n;
+    ngx_http_request_t           *r;
+    ngx_http_passkey_loc_conf_t  *plcf;
 
     r = ctx->request;
 
@@ -473,6 +490,11 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
 
     ngx_http_passkey_rfc3339(now, argv[n + 13].data);
 
-    return ngx_http_passkey_redis_ask(r, &ctx->redis, handler, ctx, n + 14,
-                                      argv);
+    /* with replicas=, the job is answered once a replica has it too */
+
+    plcf = ngx_http_passkey_redis_op(r, &ctx->redis, handler, ctx);
+    ctx->redis.replicated = 1;
+
+    return ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, n + 14,
+                                       argv);
 }

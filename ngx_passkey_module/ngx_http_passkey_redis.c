@@ -41,6 +41,12 @@
  */
 
 
+static ngx_int_t ngx_http_passkey_redis_wait(
+    ngx_http_passkey_redis_conn_t *conn, ngx_http_passkey_redis_link_t *link,
+    ngx_msec_t timeout);
+static ngx_int_t ngx_http_passkey_redis_waited(
+    ngx_http_passkey_redis_conn_t *conn, ngx_http_passkey_redis_op_t *op,
+    ngx_http_passkey_redis_op_t *ack);
 static ngx_int_t ngx_http_passkey_redis_replies(
     ngx_http_passkey_redis_conn_t *conn);
 static void ngx_http_passkey_redis_timeout_handler(ngx_event_t *ev);
@@ -252,9 +258,21 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
     timeout = op->timeout ? op->timeout
                           : NGX_HTTP_PASSKEY_REDIS_DEFAULT_TIMEOUT;
 
-    ngx_add_timer(&link->ev, timeout);
-
     op->priv = link;
+
+    if (op->replicated && server->replicas
+        && ngx_http_passkey_redis_wait(conn, link, timeout) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the deadline is the last reply's: the WAIT's, if there is one */
+
+    if (link->partner) {
+        link = link->partner;
+    }
+
+    ngx_add_timer(&link->ev, timeout);
 
     /* the commands of this iteration leave together, from the event */
 
@@ -263,6 +281,70 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * replicas=: a WAIT right behind the write, so that its reply counts only
+ * once that many replicas have it: a failover then loses no job that was
+ * answered.  WAIT holds the connection up to its timeout, kept short: it
+ * only runs that long while a replica is gone.
+ */
+
+static ngx_int_t
+ngx_http_passkey_redis_wait(ngx_http_passkey_redis_conn_t *conn,
+    ngx_http_passkey_redis_link_t *link, ngx_msec_t timeout)
+{
+    u_char                         *p;
+    ngx_str_t                       argv[3];
+    ngx_http_passkey_redis_link_t  *wait;
+    u_char                          n[NGX_INT_T_LEN], ms[NGX_INT_T_LEN];
+
+    wait = ngx_calloc(sizeof(ngx_http_passkey_redis_link_t), conn->log);
+    if (wait == NULL) {
+        goto failed;
+    }
+
+    ngx_str_set(&argv[0], "WAIT");
+
+    p = ngx_sprintf(n, "%ui", conn->server->replicas);
+    argv[1].data = n;
+    argv[1].len = p - n;
+
+    p = ngx_sprintf(ms, "%M", ngx_min(timeout / 2, 500));
+    argv[2].data = ms;
+    argv[2].len = p - ms;
+
+    if (ngx_http_passkey_resp_command(&conn->out, 3, argv, conn->log)
+        != NGX_OK)
+    {
+        ngx_free(wait);
+        goto failed;
+    }
+
+    wait->op = link->op;
+    wait->conn = conn;
+    wait->wait = 1;
+    wait->partner = link;
+    wait->ev.data = &conn->dummy;
+    wait->ev.log = conn->log;
+    wait->ev.handler = ngx_http_passkey_redis_timeout_handler;
+
+    link->hold = 1;
+    link->partner = wait;
+
+    ngx_queue_insert_tail(&conn->waiting, &wait->queue);
+
+    return NGX_OK;
+
+failed:
+
+    /* the write went into the buffer: its reply is dropped, no op told */
+
+    link->op->priv = NULL;
+    link->op = NULL;
+
+    return NGX_ERROR;
 }
 
 
@@ -282,8 +364,20 @@ ngx_http_passkey_redis_cancel(ngx_http_passkey_redis_op_t *op)
     op->priv = NULL;
     link->op = NULL;
 
+    if (link->partner) {
+        ((ngx_http_passkey_redis_link_t *) link->partner)->op = NULL;
+    }
+
     if (link->ev.timer_set) {
         ngx_del_timer(&link->ev);
+    }
+
+    if (link->partner) {
+        link = link->partner;
+
+        if (link->ev.timer_set) {
+            ngx_del_timer(&link->ev);
+        }
     }
 
     if (link->ev.handler == ngx_http_passkey_redis_fail_handler) {
@@ -408,6 +502,8 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
 {
     u_char                          text[128];
     ngx_int_t                       rc;
+    ngx_uint_t                      readonly, stale;
+    ngx_http_passkey_redis_op_t     ack;
     ngx_str_t                       error;
     ngx_queue_t                    *q;
     ngx_connection_t               *c;
@@ -442,7 +538,17 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
         error.data = text;
         error.len = sizeof(text);
 
-        rc = ngx_http_passkey_resp_reply(conn->reader, op, &error);
+        /* a WAIT's reply is its own; the write's stays in op */
+
+        if (link->wait && op != NULL) {
+            ngx_memzero(&ack, sizeof(ngx_http_passkey_redis_op_t));
+            ack.pool = op->pool;
+            ack.log = op->log;
+        }
+
+        rc = ngx_http_passkey_resp_reply(conn->reader,
+                                         link->wait && op ? &ack : op,
+                                         &error);
 
         if (rc == NGX_AGAIN) {
             return NGX_OK;
@@ -483,6 +589,22 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
             return NGX_ERROR;
         }
 
+        if (link->hold) {
+
+            /* the write answered; the op waits for the WAIT behind it */
+
+            if (link->partner) {
+                ((ngx_http_passkey_redis_link_t *) link->partner)->partner =
+                                                                        NULL;
+                if (op != NULL) {
+                    op->priv = link->partner;
+                }
+            }
+
+            ngx_free(link);
+            continue;
+        }
+
         ngx_free(link);
 
         if (op == NULL) {
@@ -492,16 +614,75 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
 
         op->priv = NULL;
 
+        /*
+         * A master without the replicas it had may be one a failover has
+         * left behind: with sentinel=, the next connection asks again.
+         */
+
+        stale = (link->wait
+                 && ngx_http_passkey_redis_waited(conn, op, &ack) != NGX_OK
+                 && conn->server->sentinels != NULL);
+
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, op->log, 0,
                        "passkey redis result:%d type:%d",
                        (int) op->result, (int) op->type);
 
+        /*
+         * A master that a failover made a replica answers writes so; the
+         * next connection finds the master again (by sentinel=, or the
+         * name's address)
+         */
+
+        readonly = (op->type == NGX_HTTP_PASSKEY_REDIS_ERROR
+                    && op->str.len >= sizeof("READONLY") - 1
+                    && ngx_strncmp(op->str.data, "READONLY",
+                                   sizeof("READONLY") - 1) == 0);
+
         /* may send again, or cancel other ops: the link is gone */
 
         op->handler(op);
+
+        if ((readonly || stale) && conn->peer.connection == c) {
+            ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                          "passkey redis \"%V\" %s, reconnecting",
+                          &conn->server->name,
+                          readonly ? "is a replica now"
+                                   : "lost its replicas");
+            ngx_http_passkey_redis_close(conn);
+            return NGX_ERROR;
+        }
     }
 
     return NGX_ERROR;
+}
+
+
+/* the WAIT behind a write answered: too few replicas fail the write */
+
+static ngx_int_t
+ngx_http_passkey_redis_waited(ngx_http_passkey_redis_conn_t *conn,
+    ngx_http_passkey_redis_op_t *op, ngx_http_passkey_redis_op_t *ack)
+{
+    if (ack->result == NGX_HTTP_PASSKEY_REDIS_OK
+        && ack->type == NGX_HTTP_PASSKEY_REDIS_INTEGER
+        && (ngx_uint_t) ack->integer >= conn->server->replicas)
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                  "passkey redis \"%V\": the write reached %i of %ui "
+                  "replicas in time", &conn->server->name,
+                  ack->type == NGX_HTTP_PASSKEY_REDIS_INTEGER
+                  ? ack->integer : (ngx_int_t) 0,
+                  conn->server->replicas);
+
+    op->result = NGX_HTTP_PASSKEY_REDIS_UNAVAILABLE;
+    op->type = NGX_HTTP_PASSKEY_REDIS_NIL;
+    ngx_str_null(&op->str);
+    op->elements = NULL;
+
+    return NGX_DECLINED;
 }
 
 
@@ -523,6 +704,8 @@ ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn)
         ngx_resolve_name_done(conn->resolving);
         conn->resolving = NULL;
     }
+
+    ngx_http_passkey_redis_discover_end(conn);
 
     if (conn->peer.connection != NULL) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
@@ -573,6 +756,13 @@ ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn)
 
         op = link->op;
 
+        /* a held write's op is told by its WAIT, further in the queue */
+
+        if (link->hold && link->partner) {
+            ngx_free(link);
+            continue;
+        }
+
         ngx_free(link);
 
         if (op == NULL) {
@@ -612,6 +802,12 @@ ngx_http_passkey_redis_timeout_handler(ngx_event_t *ev)
      */
 
     ngx_queue_remove(&link->queue);
+
+    if (link->partner) {
+        ((ngx_http_passkey_redis_link_t *) link->partner)->op = NULL;
+        ((ngx_http_passkey_redis_link_t *) link->partner)->partner = NULL;
+    }
+
     ngx_free(link);
 
     if (op != NULL) {

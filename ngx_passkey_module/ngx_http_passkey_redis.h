@@ -42,11 +42,16 @@ typedef struct {
     ngx_str_t                        name;      /* as configured, for logs */
     ngx_addr_t                       addr;      /* IP and port, or unix: */
     ngx_str_t                        host;      /* a name to resolve, or "" */
+
+    /* sentinel=: the master's name, and the sentinels (ngx_addr_t) */
+    ngx_str_t                        sentinel;
+    ngx_array_t                     *sentinels;
     in_port_t                        port;
     ngx_resolver_t                  *resolver;  /* the location's, for host */
     ngx_msec_t                       resolver_timeout;
     ngx_int_t                        database;  /* SELECT after connect */
     ngx_str_t                        user;      /* AUTH user password */
+    ngx_uint_t                       replicas;  /* WAIT after a job write */
     ngx_str_t                        password;  /* AUTH; never logged */
 
     /* what tells servers apart: the directive's arguments, as written */
@@ -75,6 +80,9 @@ struct ngx_http_passkey_redis_op_s {
     ngx_msec_t                       timeout;   /* reply deadline */
     ngx_http_passkey_redis_done_pt   handler;
     void                            *data;
+
+    /* a write that counts once the server's replicas= replicas have it */
+    unsigned                         replicated:1;
 
     /* results, valid in handler */
     ngx_http_passkey_redis_result_e  result;

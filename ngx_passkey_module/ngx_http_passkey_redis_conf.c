@@ -37,6 +37,11 @@ static ngx_int_t ngx_http_passkey_redis_address(ngx_conf_t *cf,
 static ngx_int_t ngx_http_passkey_redis_param(ngx_conf_t *cf, ngx_str_t *arg,
     ngx_http_passkey_redis_server_t *server,
     ngx_http_passkey_redis_tls_t *tls);
+static ngx_int_t ngx_http_passkey_redis_sentinel(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_http_passkey_redis_server_t *server);
+static ngx_int_t ngx_http_passkey_redis_sentinels(ngx_conf_t *cf,
+    ngx_str_t *first, ngx_http_passkey_redis_server_t *server,
+    ngx_http_passkey_redis_tls_t *tls);
 static ngx_int_t ngx_http_passkey_redis_tls(ngx_conf_t *cf,
     ngx_http_passkey_redis_server_t *server,
     ngx_http_passkey_redis_tls_t *tls);
@@ -83,11 +88,34 @@ ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     for (i = 2; i < cf->args->nelts; i++) {
+
+        /* more addresses: the sentinels of sentinel= */
+
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
+            == NULL
+            && !(value[i].len == 3 && ngx_strncmp(value[i].data, "tls", 3)
+                                      == 0))
+        {
+            if (ngx_http_passkey_redis_sentinel(cf, &value[i], &server)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_http_passkey_redis_param(cf, &value[i], &server, &tls)
             != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
+    }
+
+    if (ngx_http_passkey_redis_sentinels(cf, &value[1], &server, &tls)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (server.user.len && server.password.len == 0) {
@@ -275,6 +303,7 @@ ngx_http_passkey_redis_param(ngx_conf_t *cf, ngx_str_t *arg,
     ngx_http_passkey_redis_server_t *server,
     ngx_http_passkey_redis_tls_t *tls)
 {
+    ngx_int_t         n;
     ngx_str_t         s;
     static ngx_str_t  name = ngx_string("passkey_redis");
 
@@ -290,6 +319,30 @@ ngx_http_passkey_redis_param(ngx_conf_t *cf, ngx_str_t *arg,
         }
 
         tls->database_set = 1;
+
+        return NGX_OK;
+    }
+
+    if (arg->len > 9 && ngx_strncmp(arg->data, "sentinel=", 9) == 0) {
+
+        if (server->sentinel.len) {
+            goto twice;
+        }
+
+        server->sentinel.data = arg->data + 9;
+        server->sentinel.len = arg->len - 9;
+
+        return NGX_OK;
+    }
+
+    if (arg->len > 9 && ngx_strncmp(arg->data, "replicas=", 9) == 0) {
+
+        n = ngx_atoi(arg->data + 9, arg->len - 9);
+        if (n == NGX_ERROR || n < 1 || n > 16) {
+            goto invalid;
+        }
+
+        server->replicas = n;
 
         return NGX_OK;
     }
@@ -388,6 +441,104 @@ twice:
                        arg);
 
     return NGX_ERROR;
+}
+
+
+/* one more sentinel: a numeric address and port */
+
+static ngx_int_t
+ngx_http_passkey_redis_sentinel(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_passkey_redis_server_t *server)
+{
+    ngx_addr_t  *addr;
+
+    if (server->sentinels == NULL) {
+        server->sentinels = ngx_array_create(cf->pool, 3, sizeof(ngx_addr_t));
+        if (server->sentinels == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    addr = ngx_array_push(server->sentinels);
+    if (addr == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_parse_addr_port(cf->pool, addr, value->data, value->len)
+        != NGX_OK
+        || ngx_inet_get_port(addr->sockaddr) == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid sentinel \"%V\" in \"passkey_redis\": "
+                           "expected a numeric IP address and port", value);
+        return NGX_ERROR;
+    }
+
+    addr->name = *value;
+
+    return NGX_OK;
+}
+
+
+/*
+ * sentinel=NAME makes every address a sentinel's, the first one too; the
+ * master's address comes from them at run time.
+ */
+
+static ngx_int_t
+ngx_http_passkey_redis_sentinels(ngx_conf_t *cf, ngx_str_t *first,
+    ngx_http_passkey_redis_server_t *server,
+    ngx_http_passkey_redis_tls_t *tls)
+{
+    ngx_addr_t  *addr, last;
+
+    if (server->sentinel.len == 0) {
+        if (server->sentinels) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"passkey_redis\" names several addresses: "
+                               "they are sentinels, which needs sentinel=");
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (server->host.len
+        || (server->addr.sockaddr
+            && server->addr.sockaddr->sa_family == AF_UNIX))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid sentinel \"%V\" in \"passkey_redis\": "
+                           "expected a numeric IP address and port", first);
+        return NGX_ERROR;
+    }
+
+#if (NGX_SSL)
+    if (tls->tls && server->tls_name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_redis\" with sentinel= and TLS needs "
+                           "tls_name=: the master's address is not known "
+                           "until run time");
+        return NGX_ERROR;
+    }
+#endif
+
+    if (ngx_http_passkey_redis_sentinel(cf, first, server) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the first address is asked first */
+
+    addr = server->sentinels->elts;
+    last = addr[server->sentinels->nelts - 1];
+    addr[server->sentinels->nelts - 1] = addr[0];
+    addr[0] = last;
+
+    /* logs name the master */
+
+    server->name = server->sentinel;
+
+    return NGX_OK;
 }
 
 

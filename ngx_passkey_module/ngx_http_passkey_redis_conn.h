@@ -42,6 +42,13 @@ typedef struct {
     ngx_peer_connection_t             peer;
     void                             *reader;
 
+    /* sentinel=: the sentinel asked for the master's address */
+    ngx_peer_connection_t             sentinel;
+    void                             *sentinel_reader;
+    ngx_http_passkey_resp_buf_t       sentinel_out;
+    ngx_uint_t                        sentinel_next;
+    ngx_uint_t                        sentinel_tries;
+
 #if (NGX_SSL)
     ngx_ssl_session_t                *ssl_session;
 #endif
@@ -74,6 +81,14 @@ typedef struct {
     ngx_http_passkey_redis_op_t      *op;       /* NULL: owner is gone */
     ngx_http_passkey_redis_conn_t    *conn;
     const char                       *setup;    /* "AUTH", "SELECT" */
+
+    /*
+     * replicas=: a write's reply is held (hold) until the WAIT behind it
+     * answers (wait); each is the other's partner while both wait
+     */
+    void                             *partner;
+    unsigned                          hold:1;
+    unsigned                          wait:1;
     ngx_event_t                       ev;       /* deadline or failure */
     ngx_queue_t                       queue;    /* waiting or failing */
 } ngx_http_passkey_redis_link_t;
@@ -81,9 +96,17 @@ typedef struct {
 
 /* ngx_http_passkey_redis_connect.c */
 ngx_int_t ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn);
+void ngx_http_passkey_redis_open(ngx_http_passkey_redis_conn_t *conn,
+    struct sockaddr *sockaddr, socklen_t socklen);
+void ngx_http_passkey_redis_failed(ngx_http_passkey_redis_conn_t *conn);
 ngx_int_t ngx_http_passkey_redis_connected(
     ngx_http_passkey_redis_conn_t *conn);
 void ngx_http_passkey_redis_backoff(ngx_http_passkey_redis_conn_t *conn);
+ngx_err_t ngx_http_passkey_redis_socket_error(ngx_connection_t *c);
+
+/* ngx_http_passkey_redis_sentinel.c */
+void ngx_http_passkey_redis_discover(ngx_http_passkey_redis_conn_t *conn);
+void ngx_http_passkey_redis_discover_end(ngx_http_passkey_redis_conn_t *conn);
 
 /* ngx_http_passkey_redis.c */
 void ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn);

@@ -24,10 +24,6 @@
 static void ngx_http_passkey_redis_resolve(
     ngx_http_passkey_redis_conn_t *conn);
 static void ngx_http_passkey_redis_resolved(ngx_resolver_ctx_t *ctx);
-static void ngx_http_passkey_redis_open(ngx_http_passkey_redis_conn_t *conn,
-    struct sockaddr *sockaddr, socklen_t socklen);
-static void ngx_http_passkey_redis_failed(
-    ngx_http_passkey_redis_conn_t *conn);
 static void ngx_http_passkey_redis_ready(ngx_http_passkey_redis_conn_t *conn);
 #if (NGX_SSL)
 static void ngx_http_passkey_redis_handshaked(ngx_connection_t *c);
@@ -110,7 +106,10 @@ ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn)
     conn->in_send = 1;
     conn->early_error = 0;
 
-    if (server->host.len) {
+    if (server->sentinels) {
+        ngx_http_passkey_redis_discover(conn);
+
+    } else if (server->host.len) {
         ngx_http_passkey_redis_resolve(conn);
 
     } else {
@@ -215,7 +214,7 @@ ngx_http_passkey_redis_resolved(ngx_resolver_ctx_t *ctx)
 }
 
 
-static void
+void
 ngx_http_passkey_redis_open(ngx_http_passkey_redis_conn_t *conn,
     struct sockaddr *sockaddr, socklen_t socklen)
 {
@@ -405,7 +404,7 @@ ngx_http_passkey_redis_handshaked(ngx_connection_t *c)
 
 /* the connection could not be made: the backoff starts */
 
-static void
+void
 ngx_http_passkey_redis_failed(ngx_http_passkey_redis_conn_t *conn)
 {
     ngx_http_passkey_redis_backoff(conn);
@@ -470,18 +469,9 @@ ngx_http_passkey_redis_backoff(ngx_http_passkey_redis_conn_t *conn)
 ngx_int_t
 ngx_http_passkey_redis_connected(ngx_http_passkey_redis_conn_t *conn)
 {
-    int                err;
-    socklen_t          len;
-    ngx_connection_t  *c;
+    ngx_err_t  err;
 
-    c = conn->peer.connection;
-
-    err = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
-        err = ngx_socket_errno;
-    }
+    err = ngx_http_passkey_redis_socket_error(conn->peer.connection);
 
     if (err) {
         ngx_log_error(NGX_LOG_ERR, conn->log, err,
@@ -495,4 +485,23 @@ ngx_http_passkey_redis_connected(ngx_http_passkey_redis_conn_t *conn)
     ngx_http_passkey_redis_ready(conn);
 
     return conn->connected ? NGX_OK : NGX_ERROR;
+}
+
+
+/* the outcome of a non-blocking connect(): 0, or the error */
+
+ngx_err_t
+ngx_http_passkey_redis_socket_error(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    return err;
 }

@@ -1,0 +1,299 @@
+# passkey_redis with sentinel=: the master is whatever the sentinels say,
+# asked before every new connection.  The file starts its own master, two
+# replicas and three sentinels (redis-server --sentinel) on 127.0.0.1,
+# the test port + 180 to + 185.
+#
+# - binds go to the master the sentinels name;
+# - a failover (SENTINEL FAILOVER) while binds run: no worker blocks (a
+#   fast location on the same worker keeps answering), binds fail only
+#   with 503 redis_unavailable and only while it lasts, and every job
+#   that was answered 200 is in the new master afterwards (replicas=1:
+#   a job is answered once a replica has it).
+
+use t::Passkey;
+use Test::Nginx::Socket 'no_plan';
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+repeat_each(1);
+no_shuffle();
+
+our (%Flows, $TODO);
+our $Base = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 180;
+our $Dir = tempdir('passkey-sentinel.XXXXXX', TMPDIR => 1, CLEANUP => 1);
+our @Pids;
+
+$ENV{TEST_NGINX_SENTINEL_1} = $Base + 2;
+$ENV{TEST_NGINX_SENTINEL_2} = $Base + 3;
+$ENV{TEST_NGINX_SENTINEL_3} = $Base + 4;
+
+sub cli {
+    my ($port, @args) = @_;
+
+    open my $fh, '-|', 'redis-cli', '-p', $port, @args or die $!;
+    my $out = do { local $/; <$fh> } // '';
+    close $fh;
+    chomp $out;
+
+    return $out;
+}
+
+sub spawn {
+    my ($log, @cmd) = @_;
+
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDOUT, '>', "$Dir/$log";
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd;
+        POSIX::_exit(1);
+    }
+
+    push @Pids, $pid;
+}
+
+sub wait_for {
+    my ($what, $check, $seconds) = @_;
+
+    for (1 .. $seconds * 10) {
+        return 1 if $check->();
+        sleep 0.1;
+    }
+
+    die "$what did not happen in $seconds s";
+}
+
+sub master_port {
+    my ($ip, $port) = split /\n/, cli($Base + 2, 'SENTINEL',
+                                      'get-master-addr-by-name', 'mymaster');
+    return $port // 0;
+}
+
+sub start_cluster {
+    # a master and two replicas: after a failover the other replica
+    # follows the new master, and replicas=1 is met again at once
+    for my $i (0, 1, 5) {
+        my $port = $Base + $i;
+        mkdir "$Dir/$port";
+        spawn("redis-$port.log", 'redis-server', '--port', $port, '--bind',
+              '127.0.0.1', '--save', '', '--appendonly', 'no',
+              '--dir', "$Dir/$port",
+              $i ? ('--replicaof', '127.0.0.1', $Base) : ());
+        wait_for("redis on $port", sub { cli($port, 'ping') eq 'PONG' }, 10);
+    }
+
+    wait_for('the replicas in sync', sub {
+        cli($Base + 1, 'INFO', 'replication') =~ /master_link_status:up/
+        && cli($Base + 5, 'INFO', 'replication') =~ /master_link_status:up/
+    }, 15);
+
+    for my $i (2 .. 4) {
+        my $port = $Base + $i;
+        my $conf = "$Dir/sentinel-$port.conf";
+
+        open my $fh, '>', $conf or die $!;
+        print $fh "port $port\nbind 127.0.0.1\ndir $Dir\n",
+                  "sentinel monitor mymaster 127.0.0.1 $Base 2\n",
+                  "sentinel down-after-milliseconds mymaster 1000\n",
+                  "sentinel failover-timeout mymaster 5000\n";
+        close $fh;
+
+        spawn("sentinel-$port.log", 'redis-server', $conf, '--sentinel');
+        wait_for("sentinel on $port",
+                 sub { cli($port, 'ping') eq 'PONG' }, 10);
+    }
+
+    # a sentinel fails over only to a replica it knows of
+    wait_for('the sentinels know the replicas', sub {
+        my $replicas = cli($Base + 2, 'SENTINEL', 'replicas', 'mymaster');
+        my ($a, $b) = ($Base + 1, $Base + 5);
+        $replicas =~ /^$a$/m && $replicas =~ /^$b$/m
+    }, 20);
+}
+
+END {
+    local $?;
+    kill 'TERM', @Pids if @Pids;
+    waitpid $_, 0 for @Pids;
+}
+
+start_cluster();
+
+sub url { "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}$_[0]" }
+
+sub bind_as {
+    my ($user) = @_;
+
+    my $res = HTTP::Tiny->new(timeout => 30)->post(url('/passkey/bind'),
+        { headers => { 'Content-Type' => 'application/json',
+                       'X-User' => $user },
+          content => '{}' });
+    sdk_record_link(sdk_links_in($res->{content}));
+
+    my ($job) = $res->{content} =~ /"job_id":"([0-9a-f]{16})"/;
+    my ($code) = $res->{content} =~ /"code":"(\w+)"/;
+
+    return ($res->{status}, $job, $code);
+}
+
+sub job_in {
+    my ($port, $block, $job) = @_;
+    return cli($port, 'HGET', block_prefix($block->seq_num) . "job:$job",
+               'job_id') eq $job;
+}
+
+run_flows(\%Flows);
+
+
+$Flows{'binds go to the master the sentinels name'} = sub {
+    my ($block, $name) = @_;
+
+    my ($status, $job) = bind_as('sentinel-user');
+
+    Test::More::is($status, 200, "$name - 200");
+    Test::More::ok($job && job_in(master_port(), $block, $job),
+                   "$name - the job is in the master");
+};
+
+
+$Flows{'a failover while binds run'} = sub {
+    my ($block, $name) = @_;
+
+    my $out = "$Dir/binds";
+    my $before = master_port();
+
+    # binds one after another, and a fast location, for 10 s
+    my $binder = fork;
+    die "fork: $!" unless defined $binder;
+
+    if ($binder == 0) {
+        open my $fh, '>', $out or POSIX::_exit(1);
+        my $n = 0;
+        my $end = time + 10;
+
+        while (time < $end) {
+            my ($status, $job, $code) = bind_as('fo-' . ++$n);
+            printf $fh "%.3f %d %s %s\n", time, $status, $job // '-',
+                   $code // '-';
+        }
+
+        close $fh;
+        POSIX::_exit(0);
+    }
+
+    my $slowest = 0;
+    my $t0 = time;
+
+    sleep 1.5;
+    cli($Base + 2, 'SENTINEL', 'FAILOVER', 'mymaster');
+    my $failover = time;
+
+    while (time - $t0 < 10) {
+        my $t = time;
+        my $res = HTTP::Tiny->new(timeout => 5)->get(url('/ready'));
+        $t = time - $t;
+        $slowest = $t if $t > $slowest;
+        sleep 0.05;
+    }
+
+    waitpid $binder, 0;
+
+    my $after = master_port();
+    Test::More::isnt($after, $before, "$name - the sentinels moved the master"
+                     . " ($before to $after)");
+
+    Test::More::ok($slowest < 1,
+                   sprintf("$name - the fast location answered in %.3f s at"
+                           . " worst", $slowest));
+
+    open my $fh, '<', $out or die $!;
+    my @binds = map { [split ' '] } <$fh>;
+    close $fh;
+
+    my @ok = grep { $_->[1] == 200 } @binds;
+    my @bad = grep { $_->[1] != 200 } @binds;
+
+    Test::More::ok(@ok > 5, "$name - binds got through (" . @ok . " of "
+                   . @binds . ")");
+    Test::More::is(join(' ', map { "$_->[1] $_->[3]" } grep {
+                       $_->[1] != 503 || $_->[3] ne 'redis_unavailable'
+                   } @bad), '', "$name - failures are 503 redis_unavailable");
+
+    my ($last_bad) = sort { $b <=> $a } map { $_->[0] } @bad;
+    Test::More::ok(!@bad || $last_bad - $failover < 6,
+                   sprintf("$name - only while the failover lasted (%d "
+                           . "failed)", scalar @bad));
+
+    Test::More::ok($binds[-1][1] == 200, "$name - binds work after it");
+
+    # every job answered before the failover began is in the new master
+    my @before = grep { $_->[0] < $failover } @ok;
+    my @missing = grep { !job_in($after, $block, $_->[2]) } @before;
+    Test::More::is(scalar @missing, 0, "$name - every job answered 200 "
+                   . "before the failover is in the new master");
+
+  TODO: {
+        # Redis replicates asynchronously: until the sentinels demote the
+        # old master, a write it takes (and the replica still following it
+        # acknowledges) is lost with the failover.  replicas=1 and the
+        # reconnect on a lost replica narrow that window; only a
+        # subscription to +switch-master could close it further
+        local $TODO = 'writes in the first moments of a failover';
+
+        my @lost = grep { !job_in($after, $block, $_->[2]) }
+                   grep { $_->[0] >= $failover } @ok;
+        Test::More::is(scalar @lost, 0, "$name - and every job answered "
+                       . "during and after it");
+    }
+};
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: binds go to the master the sentinels name
+--- config
+    location = /passkey/bind {
+        passkey_redis 127.0.0.1:$TEST_NGINX_SENTINEL_1
+                      127.0.0.1:$TEST_NGINX_SENTINEL_2
+                      127.0.0.1:$TEST_NGINX_SENTINEL_3 sentinel=mymaster;
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+
+    location = /ready {
+        return 200 "ready\n";
+    }
+--- request
+GET /ready
+--- response_body
+ready
+
+
+
+=== TEST 2: a failover while binds run
+--- config
+    location = /passkey/bind {
+        passkey_redis 127.0.0.1:$TEST_NGINX_SENTINEL_1
+                      127.0.0.1:$TEST_NGINX_SENTINEL_2
+                      127.0.0.1:$TEST_NGINX_SENTINEL_3 sentinel=mymaster
+                      replicas=1;
+        passkey_redis_timeout 1s;
+        passkey_duplicate_window off;
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+
+    location = /ready {
+        return 200 "ready\n";
+    }
+--- request
+GET /ready
+--- response_body
+ready
