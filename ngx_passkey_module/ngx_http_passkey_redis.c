@@ -502,7 +502,7 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
 {
     u_char                          text[128];
     ngx_int_t                       rc;
-    ngx_uint_t                      readonly, stale;
+    ngx_uint_t                      readonly, stale, waited;
     ngx_http_passkey_redis_op_t     ack;
     ngx_str_t                       error;
     ngx_queue_t                    *q;
@@ -605,6 +605,8 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
             continue;
         }
 
+        waited = link->wait;
+
         ngx_free(link);
 
         if (op == NULL) {
@@ -619,7 +621,7 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
          * left behind: with sentinel=, the next connection asks again.
          */
 
-        stale = (link->wait
+        stale = (waited
                  && ngx_http_passkey_redis_waited(conn, op, &ack) != NGX_OK
                  && conn->server->sentinels != NULL);
 
