@@ -317,10 +317,7 @@ ngx_http_passkey_http_setopt(ngx_http_passkey_http_ctx_t *ctx)
         goto failed;
     }
 
-    /*
-     * no CURLOPT_VERBOSE and never a DEBUGFUNCTION: request headers carry
-     * the Authorization value and bodies carry tokens and links
-     */
+    /* no VERBOSE, no DEBUGFUNCTION: they would log tokens and links */
 
     if (curl_easy_setopt(easy, CURLOPT_PRIVATE, ctx) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK
@@ -362,10 +359,9 @@ ngx_http_passkey_http_setopt(ngx_http_passkey_http_ctx_t *ctx)
     }
 
     /*
-     * Over TLS a new call waits for a connection being made to the host to
-     * say by ALPN whether it multiplexes (HTTP/2), instead of opening one
-     * more.  Never over plain HTTP, which never multiplexes: libcurl would
-     * hold every call at once until the first one's answer.
+     * Over TLS a new call waits for ALPN to say whether a connection being
+     * made multiplexes (HTTP/2), instead of opening one more.  Not over
+     * plain HTTP: libcurl would hold all calls until the first answer.
      */
 
     if (call->url.len > sizeof("https://") - 1
