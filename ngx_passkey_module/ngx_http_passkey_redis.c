@@ -180,6 +180,7 @@ ngx_int_t
 ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
     ngx_http_passkey_redis_op_t *op, ngx_uint_t argc, ngx_str_t *argv)
 {
+    size_t                          buffered;
     ngx_int_t                       rc;
     ngx_msec_t                      timeout;
     ngx_http_passkey_redis_link_t  *link;
@@ -243,6 +244,9 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
         return NGX_OK;
     }
 
+    /* what is buffered already, to take this command back if need be */
+    buffered = conn->out.last - conn->out.pos;
+
     if (rc != NGX_OK
         || ngx_http_passkey_resp_command(&conn->out, argc, argv, op->log)
            != NGX_OK)
@@ -263,6 +267,14 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
     if (op->replicated && server->replicas
         && ngx_http_passkey_redis_wait(conn, link, timeout) != NGX_OK)
     {
+        /* nothing is sent: the command leaves the buffer again */
+
+        conn->out.last = conn->out.pos + buffered;
+
+        ngx_queue_remove(&link->queue);
+        ngx_free(link);
+        op->priv = NULL;
+
         return NGX_ERROR;
     }
 
@@ -302,7 +314,7 @@ ngx_http_passkey_redis_wait(ngx_http_passkey_redis_conn_t *conn,
 
     wait = ngx_calloc(sizeof(ngx_http_passkey_redis_link_t), conn->log);
     if (wait == NULL) {
-        goto failed;
+        return NGX_ERROR;
     }
 
     ngx_str_set(&argv[0], "WAIT");
@@ -319,7 +331,7 @@ ngx_http_passkey_redis_wait(ngx_http_passkey_redis_conn_t *conn,
         != NGX_OK)
     {
         ngx_free(wait);
-        goto failed;
+        return NGX_ERROR;
     }
 
     wait->op = link->op;
@@ -336,15 +348,6 @@ ngx_http_passkey_redis_wait(ngx_http_passkey_redis_conn_t *conn,
     ngx_queue_insert_tail(&conn->waiting, &wait->queue);
 
     return NGX_OK;
-
-failed:
-
-    /* the write went into the buffer: its reply is dropped, no op told */
-
-    link->op->priv = NULL;
-    link->op = NULL;
-
-    return NGX_ERROR;
 }
 
 
