@@ -166,14 +166,14 @@ $Flows{'a failover while binds run'} = sub {
     my $out = "$Dir/binds";
     my $before = master_port();
 
-    # binds one after another, and a fast location, for 10 s
+    # binds one after another, and a fast location, for 14 s
     my $binder = fork;
     die "fork: $!" unless defined $binder;
 
     if ($binder == 0) {
         open my $fh, '>', $out or POSIX::_exit(1);
         my $n = 0;
-        my $end = time + 10;
+        my $end = time + 14;
 
         while (time < $end) {
             my ($status, $job, $code) = bind_as('fo-' . ++$n);
@@ -195,7 +195,7 @@ $Flows{'a failover while binds run'} = sub {
     # when the sentinels name the new master: the failover's end
     my $switched;
 
-    while (time - $t0 < 10) {
+    while (time - $t0 < 14) {
         my $t = time;
         my $res = HTTP::Tiny->new(timeout => 5)->get(url('/ready'));
         $t = time - $t;
@@ -232,13 +232,14 @@ $Flows{'a failover while binds run'} = sub {
     # failures come while the sentinels fail over, and end within seconds
     # of the first one naming the new master: the others learn it from
     # its hello messages (every 2 s), and replicas=1 waits for a replica
-    # to follow the new master; valgrind slows the worker down many times
-    # over
-    my $grace = $ENV{TEST_NGINX_USE_VALGRIND} ? 6.5 : 5;
+    # to follow the new master.  Then binds go on: none fails in the
+    # run's last 4 s.  valgrind slows the worker down many times over.
+    my $grace = $ENV{TEST_NGINX_USE_VALGRIND} ? 8 : 7;
 
     my ($last_bad) = sort { $b <=> $a } map { $_->[0] } @bad;
 
-    Test::More::ok($switched && (!@bad || $last_bad < $switched + $grace),
+    Test::More::ok($switched && (!@bad || ($last_bad < $switched + $grace
+                                           && $last_bad < $t0 + 10)),
                    sprintf("$name - only while the failover lasted (%d "
                            . "failed, the last %.1f s after the failover "
                            . "began, which took %.1f s)", scalar @bad,
