@@ -26,7 +26,9 @@ static ngx_int_t ngx_http_passkey_guard_number(ngx_array_t *a, ngx_uint_t i,
 static ngx_int_t ngx_http_passkey_guard_arg(ngx_pool_t *pool, ngx_str_t *arg,
     ngx_int_t n);
 static char *ngx_http_passkey_time_header(ngx_pool_t *pool, ngx_msec_t ms);
-static void ngx_http_passkey_guard_released(ngx_http_passkey_redis_op_t *op);
+
+
+#define NGX_HTTP_PASSKEY_GUARD_TAG  "{guard}"
 
 
 /*
@@ -737,16 +739,13 @@ ngx_http_passkey_guard_cooldown(ngx_http_passkey_ctx_t *ctx,
 /*
  * A request that failed, or whose client went away, gives its claim back
  * so that a retry may run at once.  Nothing waits for the reply, which
- * may come after the request is gone: the command lives in a pool of its
- * own until then.
+ * may come after the request is gone.
  */
 
 void
 ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g)
 {
-    ngx_str_t                     argv[5];
-    ngx_pool_t                   *pool;
-    ngx_http_passkey_redis_op_t  *op;
+    ngx_str_t  argv[5];
 
     if (!g->held && !g->unsure) {
         return;
@@ -755,45 +754,16 @@ ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g)
     g->held = 0;
     g->unsure = 0;
 
-    pool = ngx_create_pool(512, ngx_cycle->log);
-    if (pool == NULL) {
-        return;
-    }
-
-    op = ngx_pcalloc(pool, sizeof(ngx_http_passkey_redis_op_t));
-    if (op == NULL) {
-        ngx_destroy_pool(pool);
-        return;
-    }
-
-    /* EVAL script 1 key owner; the key and owner live in the request */
-
     ngx_str_set(&argv[0], "EVAL");
     argv[1] = ngx_http_passkey_release_script;
     ngx_str_set(&argv[2], "1");
+    argv[3] = g->key;
+    argv[4] = g->owner;
 
-    argv[3].data = ngx_pstrdup(pool, &g->key);
-    argv[3].len = g->key.len;
-    argv[4].data = ngx_pstrdup(pool, &g->owner);
-    argv[4].len = g->owner.len;
-
-    if (argv[3].data == NULL || argv[4].data == NULL) {
-        ngx_destroy_pool(pool);
-        return;
-    }
-
-    op->pool = pool;
-    op->log = ngx_cycle->log;
-    op->timeout = g->conf->redis_timeout;
-    op->handler = ngx_http_passkey_guard_released;
-    op->data = pool;
-
-    if (ngx_http_passkey_redis_send(g->conf->redis, op, 5, argv) != NGX_OK) {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "passkey: cannot release a request's claim in "
-                      "redis; a retry waits for it to expire");
-        ngx_destroy_pool(pool);
-    }
+    ngx_http_passkey_redis_post(g->conf->redis, g->conf->redis_timeout, 5,
+                                argv, "passkey: cannot release a request's "
+                                "claim in redis; a retry waits for it to "
+                                "expire");
 }
 
 
@@ -890,27 +860,17 @@ ngx_http_passkey_guard_headers(ngx_http_request_t *r,
 }
 
 
-static void
-ngx_http_passkey_guard_released(ngx_http_passkey_redis_op_t *op)
-{
-    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
-        || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
-    {
-        ngx_log_error(NGX_LOG_WARN, op->log, 0,
-                      "passkey: cannot release a request's claim in "
-                      "redis; a retry waits for it to expire");
-    }
-
-    ngx_destroy_pool(op->data);
-}
-
-
-/* <prefix><kind><SHA-256 of the parts>: no name or address in clear */
+/*
+ * <prefix><kind><SHA-256 of the parts>: no name or address in clear.  In
+ * a cluster, one script reads a claim and buckets of every kind: their
+ * keys share a hash tag, and so one slot.
+ */
 
 static ngx_int_t
 ngx_http_passkey_guard_key(ngx_http_request_t *r, char *kind,
     ngx_str_t *parts, ngx_uint_t n, ngx_str_t *key)
 {
+    char                         *tag;
     size_t                        len;
     ngx_str_t                     hex;
     ngx_http_passkey_loc_conf_t  *plcf;
@@ -921,7 +881,10 @@ ngx_http_passkey_guard_key(ngx_http_request_t *r, char *kind,
         return NGX_ERROR;
     }
 
-    len = ngx_strlen(kind);
+    tag = ngx_http_passkey_redis_clustered(plcf->redis)
+          ? NGX_HTTP_PASSKEY_GUARD_TAG : "";
+
+    len = ngx_strlen(tag) + ngx_strlen(kind);
 
     key->len = plcf->redis_prefix.len + len + hex.len;
     key->data = ngx_pnalloc(r->pool, key->len);
@@ -929,7 +892,7 @@ ngx_http_passkey_guard_key(ngx_http_request_t *r, char *kind,
         return NGX_ERROR;
     }
 
-    ngx_sprintf(key->data, "%V%s%V", &plcf->redis_prefix, kind, &hex);
+    ngx_sprintf(key->data, "%V%s%s%V", &plcf->redis_prefix, tag, kind, &hex);
 
     return NGX_OK;
 }

@@ -242,6 +242,33 @@ ngx_http_passkey_identity_remember(ngx_http_passkey_ctx_t *ctx,
 }
 
 
+/*
+ * What the job's store cannot write in its script: in a cluster, the
+ * entry's key and the job's hash to different slots.  Nothing waits.
+ */
+
+void
+ngx_http_passkey_identity_remember_apart(ngx_http_passkey_ctx_t *ctx,
+    ngx_str_t *key, ngx_str_t *ttl)
+{
+    ngx_str_t                     argv[5];
+    ngx_http_passkey_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(ctx->request,
+                                        ngx_http_passkey_module);
+
+    ngx_str_set(&argv[0], "SET");
+    argv[1] = *key;
+    argv[2] = ctx->vars.identity_id;
+    ngx_str_set(&argv[3], "EX");
+    argv[4] = *ttl;
+
+    ngx_http_passkey_redis_post(plcf->redis, plcf->redis_timeout, 5, argv,
+                                "passkey: cannot remember an identity in "
+                                "redis; the next bind asks the API");
+}
+
+
 /* "<passkey_redis_prefix>identity:<SHA-256 of tenant, realm, username>" */
 
 static ngx_int_t

@@ -450,6 +450,16 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_passkey_module);
+
+    if (rc == NGX_OK && ngx_http_passkey_redis_clustered(plcf->redis)) {
+
+        /* in a cluster the two keys' slots differ: a command of its own */
+
+        ngx_http_passkey_identity_remember_apart(ctx, &argv[n], &ttl);
+        rc = NGX_DECLINED;
+    }
+
     if (rc == NGX_OK) {
         ngx_str_set(&argv[2], "2");
         n++;

@@ -546,6 +546,8 @@ ngx_int_t ngx_http_passkey_identity_resolve(ngx_http_passkey_ctx_t *ctx,
 ngx_int_t ngx_http_passkey_identity_forget(ngx_http_passkey_ctx_t *ctx);
 ngx_int_t ngx_http_passkey_identity_remember(ngx_http_passkey_ctx_t *ctx,
     ngx_str_t *key, ngx_str_t *ttl);
+void ngx_http_passkey_identity_remember_apart(ngx_http_passkey_ctx_t *ctx,
+    ngx_str_t *key, ngx_str_t *ttl);
 
 /* ngx_http_passkey_job.c */
 ngx_int_t ngx_http_passkey_job_created_read(ngx_http_passkey_ctx_t *ctx,

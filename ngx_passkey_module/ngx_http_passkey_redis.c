@@ -54,6 +54,7 @@ static void ngx_http_passkey_redis_fail_handler(ngx_event_t *ev);
 static void ngx_http_passkey_redis_deliver(ngx_http_passkey_redis_op_t *op,
     ngx_http_passkey_redis_result_e result);
 static ngx_int_t ngx_http_passkey_redis_check_verb(ngx_str_t *verb);
+static void ngx_http_passkey_redis_posted(ngx_http_passkey_redis_op_t *op);
 
 
 /*
@@ -75,7 +76,6 @@ ngx_int_t
 ngx_http_passkey_redis_init_process(ngx_cycle_t *cycle, ngx_array_t *servers)
 {
     ngx_uint_t                         i;
-    ngx_http_passkey_redis_conn_t     *conn;
     ngx_http_passkey_redis_server_t  **server;
 
     if (servers == NULL) {
@@ -85,35 +85,62 @@ ngx_http_passkey_redis_init_process(ngx_cycle_t *cycle, ngx_array_t *servers)
     server = servers->elts;
 
     for (i = 0; i < servers->nelts; i++) {
-        conn = ngx_pcalloc(cycle->pool, sizeof(ngx_http_passkey_redis_conn_t));
-        if (conn == NULL) {
-            return NGX_ERROR;
+
+        if (ngx_http_passkey_redis_clustered(server[i])) {
+            if (ngx_http_passkey_redis_cluster_init(cycle, server[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
         }
 
-        /*
-         * set by ngx_pcalloc():
-         *
-         *     conn->peer.connection = NULL;
-         *     conn->reader = NULL;
-         *     conn->out = { NULL };
-         *     conn->failed = 0;
-         *     conn->backoff = 0;
-         *     conn->connected = 0;
-         *     conn->exiting = 0;
-         */
-
-        conn->server = server[i];
-        conn->log = cycle->log;
-        conn->dummy.fd = (ngx_socket_t) -1;
-        ngx_queue_init(&conn->waiting);
-        ngx_queue_init(&conn->failing);
-
-        /* connected lazily by the first send(): Redis may start later */
-
-        server[i]->conn = conn;
+        server[i]->conn = ngx_http_passkey_redis_conn(cycle, server[i]);
+        if (server[i]->conn == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
+}
+
+
+/* connected lazily by the first send(): Redis may start later */
+
+ngx_http_passkey_redis_conn_t *
+ngx_http_passkey_redis_conn(ngx_cycle_t *cycle,
+    ngx_http_passkey_redis_server_t *server)
+{
+    ngx_http_passkey_redis_conn_t  *conn;
+
+    conn = ngx_pcalloc(cycle->pool, sizeof(ngx_http_passkey_redis_conn_t));
+    if (conn == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conn->cluster = NULL;
+     *     conn->peer.connection = NULL;
+     *     conn->reader = NULL;
+     *     conn->out = { NULL };
+     *     conn->failed = 0;
+     *     conn->backoff = 0;
+     *     conn->node = 0;
+     *     conn->connected = 0;
+     *     conn->exiting = 0;
+     */
+
+    conn->server = server;
+    conn->name = server->name;
+    conn->log = cycle->log;
+    conn->dummy.fd = (ngx_socket_t) -1;
+    ngx_queue_init(&conn->waiting);
+    ngx_queue_init(&conn->failing);
+
+    return conn;
 }
 
 
@@ -121,9 +148,6 @@ void
 ngx_http_passkey_redis_exit_process(ngx_cycle_t *cycle, ngx_array_t *servers)
 {
     ngx_uint_t                         i;
-    ngx_queue_t                       *q;
-    ngx_http_passkey_redis_link_t     *link;
-    ngx_http_passkey_redis_conn_t     *conn;
     ngx_http_passkey_redis_server_t  **server;
 
     if (servers == NULL) {
@@ -133,46 +157,58 @@ ngx_http_passkey_redis_exit_process(ngx_cycle_t *cycle, ngx_array_t *servers)
     server = servers->elts;
 
     for (i = 0; i < servers->nelts; i++) {
-        conn = server[i]->conn;
-        if (conn == NULL) {
+
+        if (server[i]->cluster) {
+            ngx_http_passkey_redis_cluster_exit(server[i]);
             continue;
         }
 
-        /* what still waits is torn down with the process, unanswered */
+        if (server[i]->conn) {
+            ngx_http_passkey_redis_conn_exit(server[i]->conn);
+            server[i]->conn = NULL;
+        }
+    }
+}
 
-        conn->exiting = 1;
 
-        ngx_http_passkey_redis_close(conn);
+/* what still waits is torn down with the process, unanswered */
 
-        while (!ngx_queue_empty(&conn->failing)) {
-            q = ngx_queue_head(&conn->failing);
-            link = ngx_queue_data(q, ngx_http_passkey_redis_link_t, queue);
+void
+ngx_http_passkey_redis_conn_exit(ngx_http_passkey_redis_conn_t *conn)
+{
+    ngx_queue_t                    *q;
+    ngx_http_passkey_redis_link_t  *link;
 
-            ngx_queue_remove(q);
+    conn->exiting = 1;
 
-            if (link->ev.posted) {
-                ngx_delete_posted_event(&link->ev);
-            }
+    ngx_http_passkey_redis_close(conn);
 
-            if (link->op != NULL) {
-                link->op->priv = NULL;
-            }
+    while (!ngx_queue_empty(&conn->failing)) {
+        q = ngx_queue_head(&conn->failing);
+        link = ngx_queue_data(q, ngx_http_passkey_redis_link_t, queue);
 
-            ngx_free(link);
+        ngx_queue_remove(q);
+
+        if (link->ev.posted) {
+            ngx_delete_posted_event(&link->ev);
         }
 
-        if (conn->out.start != NULL) {
-            ngx_free(conn->out.start);
+        if (link->op != NULL) {
+            link->op->priv = NULL;
         }
+
+        ngx_http_passkey_redis_link_free(link);
+    }
+
+    if (conn->out.start != NULL) {
+        ngx_free(conn->out.start);
+    }
 
 #if (NGX_SSL)
-        if (conn->ssl_session) {
-            ngx_ssl_free_session(conn->ssl_session);
-        }
-#endif
-
-        server[i]->conn = NULL;
+    if (conn->ssl_session) {
+        ngx_ssl_free_session(conn->ssl_session);
     }
+#endif
 }
 
 
@@ -180,20 +216,7 @@ ngx_int_t
 ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
     ngx_http_passkey_redis_op_t *op, ngx_uint_t argc, ngx_str_t *argv)
 {
-    size_t                          buffered;
-    ngx_int_t                       rc;
-    ngx_msec_t                      timeout;
-    ngx_http_passkey_redis_link_t  *link;
     ngx_http_passkey_redis_conn_t  *conn;
-
-    conn = server->conn;
-
-    if (conn == NULL || conn->exiting) {
-        ngx_log_error(NGX_LOG_ALERT, op->log, 0,
-                      "passkey redis \"%V\" is not initialized",
-                      &server->name);
-        return NGX_ERROR;
-    }
 
     if (argc == 0 || ngx_http_passkey_redis_check_verb(&argv[0]) != NGX_OK) {
         ngx_log_error(NGX_LOG_ALERT, op->log, 0,
@@ -212,9 +235,54 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
                    "passkey redis send \"%*s\" to \"%V\"",
                    ngx_min(argv[0].len, 32), argv[0].data, &server->name);
 
-    link = ngx_calloc(sizeof(ngx_http_passkey_redis_link_t), op->log);
-    if (link == NULL) {
+    if (server->cluster) {
+        return ngx_http_passkey_redis_cluster_send(server, op, argc, argv);
+    }
+
+    conn = server->conn;
+
+    if (conn == NULL || conn->exiting) {
+        ngx_log_error(NGX_LOG_ALERT, op->log, 0,
+                      "passkey redis \"%V\" is not initialized",
+                      &server->name);
         return NGX_ERROR;
+    }
+
+    return ngx_http_passkey_redis_queue(conn, op, argc, argv, NULL);
+}
+
+
+/*
+ * Puts a command in line on a connection: argv, or the command formatted
+ * already (cmd, taken over by the link, freed on failure too).  An op of
+ * NULL is a command whose reply nothing reads (ASKING).
+ */
+
+ngx_int_t
+ngx_http_passkey_redis_queue(ngx_http_passkey_redis_conn_t *conn,
+    ngx_http_passkey_redis_op_t *op, ngx_uint_t argc, ngx_str_t *argv,
+    ngx_http_passkey_resp_buf_t *cmd)
+{
+    size_t                          buffered;
+    ngx_int_t                       rc;
+    ngx_log_t                      *log;
+    ngx_msec_t                      timeout;
+    ngx_http_passkey_redis_link_t  *link;
+
+    log = op ? op->log : conn->log;
+
+    link = ngx_calloc(sizeof(ngx_http_passkey_redis_link_t), log);
+    if (link == NULL) {
+        if (cmd && cmd->start) {
+            ngx_free(cmd->start);
+        }
+
+        return NGX_ERROR;
+    }
+
+    if (cmd) {
+        link->cmd = *cmd;
+        ngx_memzero(cmd, sizeof(ngx_http_passkey_resp_buf_t));
     }
 
     link->op = op;
@@ -239,7 +307,9 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
         ngx_post_event(&link->ev, &ngx_posted_events);
         ngx_queue_insert_tail(&conn->failing, &link->queue);
 
-        op->priv = link;
+        if (op) {
+            op->priv = link;
+        }
 
         return NGX_OK;
     }
@@ -247,11 +317,16 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
     /* what is buffered already, to take this command back if need be */
     buffered = conn->out.last - conn->out.pos;
 
-    if (rc != NGX_OK
-        || ngx_http_passkey_resp_command(&conn->out, argc, argv, op->log)
-           != NGX_OK)
-    {
-        ngx_free(link);
+    if (rc == NGX_OK) {
+        rc = link->cmd.start
+             ? ngx_http_passkey_resp_append(&conn->out, link->cmd.pos,
+                                            link->cmd.last - link->cmd.pos,
+                                            log)
+             : ngx_http_passkey_resp_command(&conn->out, argc, argv, log);
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_passkey_redis_link_free(link);
         return NGX_ERROR;
     }
 
@@ -259,12 +334,14 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
 
     link->ev.handler = ngx_http_passkey_redis_timeout_handler;
 
-    timeout = op->timeout ? op->timeout
-                          : NGX_HTTP_PASSKEY_REDIS_DEFAULT_TIMEOUT;
+    timeout = (op && op->timeout) ? op->timeout
+                                  : NGX_HTTP_PASSKEY_REDIS_DEFAULT_TIMEOUT;
 
-    op->priv = link;
+    if (op) {
+        op->priv = link;
+    }
 
-    if (op->replicated && server->replicas
+    if (op && op->replicated && conn->server->replicas
         && ngx_http_passkey_redis_wait(conn, link, timeout) != NGX_OK)
     {
         /* nothing is sent: the command leaves the buffer again */
@@ -272,7 +349,7 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
         conn->out.last = conn->out.pos + buffered;
 
         ngx_queue_remove(&link->queue);
-        ngx_free(link);
+        ngx_http_passkey_redis_link_free(link);
         op->priv = NULL;
 
         return NGX_ERROR;
@@ -293,6 +370,17 @@ ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
     }
 
     return NGX_OK;
+}
+
+
+void
+ngx_http_passkey_redis_link_free(ngx_http_passkey_redis_link_t *link)
+{
+    if (link->cmd.start) {
+        ngx_free(link->cmd.start);
+    }
+
+    ngx_free(link);
 }
 
 
@@ -392,10 +480,61 @@ ngx_http_passkey_redis_cancel(ngx_http_passkey_redis_op_t *op)
         }
 
         ngx_queue_remove(&link->queue);
-        ngx_free(link);
+        ngx_http_passkey_redis_link_free(link);
     }
 
     /* otherwise the link stays in line for its reply, and drops it */
+}
+
+
+void
+ngx_http_passkey_redis_post(ngx_http_passkey_redis_server_t *server,
+    ngx_msec_t timeout, ngx_uint_t argc, ngx_str_t *argv, const char *failed)
+{
+    ngx_pool_t                   *pool;
+    ngx_http_passkey_redis_op_t  *op;
+
+    pool = ngx_create_pool(512, ngx_cycle->log);
+    if (pool == NULL) {
+        goto failed;
+    }
+
+    op = ngx_pcalloc(pool, sizeof(ngx_http_passkey_redis_op_t));
+    if (op == NULL) {
+        ngx_destroy_pool(pool);
+        goto failed;
+    }
+
+    op->pool = pool;
+    op->log = ngx_cycle->log;
+    op->timeout = timeout;
+    op->handler = ngx_http_passkey_redis_posted;
+    op->data = (void *) failed;
+
+    /* argv is formatted here: nothing of it needs to outlive this call */
+
+    if (ngx_http_passkey_redis_send(server, op, argc, argv) == NGX_OK) {
+        return;
+    }
+
+    ngx_destroy_pool(pool);
+
+failed:
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "%s", failed);
+}
+
+
+static void
+ngx_http_passkey_redis_posted(ngx_http_passkey_redis_op_t *op)
+{
+    if (op->result != NGX_HTTP_PASSKEY_REDIS_OK
+        || op->type == NGX_HTTP_PASSKEY_REDIS_ERROR)
+    {
+        ngx_log_error(NGX_LOG_WARN, op->log, 0, "%s", (char *) op->data);
+    }
+
+    ngx_destroy_pool(op->pool);
 }
 
 
@@ -424,7 +563,7 @@ ngx_http_passkey_redis_write_handler(ngx_event_t *wev)
         if (n == NGX_ERROR) {
             ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                           "passkey redis connection to \"%V\" lost while "
-                          "sending", &conn->server->name);
+                          "sending", &conn->name);
             ngx_http_passkey_redis_close(conn);
             return;
         }
@@ -471,7 +610,7 @@ ngx_http_passkey_redis_read_handler(ngx_event_t *rev)
         if (n == 0 || n == NGX_ERROR) {
             ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                           "passkey redis connection to \"%V\" %s",
-                          &conn->server->name,
+                          &conn->name,
                           n == 0 ? "closed by the server" : "lost");
 
             ngx_http_passkey_redis_close(conn);
@@ -511,7 +650,7 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
     ngx_queue_t                    *q;
     ngx_connection_t               *c;
     ngx_http_passkey_redis_op_t    *op;
-    ngx_http_passkey_redis_link_t  *link;
+    ngx_http_passkey_redis_link_t  *link, *wait;
 
     c = conn->peer.connection;
 
@@ -529,7 +668,7 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
 
             ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                           "passkey redis \"%V\" sent a reply nothing asked "
-                          "for", &conn->server->name);
+                          "for", &conn->name);
             ngx_http_passkey_redis_close(conn);
             return NGX_ERROR;
         }
@@ -560,7 +699,7 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
         if (rc == NGX_ERROR) {
             ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                           "passkey redis \"%V\" sent a reply that is not "
-                          "RESP", &conn->server->name);
+                          "RESP", &conn->name);
             ngx_http_passkey_redis_close(conn);
             return NGX_ERROR;
         }
@@ -581,9 +720,9 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
 
             ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                           "passkey redis %s on \"%V\" failed: %V",
-                          link->setup, &conn->server->name, &error);
+                          link->setup, &conn->name, &error);
 
-            ngx_free(link);
+            ngx_http_passkey_redis_link_free(link);
 
             /* what follows would only get NOAUTH errors */
 
@@ -596,28 +735,50 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
 
             /* the write answered; the op waits for the WAIT behind it */
 
-            if (link->partner) {
-                ((ngx_http_passkey_redis_link_t *) link->partner)->partner =
-                                                                        NULL;
+            wait = link->partner;
+
+            if (wait != NULL) {
+                wait->partner = NULL;
+
                 if (op != NULL) {
-                    op->priv = link->partner;
+                    op->priv = NULL;
+
+                    if (ngx_http_passkey_redis_redirect(conn, op, link)
+                        == NGX_OK)
+                    {
+                        /* not written here: the WAIT's reply is dropped */
+                        wait->op = NULL;
+
+                    } else {
+                        op->priv = wait;
+                    }
                 }
             }
 
-            ngx_free(link);
+            ngx_http_passkey_redis_link_free(link);
             continue;
         }
 
         waited = link->wait;
 
-        ngx_free(link);
-
         if (op == NULL) {
             /* cancelled, or the connection's own command: drop it */
+            ngx_http_passkey_redis_link_free(link);
             continue;
         }
 
         op->priv = NULL;
+
+        /* a cluster's node did not run it, and says where it goes */
+
+        rc = waited ? NGX_DECLINED
+                    : ngx_http_passkey_redis_redirect(conn, op, link);
+
+        ngx_http_passkey_redis_link_free(link);
+
+        if (rc == NGX_OK) {
+            continue;
+        }
 
         /*
          * A master without the replicas it had may be one a failover has
@@ -650,7 +811,7 @@ ngx_http_passkey_redis_replies(ngx_http_passkey_redis_conn_t *conn)
         if ((readonly || stale) && conn->peer.connection == c) {
             ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                           "passkey redis \"%V\" %s, reconnecting",
-                          &conn->server->name,
+                          &conn->name,
                           readonly ? "is a replica now"
                                    : "lost its replicas");
             ngx_http_passkey_redis_close(conn);
@@ -677,7 +838,7 @@ ngx_http_passkey_redis_waited(ngx_http_passkey_redis_conn_t *conn,
 
     ngx_log_error(NGX_LOG_ERR, op->log, 0,
                   "passkey redis \"%V\": the write reached %i of %ui "
-                  "replicas in time", &conn->server->name,
+                  "replicas in time", &conn->name,
                   ack->type == NGX_HTTP_PASSKEY_REDIS_INTEGER
                   ? ack->integer : (ngx_int_t) 0,
                   conn->server->replicas);
@@ -714,7 +875,7 @@ ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn)
 
     if (conn->peer.connection != NULL) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
-                       "passkey redis close \"%V\"", &conn->server->name);
+                       "passkey redis close \"%V\"", &conn->name);
 
         pool = conn->peer.connection->pool;
 
@@ -764,11 +925,11 @@ ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn)
         /* a held write's op is told by its WAIT, further in the queue */
 
         if (link->hold && link->partner) {
-            ngx_free(link);
+            ngx_http_passkey_redis_link_free(link);
             continue;
         }
 
-        ngx_free(link);
+        ngx_http_passkey_redis_link_free(link);
 
         if (op == NULL) {
             continue;
@@ -780,6 +941,12 @@ ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn)
             ngx_http_passkey_redis_deliver(op,
                                            NGX_HTTP_PASSKEY_REDIS_UNAVAILABLE);
         }
+    }
+
+    /* a node lost may be a master failed over: where are the slots now? */
+
+    if (conn->cluster && !conn->exiting) {
+        ngx_http_passkey_redis_cluster_lost(conn);
     }
 }
 
@@ -798,7 +965,7 @@ ngx_http_passkey_redis_timeout_handler(ngx_event_t *ev)
     conn = link->conn;
 
     ngx_log_error(NGX_LOG_ERR, op ? op->log : conn->log, 0,
-                  "passkey redis \"%V\" timed out", &conn->server->name);
+                  "passkey redis \"%V\" timed out", &conn->name);
 
     /*
      * The server hangs: give up on the connection, failing what else
@@ -813,7 +980,7 @@ ngx_http_passkey_redis_timeout_handler(ngx_event_t *ev)
         ((ngx_http_passkey_redis_link_t *) link->partner)->partner = NULL;
     }
 
-    ngx_free(link);
+    ngx_http_passkey_redis_link_free(link);
 
     if (op != NULL) {
         op->priv = NULL;
@@ -839,7 +1006,7 @@ ngx_http_passkey_redis_fail_handler(ngx_event_t *ev)
     op = link->op;
 
     ngx_queue_remove(&link->queue);
-    ngx_free(link);
+    ngx_http_passkey_redis_link_free(link);
 
     if (op == NULL) {
         return;

@@ -15,9 +15,9 @@
 
 /*
  * Redis commands over one connection per worker and per configured
- * server, an nginx connection on nginx's event loop
- * (ngx_http_passkey_redis.c); hiredis formats the commands and reads the
- * replies (ngx_http_passkey_resp.c), and sees no socket.
+ * server (per master node, for a cluster), an nginx connection on nginx's
+ * event loop (ngx_http_passkey_redis.c); hiredis formats the commands and
+ * reads the replies (ngx_http_passkey_resp.c), and sees no socket.
  */
 
 
@@ -46,6 +46,9 @@ typedef struct {
     /* sentinel=: the master's name, and the sentinels (ngx_addr_t) */
     ngx_str_t                        sentinel;
     ngx_array_t                     *sentinels;
+
+    /* cluster: the nodes first asked for the others (ngx_addr_t) */
+    ngx_array_t                     *seeds;
     in_port_t                        port;
     ngx_resolver_t                  *resolver;  /* the location's, for host */
     ngx_msec_t                       resolver_timeout;
@@ -65,7 +68,13 @@ typedef struct {
 
     /* per worker: private to ngx_http_passkey_redis.c */
     void                            *conn;
+    void                            *cluster;
 } ngx_http_passkey_redis_server_t;
+
+
+/* passkey_redis ... cluster */
+#define ngx_http_passkey_redis_clustered(server)                             \
+    ((server)->seeds != NULL)
 
 
 typedef struct ngx_http_passkey_redis_op_s  ngx_http_passkey_redis_op_t;
@@ -112,6 +121,13 @@ ngx_int_t ngx_http_passkey_redis_send(ngx_http_passkey_redis_server_t *server,
 /* The owner is going away: the handler will not run.  Idempotent. */
 void ngx_http_passkey_redis_cancel(ngx_http_passkey_redis_op_t *op);
 
+/*
+ * A command nothing waits for, in a pool of its own until its reply; a
+ * failure is logged at "warn" with the text given, a static string.
+ */
+void ngx_http_passkey_redis_post(ngx_http_passkey_redis_server_t *server,
+    ngx_msec_t timeout, ngx_uint_t argc, ngx_str_t *argv, const char *failed);
+
 
 /* bytes to send: [pos, last) of [start, end), ngx_alloc()'d */
 typedef struct {
@@ -125,6 +141,8 @@ typedef struct {
 /* ngx_http_passkey_resp.c, for ngx_http_passkey_redis.c */
 ngx_int_t ngx_http_passkey_resp_command(ngx_http_passkey_resp_buf_t *buf,
     ngx_uint_t argc, ngx_str_t *argv, ngx_log_t *log);
+ngx_int_t ngx_http_passkey_resp_append(ngx_http_passkey_resp_buf_t *buf,
+    u_char *data, size_t len, ngx_log_t *log);
 void *ngx_http_passkey_resp_reader(void);
 void ngx_http_passkey_resp_reader_free(void *reader);
 ngx_int_t ngx_http_passkey_resp_feed(void *reader, u_char *data, size_t len);

@@ -22,6 +22,7 @@
 
 typedef struct {
     ngx_uint_t                        tls;
+    ngx_uint_t                        cluster;
     ngx_uint_t                        database_set;
     ngx_str_t                         trusted;
     ngx_str_t                         certificate;
@@ -40,6 +41,9 @@ static ngx_int_t ngx_http_passkey_redis_param(ngx_conf_t *cf, ngx_str_t *arg,
 static ngx_int_t ngx_http_passkey_redis_sentinel(ngx_conf_t *cf,
     ngx_str_t *value, ngx_http_passkey_redis_server_t *server);
 static ngx_int_t ngx_http_passkey_redis_sentinels(ngx_conf_t *cf,
+    ngx_str_t *first, ngx_http_passkey_redis_server_t *server,
+    ngx_http_passkey_redis_tls_t *tls);
+static ngx_int_t ngx_http_passkey_redis_seeds(ngx_conf_t *cf,
     ngx_str_t *first, ngx_http_passkey_redis_server_t *server,
     ngx_http_passkey_redis_tls_t *tls);
 static ngx_int_t ngx_http_passkey_redis_tls(ngx_conf_t *cf,
@@ -89,12 +93,14 @@ ngx_http_passkey_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        /* more addresses: the sentinels of sentinel= */
+        /* more addresses: the sentinels of sentinel=, or cluster seeds */
 
         if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
             == NULL
             && !(value[i].len == 3 && ngx_strncmp(value[i].data, "tls", 3)
-                                      == 0))
+                                      == 0)
+            && !(value[i].len == 7
+                 && ngx_strncmp(value[i].data, "cluster", 7) == 0))
         {
             if (ngx_http_passkey_redis_sentinel(cf, &value[i], &server)
                 != NGX_OK)
@@ -376,6 +382,11 @@ ngx_http_passkey_redis_param(ngx_conf_t *cf, ngx_str_t *arg,
         return NGX_OK;
     }
 
+    if (arg->len == 7 && ngx_strncmp(arg->data, "cluster", 7) == 0) {
+        tls->cluster = 1;
+        return NGX_OK;
+    }
+
     if (arg->len > 24
         && ngx_strncmp(arg->data, "tls_trusted_certificate=", 24) == 0)
     {
@@ -444,7 +455,7 @@ twice:
 }
 
 
-/* one more sentinel: a numeric address and port */
+/* one more sentinel or cluster seed: a numeric address and port */
 
 static ngx_int_t
 ngx_http_passkey_redis_sentinel(ngx_conf_t *cf, ngx_str_t *value,
@@ -469,8 +480,9 @@ ngx_http_passkey_redis_sentinel(ngx_conf_t *cf, ngx_str_t *value,
         || ngx_inet_get_port(addr->sockaddr) == 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid sentinel \"%V\" in \"passkey_redis\": "
-                           "expected a numeric IP address and port", value);
+                           "invalid address \"%V\" in \"passkey_redis\": "
+                           "sentinels and cluster seeds are a numeric IP "
+                           "address and port", value);
         return NGX_ERROR;
     }
 
@@ -492,11 +504,16 @@ ngx_http_passkey_redis_sentinels(ngx_conf_t *cf, ngx_str_t *first,
 {
     ngx_addr_t  *addr, last;
 
+    if (tls->cluster) {
+        return ngx_http_passkey_redis_seeds(cf, first, server, tls);
+    }
+
     if (server->sentinel.len == 0) {
         if (server->sentinels) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"passkey_redis\" names several addresses: "
-                               "they are sentinels, which needs sentinel=");
+                               "sentinels (sentinel=) or a cluster's nodes "
+                               "(cluster)");
             return NGX_ERROR;
         }
 
@@ -537,6 +554,61 @@ ngx_http_passkey_redis_sentinels(ngx_conf_t *cf, ngx_str_t *first,
     /* logs name the master */
 
     server->name = server->sentinel;
+
+    return NGX_OK;
+}
+
+
+/*
+ * cluster: the first address, as written (a name is resolved), and the
+ * others, numeric, are asked for the cluster's nodes.  A cluster has
+ * database 0 only, and its nodes are known by address.
+ */
+
+static ngx_int_t
+ngx_http_passkey_redis_seeds(ngx_conf_t *cf, ngx_str_t *first,
+    ngx_http_passkey_redis_server_t *server,
+    ngx_http_passkey_redis_tls_t *tls)
+{
+    char  *error;
+
+    error = NULL;
+
+    if (server->sentinel.len) {
+        error = "cluster and sentinel= exclude each other";
+
+    } else if (server->database) {
+        error = "a cluster has database 0 only";
+
+    } else if (server->addr.sockaddr
+               && server->addr.sockaddr->sa_family == AF_UNIX)
+    {
+        error = "a cluster is reached over TCP";
+
+#if (NGX_SSL)
+    } else if (tls->tls && server->host.len == 0
+               && server->tls_name.len == 0)
+    {
+        error = "cluster with TLS needs tls_name=: the nodes are known by "
+                "address";
+#endif
+    }
+
+    if (error) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"passkey_redis\" \"%V\": "
+                           "%s", first, error);
+        return NGX_ERROR;
+    }
+
+    server->seeds = server->sentinels;
+    server->sentinels = NULL;
+
+    if (server->seeds == NULL) {
+        server->seeds = ngx_array_create(cf->pool, 1, sizeof(ngx_addr_t));
+        if (server->seeds == NULL) {
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }

@@ -17,21 +17,33 @@
 
 
 /*
- * A worker's connection to one Redis server, shared by the two halves of
- * the Redis transport and by them only: the commands and replies
- * (ngx_http_passkey_redis.c) and the making of the connection: the name
+ * A worker's connection to one Redis server, shared by the parts of the
+ * Redis transport and by them only: the commands and replies
+ * (ngx_http_passkey_redis.c), the making of the connection: the name
  * resolved, connect(), TLS, AUTH and SELECT
- * (ngx_http_passkey_redis_connect.c).
+ * (ngx_http_passkey_redis_connect.c), and for a cluster, the node each
+ * command goes to (ngx_http_passkey_redis_cluster.c).
  */
 
 
 #define NGX_HTTP_PASSKEY_REDIS_BACKOFF_MIN      100
 #define NGX_HTTP_PASSKEY_REDIS_BACKOFF_MAX      1000
 
+#define NGX_HTTP_PASSKEY_REDIS_SLOTS            16384
+#define NGX_HTTP_PASSKEY_REDIS_NODES            64
+
+
+typedef struct ngx_http_passkey_redis_cluster_s
+    ngx_http_passkey_redis_cluster_t;
+
 
 typedef struct {
     ngx_http_passkey_redis_server_t  *server;
     ngx_log_t                        *log;
+    ngx_str_t                         name;      /* for logs */
+
+    /* a cluster's node: its address is sockaddr, from the cluster */
+    ngx_http_passkey_redis_cluster_t *cluster;
 
     /* a name being resolved, then the address to connect to */
     ngx_resolver_ctx_t               *resolving;
@@ -67,6 +79,7 @@ typedef struct {
     /* timer events need ev->data with fd -1 in --with-debug builds */
     ngx_connection_t                  dummy;
 
+    unsigned                          node:1;
     unsigned                          active:1;     /* resolving and on */
     unsigned                          connected:1;
     unsigned                          exiting:1;
@@ -91,7 +104,28 @@ typedef struct {
     unsigned                          wait:1;
     ngx_event_t                       ev;       /* deadline or failure */
     ngx_queue_t                       queue;    /* waiting or failing */
+
+    /* cluster: the command, sent again where MOVED or ASK points */
+    ngx_http_passkey_resp_buf_t       cmd;
+    ngx_uint_t                        redirects;
 } ngx_http_passkey_redis_link_t;
+
+
+struct ngx_http_passkey_redis_cluster_s {
+    ngx_http_passkey_redis_server_t  *server;
+    ngx_log_t                        *log;
+
+    ngx_http_passkey_redis_conn_t    *nodes[NGX_HTTP_PASSKEY_REDIS_NODES];
+    ngx_uint_t                        nnodes;
+    ngx_uint_t                        next;     /* the node asked next */
+
+    /* the master of each slot, as index + 1 into nodes; 0: not known */
+    u_char                            slots[NGX_HTTP_PASSKEY_REDIS_SLOTS];
+
+    /* CLUSTER NODES: the pool of the one in flight, and when it went */
+    ngx_pool_t                       *asking;
+    ngx_msec_t                        asked;
+};
 
 
 /* ngx_http_passkey_redis_connect.c */
@@ -108,7 +142,26 @@ ngx_err_t ngx_http_passkey_redis_socket_error(ngx_connection_t *c);
 void ngx_http_passkey_redis_discover(ngx_http_passkey_redis_conn_t *conn);
 void ngx_http_passkey_redis_discover_end(ngx_http_passkey_redis_conn_t *conn);
 
+/* ngx_http_passkey_redis_cluster.c */
+ngx_int_t ngx_http_passkey_redis_cluster_init(ngx_cycle_t *cycle,
+    ngx_http_passkey_redis_server_t *server);
+void ngx_http_passkey_redis_cluster_exit(
+    ngx_http_passkey_redis_server_t *server);
+ngx_int_t ngx_http_passkey_redis_cluster_send(
+    ngx_http_passkey_redis_server_t *server, ngx_http_passkey_redis_op_t *op,
+    ngx_uint_t argc, ngx_str_t *argv);
+ngx_int_t ngx_http_passkey_redis_redirect(ngx_http_passkey_redis_conn_t *conn,
+    ngx_http_passkey_redis_op_t *op, ngx_http_passkey_redis_link_t *link);
+void ngx_http_passkey_redis_cluster_lost(ngx_http_passkey_redis_conn_t *conn);
+
 /* ngx_http_passkey_redis.c */
+ngx_http_passkey_redis_conn_t *ngx_http_passkey_redis_conn(ngx_cycle_t *cycle,
+    ngx_http_passkey_redis_server_t *server);
+void ngx_http_passkey_redis_conn_exit(ngx_http_passkey_redis_conn_t *conn);
+ngx_int_t ngx_http_passkey_redis_queue(ngx_http_passkey_redis_conn_t *conn,
+    ngx_http_passkey_redis_op_t *op, ngx_uint_t argc, ngx_str_t *argv,
+    ngx_http_passkey_resp_buf_t *cmd);
+void ngx_http_passkey_redis_link_free(ngx_http_passkey_redis_link_t *link);
 void ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn);
 void ngx_http_passkey_redis_read_handler(ngx_event_t *rev);
 void ngx_http_passkey_redis_write_handler(ngx_event_t *wev);

@@ -56,7 +56,7 @@ ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn)
     {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
                        "passkey redis \"%V\" in connect backoff",
-                       &server->name);
+                       &conn->name);
         return NGX_DECLINED;
     }
 
@@ -99,14 +99,18 @@ ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn)
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
-                   "passkey redis connecting to \"%V\"", &server->name);
+                   "passkey redis connecting to \"%V\"", &conn->name);
 
     /* a cached name or a refused connect() may fail at once, in here */
 
     conn->in_send = 1;
     conn->early_error = 0;
 
-    if (server->sentinels) {
+    if (conn->node) {
+        ngx_http_passkey_redis_open(conn, &conn->sockaddr.sockaddr,
+                                    conn->socklen);
+
+    } else if (server->sentinels) {
         ngx_http_passkey_redis_discover(conn);
 
     } else if (server->host.len) {
@@ -157,7 +161,7 @@ ngx_http_passkey_redis_resolve(ngx_http_passkey_redis_conn_t *conn)
     if (ctx == NGX_NO_RESOLVER) {
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                       "passkey redis \"%V\": no resolver defined to "
-                      "resolve %V", &server->name, &server->host);
+                      "resolve %V", &conn->name, &server->host);
         ngx_http_passkey_redis_failed(conn);
         return;
     }
@@ -191,7 +195,7 @@ ngx_http_passkey_redis_resolved(ngx_resolver_ctx_t *ctx)
     if (ctx->state || ctx->naddrs == 0) {
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                       "passkey redis \"%V\": %V could not be resolved "
-                      "(%i: %s)", &server->name, &ctx->name, ctx->state,
+                      "(%i: %s)", &conn->name, &ctx->name, ctx->state,
                       ngx_resolver_strerror(ctx->state));
 
         ngx_resolve_name_done(ctx);
@@ -225,7 +229,7 @@ ngx_http_passkey_redis_open(ngx_http_passkey_redis_conn_t *conn,
 
     conn->peer.sockaddr = sockaddr;
     conn->peer.socklen = socklen;
-    conn->peer.name = &conn->server->name;
+    conn->peer.name = &conn->name;
     conn->peer.get = ngx_event_get_peer;
     conn->peer.log = conn->log;
     conn->peer.log_error = NGX_ERROR_ERR;
@@ -238,7 +242,7 @@ ngx_http_passkey_redis_open(ngx_http_passkey_redis_conn_t *conn,
 
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                       "passkey redis connect to \"%V\" failed",
-                      &conn->server->name);
+                      &conn->name);
 
         if (conn->peer.connection != NULL) {
             ngx_close_connection(conn->peer.connection);
@@ -295,7 +299,7 @@ ngx_http_passkey_redis_ready(ngx_http_passkey_redis_conn_t *conn)
         {
             ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                           "passkey redis \"%V\": cannot start TLS",
-                          &conn->server->name);
+                          &conn->name);
             ngx_http_passkey_redis_failed(conn);
             return;
         }
@@ -325,7 +329,7 @@ ngx_http_passkey_redis_ready(ngx_http_passkey_redis_conn_t *conn)
     conn->connected = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
-                   "passkey redis connected to \"%V\"", &conn->server->name);
+                   "passkey redis connected to \"%V\"", &conn->name);
 
     /* what was queued while connecting */
 
@@ -350,7 +354,7 @@ ngx_http_passkey_redis_handshaked(ngx_connection_t *c)
     if (!c->ssl->handshaked) {
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                       "passkey redis \"%V\": TLS handshake failed",
-                      &conn->server->name);
+                      &conn->name);
         ngx_http_passkey_redis_failed(conn);
         return;
     }
@@ -362,7 +366,7 @@ ngx_http_passkey_redis_handshaked(ngx_connection_t *c)
             ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                           "passkey redis \"%V\": the server's certificate "
                           "is not trusted for \"%V\": %s",
-                          &conn->server->name, &conn->server->tls_name,
+                          &conn->name, &conn->server->tls_name,
                           reason);
             ngx_http_passkey_redis_failed(conn);
             return;
@@ -386,7 +390,7 @@ ngx_http_passkey_redis_handshaked(ngx_connection_t *c)
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
                    "passkey redis TLS with \"%V\" is up",
-                   &conn->server->name);
+                   &conn->name);
 
     if (conn->out.pos < conn->out.last && !c->write->posted) {
         ngx_post_event(c->write, &ngx_posted_events);
@@ -476,7 +480,7 @@ ngx_http_passkey_redis_connected(ngx_http_passkey_redis_conn_t *conn)
     if (err) {
         ngx_log_error(NGX_LOG_ERR, conn->log, err,
                       "passkey redis connect to \"%V\" failed",
-                      &conn->server->name);
+                      &conn->name);
 
         ngx_http_passkey_redis_failed(conn);
         return NGX_ERROR;

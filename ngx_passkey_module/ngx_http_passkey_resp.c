@@ -36,8 +36,8 @@ ngx_http_passkey_resp_command(ngx_http_passkey_resp_buf_t *buf,
 {
     int           n;
     char         *cmd;
-    u_char       *p;
-    size_t       *lens, size;
+    size_t       *lens;
+    ngx_int_t     rc;
     ngx_uint_t    i;
     const char  **args;
 
@@ -63,13 +63,29 @@ ngx_http_passkey_resp_command(ngx_http_passkey_resp_buf_t *buf,
         return NGX_ERROR;
     }
 
-    if (buf->last + n > buf->end) {
+    rc = ngx_http_passkey_resp_append(buf, (u_char *) cmd, n, log);
+
+    redisFreeCommand(cmd);
+
+    return rc;
+}
+
+
+/* appends bytes to buf, which grows (ngx_alloc) as it needs */
+
+ngx_int_t
+ngx_http_passkey_resp_append(ngx_http_passkey_resp_buf_t *buf, u_char *data,
+    size_t len, ngx_log_t *log)
+{
+    u_char  *p;
+    size_t   size;
+
+    if (buf->last + len > buf->end) {
         size = ngx_max((size_t) (buf->end - buf->start) * 2,
-                       (size_t) (buf->last - buf->pos) + n + 4096);
+                       (size_t) (buf->last - buf->pos) + len + 4096);
 
         p = ngx_alloc(size, log);
         if (p == NULL) {
-            redisFreeCommand(cmd);
             return NGX_ERROR;
         }
 
@@ -86,9 +102,7 @@ ngx_http_passkey_resp_command(ngx_http_passkey_resp_buf_t *buf,
         buf->end = p + size;
     }
 
-    buf->last = ngx_cpymem(buf->last, cmd, n);
-
-    redisFreeCommand(cmd);
+    buf->last = ngx_cpymem(buf->last, data, len);
 
     return NGX_OK;
 }

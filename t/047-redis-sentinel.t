@@ -12,7 +12,7 @@
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
-use File::Temp qw(tempdir);
+require t::RedisSet;
 use HTTP::Tiny;
 use POSIX ();
 use Time::HiRes qw(time sleep);
@@ -20,52 +20,12 @@ use Time::HiRes qw(time sleep);
 repeat_each(1);
 no_shuffle();
 
-our (%Flows, $TODO);
+our (%Flows, $TODO, $Dir);
 our $Base = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 180;
-our $Dir = tempdir('passkey-sentinel.XXXXXX', TMPDIR => 1, CLEANUP => 1);
-our @Pids;
 
 $ENV{TEST_NGINX_SENTINEL_1} = $Base + 2;
 $ENV{TEST_NGINX_SENTINEL_2} = $Base + 3;
 $ENV{TEST_NGINX_SENTINEL_3} = $Base + 4;
-
-sub cli {
-    my ($port, @args) = @_;
-
-    open my $fh, '-|', 'redis-cli', '-p', $port, @args or die $!;
-    my $out = do { local $/; <$fh> } // '';
-    close $fh;
-    chomp $out;
-
-    return $out;
-}
-
-sub spawn {
-    my ($log, @cmd) = @_;
-
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-
-    if ($pid == 0) {
-        open STDOUT, '>', "$Dir/$log";
-        open STDERR, '>&', \*STDOUT;
-        exec @cmd;
-        POSIX::_exit(1);
-    }
-
-    push @Pids, $pid;
-}
-
-sub wait_for {
-    my ($what, $check, $seconds) = @_;
-
-    for (1 .. $seconds * 10) {
-        return 1 if $check->();
-        sleep 0.1;
-    }
-
-    die "$what did not happen in $seconds s";
-}
 
 sub master_port {
     my ($ip, $port) = split /\n/, cli($Base + 2, 'SENTINEL',
@@ -115,30 +75,8 @@ sub start_cluster {
     }, 20);
 }
 
-END {
-    local $?;
-    kill 'TERM', @Pids if @Pids;
-    waitpid $_, 0 for @Pids;
-}
 
 start_cluster();
-
-sub url { "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}$_[0]" }
-
-sub bind_as {
-    my ($user) = @_;
-
-    my $res = HTTP::Tiny->new(timeout => 30)->post(url('/passkey/bind'),
-        { headers => { 'Content-Type' => 'application/json',
-                       'X-User' => $user },
-          content => '{}' });
-    sdk_record_link(sdk_links_in($res->{content}));
-
-    my ($job) = $res->{content} =~ /"job_id":"([0-9a-f]{16})"/;
-    my ($code) = $res->{content} =~ /"code":"(\w+)"/;
-
-    return ($res->{status}, $job, $code);
-}
 
 sub job_in {
     my ($port, $block, $job) = @_;
