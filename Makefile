@@ -11,6 +11,10 @@
 #   make bench      the module against a stock-nginx reference, and the
 #                   checks that binds waiting on the API block nothing
 #                   (docs/performance.md)
+#   make deb        build the Debian package libnginx-mod-http-passkey
+#                   into build/deb/ (BUILD/deb) and check it with lintian
+#   make test-deb   make deb, then install the package into the stock
+#                   nginx, bind once, purge it (util/deb-test; root)
 #   make check-style
 
 NGINX_SRC ?= /usr/share/nginx/src
@@ -29,6 +33,9 @@ endif
 
 MODULE     = $(BUILD)/ngx_http_passkey_module.so
 
+# where make deb puts the package (built against Debian's nginx-dev)
+DEB_DIR   ?= $(BUILD)/deb
+
 SOURCES = config $(wildcard ngx_passkey_module/*.[ch])
 
 DEB_PACKAGES = nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
@@ -42,13 +49,22 @@ DEB_PACKAGES = nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
 # the stock nginx playing the API read request bodies and wait
 BENCH_PACKAGES = wrk libnginx-mod-http-echo
 
+# for make deb: the packaging tools and debian/control's Build-Depends
+# (dpkg-buildpackage checks that they are installed); make test-deb also
+# runs Redis and the API stand-in
+DEB_BUILD_PACKAGES = build-essential debhelper dpkg-dev fakeroot lintian \
+    nginx nginx-dev libcurl4-openssl-dev libjansson-dev libhiredis-dev \
+    libssl-dev
+DEB_TEST_PACKAGES = nginx curl redis-server redis-tools \
+    libmojolicious-perl
+
 # for the tests' SDK oracle (util/sdk-deps): installed only when the node
 # or npm command is missing, as a Node.js from elsewhere may conflict with
 # Debian's npm
 NODE_PACKAGES = nodejs npm
 
 .PHONY: all deps sdk-deps test test-valgrind demo demo-stop bench \
-    check-style clean
+    deb test-deb check-style clean
 
 all: $(MODULE)
 
@@ -84,6 +100,17 @@ bench: deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/bench-async || rc=1; \
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/bench || rc=1; \
 	exit $$rc
+
+deb:
+ifneq ($(abspath $(NGINX_SRC)),/usr/share/nginx/src)
+	$(error make deb builds against Debian's nginx-dev only, not $(NGINX_SRC))
+endif
+	@util/deps $(DEB_BUILD_PACKAGES)
+	util/deb-build $(DEB_DIR)
+
+test-deb: deb
+	@util/deps $(DEB_TEST_PACKAGES)
+	util/deb-test $(DEB_DIR)
 
 check-style:
 	util/check-style
