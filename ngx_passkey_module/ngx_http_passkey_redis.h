@@ -46,6 +46,8 @@ typedef struct {
     /* sentinel=: the master's name, and the sentinels (ngx_addr_t) */
     ngx_str_t                        sentinel;
     ngx_array_t                     *sentinels;
+    ngx_str_t                        sentinel_user;
+    ngx_str_t                        sentinel_password;     /* never logged */
 
     /* cluster: the nodes first asked for the others (ngx_addr_t) */
     ngx_array_t                     *seeds;

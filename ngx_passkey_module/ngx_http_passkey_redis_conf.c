@@ -353,6 +353,33 @@ ngx_http_passkey_redis_param(ngx_conf_t *cf, ngx_str_t *arg,
         return NGX_OK;
     }
 
+    if (arg->len > 14 && ngx_strncmp(arg->data, "sentinel_user=", 14) == 0)
+    {
+        if (server->sentinel_user.len) {
+            goto twice;
+        }
+
+        server->sentinel_user.data = arg->data + 14;
+        server->sentinel_user.len = arg->len - 14;
+
+        return NGX_OK;
+    }
+
+    if (arg->len > 23
+        && ngx_strncmp(arg->data, "sentinel_password_file=", 23) == 0)
+    {
+        if (server->sentinel_password.len) {
+            goto twice;
+        }
+
+        s.data = arg->data + 23;
+        s.len = arg->len - 23;
+
+        return ngx_http_passkey_read_secret(cf, &s,
+                                            &server->sentinel_password,
+                                            &name);
+    }
+
     if (arg->len > 5 && ngx_strncmp(arg->data, "user=", 5) == 0) {
 
         if (server->user.len) {
@@ -494,7 +521,8 @@ ngx_http_passkey_redis_sentinel(ngx_conf_t *cf, ngx_str_t *value,
 
 /*
  * sentinel=NAME makes every address a sentinel's, the first one too; the
- * master's address comes from them at run time.
+ * master's address comes from them at run time.  With cluster, the
+ * addresses are nodes of the cluster instead.
  */
 
 static ngx_int_t
@@ -503,6 +531,20 @@ ngx_http_passkey_redis_sentinels(ngx_conf_t *cf, ngx_str_t *first,
     ngx_http_passkey_redis_tls_t *tls)
 {
     ngx_addr_t  *addr, last;
+
+    if (server->sentinel_user.len && server->sentinel_password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_redis\": sentinel_user= needs "
+                           "sentinel_password_file=");
+        return NGX_ERROR;
+    }
+
+    if (server->sentinel.len == 0 && server->sentinel_password.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"passkey_redis\": sentinel_password_file= "
+                           "needs sentinel=");
+        return NGX_ERROR;
+    }
 
     if (tls->cluster) {
         return ngx_http_passkey_redis_seeds(cf, first, server, tls);

@@ -60,6 +60,7 @@ typedef struct {
     ngx_http_passkey_resp_buf_t       sentinel_out;
     ngx_uint_t                        sentinel_next;
     ngx_uint_t                        sentinel_tries;
+    unsigned                          sentinel_auth:1;  /* its reply first */
 
 #if (NGX_SSL)
     ngx_ssl_session_t                *ssl_session;

@@ -18,10 +18,14 @@
  * the sentinels in turn until one answers.  Asking at every connection
  * costs a round trip per reconnect and nothing else; it finds a failover
  * as soon as the old master's connection is lost or answers READONLY.
+ * Sentinels that want a password (requirepass in their configuration)
+ * get AUTH first, in the same write.
  */
 
 
 static void ngx_http_passkey_redis_discover_next(
+    ngx_http_passkey_redis_conn_t *conn);
+static ngx_int_t ngx_http_passkey_redis_sentinel_ask(
     ngx_http_passkey_redis_conn_t *conn);
 static void ngx_http_passkey_redis_sentinel_write(ngx_event_t *wev);
 static void ngx_http_passkey_redis_sentinel_read(ngx_event_t *rev);
@@ -58,7 +62,6 @@ static void
 ngx_http_passkey_redis_discover_next(ngx_http_passkey_redis_conn_t *conn)
 {
     ngx_int_t                         rc;
-    ngx_str_t                         argv[3];
     ngx_addr_t                       *addr;
     ngx_connection_t                 *c;
     ngx_http_passkey_redis_server_t  *server;
@@ -109,14 +112,8 @@ ngx_http_passkey_redis_discover_next(ngx_http_passkey_redis_conn_t *conn)
     conn->sentinel_out.pos = conn->sentinel_out.start;
     conn->sentinel_out.last = conn->sentinel_out.start;
 
-    ngx_str_set(&argv[0], "SENTINEL");
-    ngx_str_set(&argv[1], "get-master-addr-by-name");
-    argv[2] = server->sentinel;
-
     if (c->pool == NULL || conn->sentinel_reader == NULL
-        || ngx_http_passkey_resp_command(&conn->sentinel_out, 3, argv,
-                                         conn->log)
-           != NGX_OK)
+        || ngx_http_passkey_redis_sentinel_ask(conn) != NGX_OK)
     {
         ngx_http_passkey_redis_sentinel_close(conn);
         ngx_http_passkey_redis_failed(conn);
@@ -130,6 +127,48 @@ ngx_http_passkey_redis_discover_next(ngx_http_passkey_redis_conn_t *conn)
     if (rc == NGX_OK) {
         ngx_post_event(c->write, &ngx_posted_events);
     }
+}
+
+
+/* AUTH first, if the sentinels want a password, then the question */
+
+static ngx_int_t
+ngx_http_passkey_redis_sentinel_ask(ngx_http_passkey_redis_conn_t *conn)
+{
+    ngx_str_t                         argv[3];
+    ngx_uint_t                        argc;
+    ngx_http_passkey_redis_server_t  *server;
+
+    server = conn->server;
+
+    conn->sentinel_auth = 0;
+
+    if (server->sentinel_password.len) {
+        ngx_str_set(&argv[0], "AUTH");
+        argc = 1;
+
+        if (server->sentinel_user.len) {
+            argv[argc++] = server->sentinel_user;
+        }
+
+        argv[argc++] = server->sentinel_password;
+
+        if (ngx_http_passkey_resp_command(&conn->sentinel_out, argc, argv,
+                                          conn->log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        conn->sentinel_auth = 1;
+    }
+
+    ngx_str_set(&argv[0], "SENTINEL");
+    ngx_str_set(&argv[1], "get-master-addr-by-name");
+    argv[2] = server->sentinel;
+
+    return ngx_http_passkey_resp_command(&conn->sentinel_out, 3, argv,
+                                         conn->log);
 }
 
 
@@ -210,6 +249,8 @@ ngx_http_passkey_redis_sentinel_read(ngx_event_t *rev)
             return;
         }
 
+    again:
+
         ngx_memzero(&op, sizeof(ngx_http_passkey_redis_op_t));
         op.pool = c->pool;
         op.log = conn->log;
@@ -220,6 +261,27 @@ ngx_http_passkey_redis_sentinel_read(ngx_event_t *rev)
 
         if (rc == NGX_AGAIN) {
             continue;
+        }
+
+        if (conn->sentinel_auth) {
+            conn->sentinel_auth = 0;
+
+            if (rc == NGX_OK
+                && op.result == NGX_HTTP_PASSKEY_REDIS_OK
+                && op.type == NGX_HTTP_PASSKEY_REDIS_STATUS)
+            {
+                /* the question's reply may have come with it */
+                goto again;
+            }
+
+            /* Redis error texts for AUTH do not echo the password */
+
+            ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                          "passkey redis: AUTH on sentinel \"%V\" failed: "
+                          "%V", conn->sentinel.name, &op.str);
+
+            ngx_http_passkey_redis_discover_next(conn);
+            return;
         }
 
         if (rc == NGX_OK
@@ -236,10 +298,19 @@ ngx_http_passkey_redis_sentinel_read(ngx_event_t *rev)
 
         /* nil (no such master), an error, or an answer we cannot read */
 
-        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                      "passkey redis: sentinel \"%V\" does not know the "
-                      "master \"%V\"", conn->sentinel.name,
-                      &conn->server->sentinel);
+        if (rc == NGX_OK && op.type == NGX_HTTP_PASSKEY_REDIS_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                          "passkey redis: sentinel \"%V\" refused to tell "
+                          "where the master \"%V\" is: %V",
+                          conn->sentinel.name, &conn->server->sentinel,
+                          &op.str);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                          "passkey redis: sentinel \"%V\" does not know "
+                          "the master \"%V\"", conn->sentinel.name,
+                          &conn->server->sentinel);
+        }
 
         ngx_http_passkey_redis_discover_next(conn);
         return;

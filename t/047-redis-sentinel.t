@@ -3,7 +3,9 @@
 # replicas and three sentinels (redis-server --sentinel) on 127.0.0.1,
 # the test port + 180 to + 185.
 #
-# - binds go to the master the sentinels name;
+# - binds go to the master the sentinels name; the sentinels want a
+#   password (sentinel_password_file=), and without it or with a wrong
+#   one binds fail with 503 and a line that says why;
 # - a failover (SENTINEL FAILOVER) while binds run: no worker blocks (a
 #   fast location on the same worker keeps answering), binds fail only
 #   with 503 redis_unavailable and only while it lasts, and every job
@@ -23,13 +25,30 @@ no_shuffle();
 our (%Flows, $TODO, $Dir);
 our $Base = ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + 180;
 
+# the sentinels want a password (requirepass), from a file of mode 0600
+our $SentinelPw = 'sentinel-pw-6f1d2a';
+$ENV{TEST_NGINX_SENTINEL_PW} = "$Dir/sentinel_password";
+$ENV{TEST_NGINX_WRONG_PW} = "$Dir/wrong_password";
+
+for (['sentinel_password', $SentinelPw], ['wrong_password', 'not-it']) {
+    open my $fh, '>', "$Dir/$_->[0]" or die $!;
+    print $fh "$_->[1]\n";
+    close $fh;
+    chmod 0600, "$Dir/$_->[0]";
+}
+
+sub scli {
+    my ($port, @args) = @_;
+    return cli($port, '--no-auth-warning', '-a', $SentinelPw, @args);
+}
+
 $ENV{TEST_NGINX_SENTINEL_1} = $Base + 2;
 $ENV{TEST_NGINX_SENTINEL_2} = $Base + 3;
 $ENV{TEST_NGINX_SENTINEL_3} = $Base + 4;
 
 sub master_port {
-    my ($ip, $port) = split /\n/, cli($Base + 2, 'SENTINEL',
-                                      'get-master-addr-by-name', 'mymaster');
+    my ($ip, $port) = split /\n/, scli($Base + 2, 'SENTINEL',
+                                       'get-master-addr-by-name', 'mymaster');
     return $port // 0;
 }
 
@@ -57,6 +76,8 @@ sub start_cluster {
 
         open my $fh, '>', $conf or die $!;
         print $fh "port $port\nbind 127.0.0.1\ndir $Dir\n",
+                  "requirepass $SentinelPw\n",
+                  "sentinel sentinel-pass $SentinelPw\n",
                   "sentinel monitor mymaster 127.0.0.1 $Base 2\n",
                   "sentinel down-after-milliseconds mymaster 1000\n",
                   "sentinel failover-timeout mymaster 5000\n";
@@ -64,12 +85,12 @@ sub start_cluster {
 
         spawn("sentinel-$port.log", 'redis-server', $conf, '--sentinel');
         wait_for("sentinel on $port",
-                 sub { cli($port, 'ping') eq 'PONG' }, 10);
+                 sub { scli($port, 'ping') eq 'PONG' }, 10);
     }
 
     # a sentinel fails over only to a replica it knows of
     wait_for('the sentinels know the replicas', sub {
-        my $replicas = cli($Base + 2, 'SENTINEL', 'replicas', 'mymaster');
+        my $replicas = scli($Base + 2, 'SENTINEL', 'replicas', 'mymaster');
         my ($a, $b) = ($Base + 1, $Base + 5);
         $replicas =~ /^$a$/m && $replicas =~ /^$b$/m
     }, 20);
@@ -127,7 +148,7 @@ $Flows{'a failover while binds run'} = sub {
     my $t0 = time;
 
     sleep 1.5;
-    cli($Base + 2, 'SENTINEL', 'FAILOVER', 'mymaster');
+    scli($Base + 2, 'SENTINEL', 'FAILOVER', 'mymaster');
     my $failover = time;
 
     # when the sentinels name the new master: the failover's end
@@ -216,7 +237,8 @@ __DATA__
     location = /passkey/bind {
         passkey_redis 127.0.0.1:$TEST_NGINX_SENTINEL_1
                       127.0.0.1:$TEST_NGINX_SENTINEL_2
-                      127.0.0.1:$TEST_NGINX_SENTINEL_3 sentinel=mymaster;
+                      127.0.0.1:$TEST_NGINX_SENTINEL_3 sentinel=mymaster
+                      sentinel_password_file=$TEST_NGINX_SENTINEL_PW;
         passkey_bind_mode authenticated;
         passkey_username $http_x_user;
         passkey_bind;
@@ -229,6 +251,8 @@ __DATA__
 GET /ready
 --- response_body
 ready
+--- no_error_log
+sentinel-pw-6f1d2a
 
 
 
@@ -238,6 +262,7 @@ ready
         passkey_redis 127.0.0.1:$TEST_NGINX_SENTINEL_1
                       127.0.0.1:$TEST_NGINX_SENTINEL_2
                       127.0.0.1:$TEST_NGINX_SENTINEL_3 sentinel=mymaster
+                      sentinel_password_file=$TEST_NGINX_SENTINEL_PW
                       replicas=1;
         passkey_redis_timeout 1s;
         passkey_duplicate_window off;
@@ -253,3 +278,74 @@ ready
 GET /ready
 --- response_body
 ready
+
+
+
+=== TEST 3: sentinels that want a password, asked without one
+--- config
+    location = /passkey/bind {
+        passkey_redis 127.0.0.1:$TEST_NGINX_SENTINEL_1 sentinel=mymaster;
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+--- more_headers
+Content-Type: application/json
+X-User: no-sentinel-password
+--- request
+POST /passkey/bind
+{}
+--- error_code: 503
+--- response_body_like: "code":"redis_unavailable"
+--- error_log
+passkey redis: sentinel "127.0.0.1:
+refused to tell where the master "mymaster" is: NOAUTH
+
+
+
+=== TEST 4: sentinels asked with a wrong password
+--- config
+    location = /passkey/bind {
+        passkey_redis 127.0.0.1:$TEST_NGINX_SENTINEL_1 sentinel=mymaster
+                      sentinel_password_file=$TEST_NGINX_WRONG_PW;
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+--- more_headers
+Content-Type: application/json
+X-User: wrong-sentinel-password
+--- request
+POST /passkey/bind
+{}
+--- error_code: 503
+--- response_body_like: "code":"redis_unavailable"
+--- error_log eval
+qr/passkey redis: AUTH on sentinel "127\.0\.0\.1:\d+" failed: WRONGPASS/
+--- no_error_log
+not-it
+
+
+
+=== TEST 5: nginx -t: a sentinel password without sentinel=
+--- config
+    location = /passkey/bind {
+        passkey_redis 127.0.0.1:6379
+                      sentinel_password_file=$TEST_NGINX_SENTINEL_PW;
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_redis": sentinel_password_file= needs sentinel=
+
+
+
+=== TEST 6: nginx -t: a sentinel user without a password
+--- config
+    location = /passkey/bind {
+        passkey_redis 127.0.0.1:6379 sentinel=mymaster sentinel_user=passkey;
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_redis": sentinel_user= needs sentinel_password_file=
