@@ -7,6 +7,8 @@
 #                   that the tests check links with (util/sdk)
 #   make test       run t/ (starts Redis and the API stand-in)
 #   make test-valgrind   the same under valgrind; fails on any error
+#   make test-browser    the example pages and the demo app's pages in
+#                   headless Chromium (t/browser/)
 #   make demo       nginx + module + Redis + API stand-in on 127.0.0.1
 #   make bench      the module against a stock-nginx reference, and the
 #                   checks that binds waiting on the API block nothing
@@ -47,8 +49,12 @@ BENCH_PACKAGES = wrk libnginx-mod-http-echo
 # Debian's npm
 NODE_PACKAGES = nodejs npm
 
-.PHONY: all deps sdk-deps test test-valgrind demo demo-stop bench \
-    check-style clean
+# for make test-browser only (util/browser-deps): Debian's Chromium, which
+# playwright-core drives, and a font for its screenshots
+BROWSER_PACKAGES = chromium fonts-dejavu-core
+
+.PHONY: all deps sdk-deps test test-valgrind test-browser demo demo-stop \
+    bench check-style clean
 
 all: $(MODULE)
 
@@ -72,7 +78,11 @@ test-valgrind: deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests --valgrind \
 	    $(TESTS)
 
-demo: deps $(MODULE)
+test-browser: deps sdk-deps $(MODULE)
+	@util/browser-deps $(BROWSER_PACKAGES)
+	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests t/browser/
+
+demo: deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/demo start
 
 demo-stop:
