@@ -297,6 +297,7 @@ fake_config(qq({"invoke_url":"$nginx_url/app"}));
             { goto => "$nginx_url/app/finish#" . uri_escape($broken) },
             @page_result,
         ] },
+        open_link("$name: a foreign link", foreign($flow->{url})),
         # the check of the hosts below can fail: a request to another
         # host is seen (and goes nowhere: Chromium resolves no name)
         { name => "$name: a third-party request", steps => [
@@ -321,6 +322,9 @@ fake_config(qq({"invoke_url":"$nginx_url/app"}));
        'This page was not opened from a passkey link.',
        "$v->{name}: the SDK on the page refuses it");
     no_script_errors($v);
+
+    refused_page($r->{"$name: a foreign link"} || {}, 403,
+                 'This link was not issued for this site.');
 
     $v = $r->{"$name: a third-party request"} || {};
     is(step($v, 'eval')->{value}, 'failed',
