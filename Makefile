@@ -78,9 +78,11 @@ test-valgrind: deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests --valgrind \
 	    $(TESTS)
 
+# the pages use no HTTPS stand-in: none is started
 test-browser: deps sdk-deps $(MODULE)
 	@util/browser-deps $(BROWSER_PACKAGES)
-	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests t/browser/
+	PASSKEY_BI_TLS_PORT=0 NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) \
+	    util/run-tests t/browser/
 
 demo: deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/demo start
