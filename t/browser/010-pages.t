@@ -299,10 +299,12 @@ fake_config(qq({"invoke_url":"$nginx_url/app"}));
         ] },
         open_link("$name: a foreign link", foreign($flow->{url})),
         # the check of the hosts below can fail: a request to another
-        # host is seen (and goes nowhere: Chromium resolves no name)
+        # host, by name or by address, is seen (and stopped)
         { name => "$name: a third-party request", steps => [
             { goto => "$nginx_url/app/finish" },
             { eval => 'fetch("https://cdn.example.com/sdk.js")'
+                      . '.then(() => "fetched", () => "failed")' },
+            { eval => 'fetch("http://192.0.2.1/")'
                       . '.then(() => "fetched", () => "failed")' },
         ] },
     );
@@ -328,9 +330,14 @@ fake_config(qq({"invoke_url":"$nginx_url/app"}));
 
     $v = $r->{"$name: a third-party request"} || {};
     is(step($v, 'eval')->{value}, 'failed',
-       "$v->{name}: fails");
-    ok((grep { $_->{host} eq 'cdn.example.com' } @{ $v->{requests} }),
-       "$v->{name}: ... and is seen");
+       "$v->{name}: fails, by name");
+    is(step($v, 'eval', 1)->{value}, 'failed', "$v->{name}: ... by address");
+    my @away = map { "$_->{host} " . ($_->{failure} // 'sent') }
+               grep { $_->{host} ne $nginx_host } @{ $v->{requests} };
+    s/ net::ERR_BLOCKED_BY_CLIENT\b.*/ stopped/ for @away;
+    is_deeply(\@away,
+              ['cdn.example.com stopped', '192.0.2.1 stopped'],
+              "$v->{name}: ... and each is seen, stopped before it was sent");
     @visited = grep { $_ != $v } @visited;
 
     complete($flow->{job});
