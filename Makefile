@@ -7,6 +7,8 @@
 #                   that the tests check links with (util/sdk)
 #   make test       run t/ (starts Redis and the API stand-in)
 #   make test-valgrind   the same under valgrind; fails on any error
+#   make test-browser    the example pages and the demo app's pages in
+#                   headless Chromium (t/browser/)
 #   make demo       nginx + module + Redis + API stand-in on 127.0.0.1
 #   make bench      the module against a stock-nginx reference, and the
 #                   checks that binds waiting on the API block nothing
@@ -63,8 +65,12 @@ DEB_TEST_PACKAGES = nginx curl redis-server redis-tools \
 # Debian's npm
 NODE_PACKAGES = nodejs npm
 
-.PHONY: all deps sdk-deps test test-valgrind demo demo-stop bench \
-    deb test-deb check-style clean
+# for make test-browser only (util/browser-deps): Debian's Chromium, which
+# playwright-core drives, and a font for its screenshots
+BROWSER_PACKAGES = chromium fonts-dejavu-core
+
+.PHONY: all deps sdk-deps test test-valgrind test-browser demo demo-stop \
+    bench deb test-deb check-style clean
 
 all: $(MODULE)
 
@@ -88,7 +94,13 @@ test-valgrind: deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests --valgrind \
 	    $(TESTS)
 
-demo: deps $(MODULE)
+# the pages use no HTTPS stand-in: none is started
+test-browser: deps sdk-deps $(MODULE)
+	@util/browser-deps $(BROWSER_PACKAGES)
+	PASSKEY_BI_TLS_PORT=0 NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) \
+	    util/run-tests t/browser/
+
+demo: deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/demo start
 
 demo-stop:

@@ -103,9 +103,12 @@ sub render {
     close $pw;
     chmod 0600, "$prefix/conf/redis_password";
 
-    # the pages, where "make demo" puts them
+    # the pages and the SDK they load, where "make demo" puts them
     system("cp examples/*.html $prefix/html/") == 0
         or die "cannot copy the example pages";
+    system("cp util/sdk/node_modules/\@beyondidentity/bi-sdk-js/dist/"
+           . "bi-embedded.js $prefix/html/bi-sdk.js") == 0
+        or die "cannot copy the SDK (util/sdk-deps installs it)";
 
     return $prefix;
 }
