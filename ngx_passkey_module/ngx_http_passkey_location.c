@@ -379,7 +379,7 @@ ngx_http_passkey_check_needs(ngx_conf_t *cf,
     } else if (plcf->redis == NULL) {
         missing = "passkey_redis";
 
-    } else if (plcf->redis->host.len
+    } else if ((plcf->redis->host.len || plcf->redis->sentinel_hosts)
                && ngx_http_passkey_redis_resolver(cf, plcf->redis)
                   != NGX_OK)
     {

@@ -43,9 +43,13 @@ typedef struct {
     ngx_addr_t                       addr;      /* IP and port, or unix: */
     ngx_str_t                        host;      /* a name to resolve, or "" */
 
-    /* sentinel=: the master's name, and the sentinels (ngx_addr_t) */
+    /*
+     * sentinel=: the master's name, and the sentinels (ngx_addr_t; one
+     * named by a host has no sockaddr, and its name is "host:port")
+     */
     ngx_str_t                        sentinel;
     ngx_array_t                     *sentinels;
+    unsigned                         sentinel_hosts:1;
     ngx_str_t                        sentinel_user;
     ngx_str_t                        sentinel_password;     /* never logged */
 

@@ -482,12 +482,17 @@ twice:
 }
 
 
-/* one more sentinel or cluster seed: a numeric address and port */
+/*
+ * One more sentinel or cluster seed: an address and port, or a host name
+ * and port (a sentinel's, resolved at run time; no sockaddr here).
+ */
 
 static ngx_int_t
 ngx_http_passkey_redis_sentinel(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_passkey_redis_server_t *server)
 {
+    ngx_int_t    rc;
+    ngx_url_t    u;
     ngx_addr_t  *addr;
 
     if (server->sentinels == NULL) {
@@ -502,18 +507,37 @@ ngx_http_passkey_redis_sentinel(ngx_conf_t *cf, ngx_str_t *value,
         return NGX_ERROR;
     }
 
-    if (ngx_parse_addr_port(cf->pool, addr, value->data, value->len)
-        != NGX_OK
-        || ngx_inet_get_port(addr->sockaddr) == 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid address \"%V\" in \"passkey_redis\": "
-                           "sentinels and cluster seeds are a numeric IP "
-                           "address and port", value);
-        return NGX_ERROR;
-    }
+    ngx_memzero(addr, sizeof(ngx_addr_t));
 
     addr->name = *value;
+
+    rc = ngx_parse_addr_port(cf->pool, addr, value->data, value->len);
+
+    if (rc == NGX_DECLINED) {
+
+        /* a name: it must be host:port, its port given */
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url = *value;
+        u.no_resolve = 1;
+
+        if (ngx_parse_url(cf->pool, &u) == NGX_OK && u.family != AF_UNIX
+            && !u.no_port && u.port && u.uri.len == 0)
+        {
+            addr->sockaddr = NULL;
+            addr->socklen = 0;
+            server->sentinel_hosts = 1;
+            return NGX_OK;
+        }
+    }
+
+    if (rc != NGX_OK || ngx_inet_get_port(addr->sockaddr) == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"passkey_redis\": "
+                           "expected host:port", value);
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
@@ -562,13 +586,12 @@ ngx_http_passkey_redis_sentinels(ngx_conf_t *cf, ngx_str_t *first,
         return NGX_OK;
     }
 
-    if (server->host.len
-        || (server->addr.sockaddr
-            && server->addr.sockaddr->sa_family == AF_UNIX))
+    if (server->addr.sockaddr
+        && server->addr.sockaddr->sa_family == AF_UNIX)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid sentinel \"%V\" in \"passkey_redis\": "
-                           "expected a numeric IP address and port", first);
+                           "expected host:port", first);
         return NGX_ERROR;
     }
 
@@ -612,7 +635,9 @@ ngx_http_passkey_redis_seeds(ngx_conf_t *cf, ngx_str_t *first,
     ngx_http_passkey_redis_server_t *server,
     ngx_http_passkey_redis_tls_t *tls)
 {
-    char  *error;
+    char        *error;
+    ngx_uint_t   i;
+    ngx_addr_t  *seed;
 
     error = NULL;
 
@@ -644,6 +669,21 @@ ngx_http_passkey_redis_seeds(ngx_conf_t *cf, ngx_str_t *first,
 
     server->seeds = server->sentinels;
     server->sentinels = NULL;
+
+    if (server->seeds) {
+        seed = server->seeds->elts;
+
+        for (i = 0; i < server->seeds->nelts; i++) {
+            if (seed[i].sockaddr == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid address \"%V\" in "
+                                   "\"passkey_redis\": a cluster's nodes "
+                                   "after the first are a numeric IP "
+                                   "address and port", &seed[i].name);
+                return NGX_ERROR;
+            }
+        }
+    }
 
     if (server->seeds == NULL) {
         server->seeds = ngx_array_create(cf->pool, 1, sizeof(ngx_addr_t));

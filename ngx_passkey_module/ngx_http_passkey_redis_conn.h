@@ -55,6 +55,8 @@ typedef struct {
     void                             *reader;
 
     /* sentinel=: the sentinel asked for the master's address */
+    ngx_sockaddr_t                    sentinel_sockaddr;    /* a host's */
+    ngx_addr_t                       *sentinel_host;        /* resolving */
     ngx_peer_connection_t             sentinel;
     void                             *sentinel_reader;
     ngx_http_passkey_resp_buf_t       sentinel_out;

@@ -25,6 +25,12 @@
 
 static void ngx_http_passkey_redis_discover_next(
     ngx_http_passkey_redis_conn_t *conn);
+static void ngx_http_passkey_redis_sentinel_resolve(
+    ngx_http_passkey_redis_conn_t *conn, ngx_addr_t *addr);
+static void ngx_http_passkey_redis_sentinel_resolved(ngx_resolver_ctx_t *ctx);
+static void ngx_http_passkey_redis_sentinel_connect(
+    ngx_http_passkey_redis_conn_t *conn, struct sockaddr *sockaddr,
+    socklen_t socklen, ngx_str_t *name);
 static ngx_int_t ngx_http_passkey_redis_sentinel_ask(
     ngx_http_passkey_redis_conn_t *conn);
 static void ngx_http_passkey_redis_sentinel_write(ngx_event_t *wev);
@@ -61,9 +67,7 @@ ngx_http_passkey_redis_discover_end(ngx_http_passkey_redis_conn_t *conn)
 static void
 ngx_http_passkey_redis_discover_next(ngx_http_passkey_redis_conn_t *conn)
 {
-    ngx_int_t                         rc;
     ngx_addr_t                       *addr;
-    ngx_connection_t                 *c;
     ngx_http_passkey_redis_server_t  *server;
 
     server = conn->server;
@@ -81,11 +85,110 @@ ngx_http_passkey_redis_discover_next(ngx_http_passkey_redis_conn_t *conn)
     addr = server->sentinels->elts;
     addr = &addr[conn->sentinel_next++ % server->sentinels->nelts];
 
+    if (addr->sockaddr == NULL) {
+        ngx_http_passkey_redis_sentinel_resolve(conn, addr);
+        return;
+    }
+
+    ngx_http_passkey_redis_sentinel_connect(conn, addr->sockaddr,
+                                            addr->socklen, &addr->name);
+}
+
+
+/* a sentinel named by host: its first address, from nginx's resolver */
+
+static void
+ngx_http_passkey_redis_sentinel_resolve(ngx_http_passkey_redis_conn_t *conn,
+    ngx_addr_t *addr)
+{
+    u_char              *colon;
+    ngx_resolver_ctx_t  *ctx;
+
+    colon = addr->name.data + addr->name.len;
+
+    while (colon[-1] != ':') {
+        colon--;
+    }
+
+    ctx = ngx_resolve_start(conn->server->resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                      "passkey redis: sentinel \"%V\" cannot be resolved",
+                      &addr->name);
+        ngx_http_passkey_redis_discover_next(conn);
+        return;
+    }
+
+    ctx->name.data = addr->name.data;
+    ctx->name.len = colon - 1 - addr->name.data;
+    ctx->handler = ngx_http_passkey_redis_sentinel_resolved;
+    ctx->data = conn;
+    ctx->timeout = conn->server->resolver_timeout;
+
+    conn->resolving = ctx;
+    conn->sentinel_host = addr;
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        conn->resolving = NULL;
+        ngx_http_passkey_redis_discover_next(conn);
+    }
+}
+
+
+static void
+ngx_http_passkey_redis_sentinel_resolved(ngx_resolver_ctx_t *ctx)
+{
+    u_char                         *colon;
+    ngx_int_t                       port;
+    ngx_addr_t                     *addr;
+    ngx_http_passkey_redis_conn_t  *conn;
+
+    conn = ctx->data;
+    addr = conn->sentinel_host;
+
+    conn->resolving = NULL;
+
+    if (ctx->state || ctx->naddrs == 0) {
+        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                      "passkey redis: sentinel \"%V\" could not be "
+                      "resolved (%i: %s)", &addr->name, ctx->state,
+                      ngx_resolver_strerror(ctx->state));
+
+        ngx_resolve_name_done(ctx);
+        ngx_http_passkey_redis_discover_next(conn);
+        return;
+    }
+
+    colon = ctx->name.data + ctx->name.len;
+    port = ngx_atoi(colon + 1, addr->name.data + addr->name.len - colon - 1);
+
+    ngx_memcpy(&conn->sentinel_sockaddr, ctx->addrs[0].sockaddr,
+               ctx->addrs[0].socklen);
+
+    ngx_inet_set_port(&conn->sentinel_sockaddr.sockaddr, (in_port_t) port);
+
+    ngx_http_passkey_redis_sentinel_connect(conn,
+                                            &conn->sentinel_sockaddr.sockaddr,
+                                            ctx->addrs[0].socklen,
+                                            &addr->name);
+
+    ngx_resolve_name_done(ctx);
+}
+
+
+static void
+ngx_http_passkey_redis_sentinel_connect(ngx_http_passkey_redis_conn_t *conn,
+    struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *name)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
     ngx_memzero(&conn->sentinel, sizeof(ngx_peer_connection_t));
 
-    conn->sentinel.sockaddr = addr->sockaddr;
-    conn->sentinel.socklen = addr->socklen;
-    conn->sentinel.name = &addr->name;
+    conn->sentinel.sockaddr = sockaddr;
+    conn->sentinel.socklen = socklen;
+    conn->sentinel.name = name;
     conn->sentinel.get = ngx_event_get_peer;
     conn->sentinel.log = conn->log;
     conn->sentinel.log_error = NGX_ERROR_ERR;
@@ -95,7 +198,7 @@ ngx_http_passkey_redis_discover_next(ngx_http_passkey_redis_conn_t *conn)
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                       "passkey redis: sentinel \"%V\" cannot be reached",
-                      &addr->name);
+                      name);
         ngx_http_passkey_redis_discover_next(conn);
         return;
     }
@@ -122,7 +225,7 @@ ngx_http_passkey_redis_discover_next(ngx_http_passkey_redis_conn_t *conn)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, conn->log, 0,
                    "passkey redis asks sentinel \"%V\" for \"%V\"",
-                   &addr->name, &server->sentinel);
+                   name, &conn->server->sentinel);
 
     if (rc == NGX_OK) {
         ngx_post_event(c->write, &ngx_posted_events);

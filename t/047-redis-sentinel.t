@@ -3,7 +3,8 @@
 # replicas and three sentinels (redis-server --sentinel) on 127.0.0.1,
 # the test port + 180 to + 185.
 #
-# - binds go to the master the sentinels name; the sentinels want a
+# - binds go to the master the sentinels name, named by address or by
+#   host (nginx's resolver asks the file's own DNS server); they want a
 #   password (sentinel_password_file=), and without it or with a wrong
 #   one binds fail with 503 and a line that says why;
 # - a failover (SENTINEL FAILOVER) while binds run: no worker blocks (a
@@ -16,6 +17,7 @@
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
 require t::RedisSet;
+require t::Dns;
 use HTTP::Tiny;
 use POSIX ();
 use Time::HiRes qw(time sleep);
@@ -42,6 +44,10 @@ sub scli {
     my ($port, @args) = @_;
     return cli($port, '--no-auth-warning', '-a', $SentinelPw, @args);
 }
+
+# sentinels by host name: nginx's resolver asks this server
+$ENV{TEST_NGINX_DNS_PORT} = $Base + 6;
+start_dns($Base + 6, { 'sentinel.passkey.test' => [127, 0, 0, 1] });
 
 $ENV{TEST_NGINX_SENTINEL_1} = $Base + 2;
 $ENV{TEST_NGINX_SENTINEL_2} = $Base + 3;
@@ -260,6 +266,7 @@ __DATA__
                       127.0.0.1:$TEST_NGINX_SENTINEL_2
                       127.0.0.1:$TEST_NGINX_SENTINEL_3 sentinel=mymaster
                       sentinel_password_file=$TEST_NGINX_SENTINEL_PW;
+        passkey_redis_timeout 5s;
         passkey_bind_mode authenticated;
         passkey_username $http_x_user;
         passkey_bind;
@@ -327,7 +334,48 @@ ready
 
 
 
-=== TEST 4: sentinels that want a password, asked without one
+=== TEST 4: sentinels by host name, through nginx's resolver
+--- config
+    location = /passkey/bind {
+        resolver       127.0.0.1:$TEST_NGINX_DNS_PORT ipv6=off;
+        passkey_redis  nowhere.passkey.test:$TEST_NGINX_SENTINEL_1
+                       sentinel.passkey.test:$TEST_NGINX_SENTINEL_2
+                       sentinel=mymaster
+                       sentinel_password_file=$TEST_NGINX_SENTINEL_PW;
+        passkey_redis_timeout 5s;
+        passkey_bind_mode authenticated;
+        passkey_username $http_x_user;
+        passkey_bind;
+    }
+--- more_headers
+Content-Type: application/json
+X-User: named-sentinels
+--- request
+POST /passkey/bind
+{}
+--- error_code: 200
+--- response_body_like: "job_id":"[0-9a-f]{16}"
+--- error_log eval
+qr/passkey redis: sentinel "nowhere\.passkey\.test:\d+" could not be resolved \(3: Host not found\)/
+--- no_error_log
+[crit]
+
+
+
+=== TEST 5: nginx -t: sentinels by host name need a resolver
+--- config
+    location = /passkey/bind {
+        passkey_redis  127.0.0.1:6379 sentinel.passkey.test:26379
+                       sentinel=mymaster;
+        passkey_bind;
+    }
+--- must_die
+--- error_log
+"passkey_redis" "mymaster" names a host: it needs a "resolver" in this location or above
+
+
+
+=== TEST 6: sentinels that want a password, asked without one
 --- config
     location = /passkey/bind {
         passkey_redis 127.0.0.1:$TEST_NGINX_SENTINEL_1 sentinel=mymaster;
@@ -349,7 +397,7 @@ refused to tell where the master "mymaster" is: NOAUTH
 
 
 
-=== TEST 5: sentinels asked with a wrong password
+=== TEST 7: sentinels asked with a wrong password
 --- config
     location = /passkey/bind {
         passkey_redis 127.0.0.1:$TEST_NGINX_SENTINEL_1 sentinel=mymaster
@@ -373,7 +421,7 @@ not-it
 
 
 
-=== TEST 6: nginx -t: a sentinel password without sentinel=
+=== TEST 8: nginx -t: a sentinel password without sentinel=
 --- config
     location = /passkey/bind {
         passkey_redis 127.0.0.1:6379
@@ -386,7 +434,7 @@ not-it
 
 
 
-=== TEST 7: nginx -t: a sentinel user without a password
+=== TEST 9: nginx -t: a sentinel user without a password
 --- config
     location = /passkey/bind {
         passkey_redis 127.0.0.1:6379 sentinel=mymaster sentinel_user=passkey;

@@ -448,7 +448,7 @@ ready
     }
 --- must_die
 --- error_log
-invalid address "redis.internal:6379" in "passkey_redis": sentinels and cluster seeds are a numeric IP address and port
+invalid address "redis.internal:6379" in "passkey_redis": a cluster's nodes after the first are a numeric IP address and port
 
 
 
