@@ -629,6 +629,12 @@ ngx_http_passkey_redis_read_handler(ngx_event_t *rev)
         {
             return;
         }
+
+        /* a short read emptied the socket: no recv() just for EAGAIN */
+
+        if (!rev->ready) {
+            break;
+        }
     }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
