@@ -33,6 +33,9 @@ NGINX_BIN ?= $(BUILD)/nginx
 TARGET     = build
 endif
 
+# nginx's make runs in NGINX_SRC (-C): a relative BUILD would point there
+override BUILD := $(abspath $(BUILD))
+
 MODULE     = $(BUILD)/ngx_http_passkey_module.so
 
 # where make deb puts the package (built against Debian's nginx-dev)
