@@ -22,16 +22,23 @@
 NGINX_SRC ?= /usr/share/nginx/src
 
 # Debian's nginx-dev has headers only: build the module for /usr/sbin/nginx.
-# Any other source tree: build its nginx binary too, and test with it.
+# Any other source tree: build its nginx binary too, and test with it; and
+# leave Debian's nginx and nginx-dev out (nginx-dev requires Debian's nginx
+# of its own version), as the machine may have nginx.org's nginx.
 ifeq ($(abspath $(NGINX_SRC)),/usr/share/nginx/src)
 BUILD     ?= $(CURDIR)/build
 NGINX_BIN ?= /usr/sbin/nginx
 TARGET     = modules
+NGINX_PACKAGES = nginx nginx-dev
 else
 BUILD     ?= $(CURDIR)/build/$(notdir $(abspath $(NGINX_SRC)))
 NGINX_BIN ?= $(BUILD)/nginx
 TARGET     = build
+NGINX_PACKAGES =
 endif
+
+# nginx's make runs in NGINX_SRC (-C): a relative BUILD would point there
+override BUILD := $(abspath $(BUILD))
 
 MODULE     = $(BUILD)/ngx_http_passkey_module.so
 
@@ -40,12 +47,16 @@ DEB_DIR   ?= $(BUILD)/deb
 
 SOURCES = config $(wildcard ngx_passkey_module/*.[ch])
 
-DEB_PACKAGES = nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
-    libhiredis-dev libssl-dev redis-server redis-tools gcc make \
+# what make needs to build the module (and an nginx from NGINX_SRC)
+BUILD_PACKAGES = $(NGINX_PACKAGES) libcurl4-openssl-dev libjansson-dev \
+    libhiredis-dev libssl-dev gcc make libpcre2-dev zlib1g-dev
+
+# and the tests and the demo
+DEB_PACKAGES = $(BUILD_PACKAGES) redis-server redis-tools \
     libtest-base-perl libtext-diff-perl libtest-longstring-perl \
     libwww-perl libhttp-message-perl libipc-run-perl liburi-perl \
     liblist-moreutils-perl libmojolicious-perl libio-socket-ssl-perl \
-    valgrind curl openssl libpcre2-dev zlib1g-dev ca-certificates
+    valgrind curl openssl ca-certificates
 
 # for make bench only: the load generator, and the echo module that lets
 # the stock nginx playing the API read request bodies and wait
@@ -81,7 +92,7 @@ sdk-deps:
 	@util/sdk-deps $(NODE_PACKAGES)
 
 $(BUILD)/Makefile: config util/configure
-	@util/deps $(DEB_PACKAGES)
+	@util/deps $(BUILD_PACKAGES)
 	util/configure "$(NGINX_SRC)" "$(BUILD)" "$(CURDIR)"
 
 $(MODULE): $(BUILD)/Makefile $(SOURCES)
