@@ -237,6 +237,7 @@ ngx_http_passkey_bi_send(ngx_http_passkey_bi_call_t *bc)
     bc->http.method = bc->method;
     bc->http.handler = ngx_http_passkey_bi_done;
     bc->http.data = bc;
+    bc->http.route = ngx_http_passkey_metrics_route(&bc->method, &bc->path);
 
     bc->http.url.len = conf->api_url.len + sizeof("/v1/tenants/") - 1
                        + conf->tenant_id.len + sizeof("/realms/") - 1

@@ -393,7 +393,10 @@ ngx_http_passkey_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* passkey_invoke, passkey_job_status, passkey_job_revoke */
+/*
+ * passkey_invoke, passkey_job_status, passkey_job_revoke, passkey_health
+ * and passkey_metrics
+ */
 
 char *
 ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -401,8 +404,9 @@ ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     char  *p = conf;
 
-    ngx_flag_t                *flag;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_flag_t                    *flag;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_passkey_main_conf_t  *pmcf;
 
     flag = (ngx_flag_t *) (p + cmd->offset);
 
@@ -421,6 +425,16 @@ ngx_http_passkey_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     } else if (ngx_strcmp(cmd->name.data, "passkey_job_revoke") == 0) {
         clcf->handler = ngx_http_passkey_job_revoke_handler;
+
+    } else if (ngx_strcmp(cmd->name.data, "passkey_health") == 0) {
+        clcf->handler = ngx_http_passkey_health_handler;
+
+    } else if (ngx_strcmp(cmd->name.data, "passkey_metrics") == 0) {
+        clcf->handler = ngx_http_passkey_metrics_handler;
+
+        pmcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_passkey_module);
+        pmcf->metrics = 1;
     }
 
     return NGX_CONF_OK;

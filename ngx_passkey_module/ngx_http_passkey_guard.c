@@ -551,6 +551,11 @@ ngx_http_passkey_guard_result(ngx_http_passkey_ctx_t *ctx,
             g->held = g->key.len ? 1 : 0;
             g->remaining = b;
 
+            if (g->held && !g->counted) {
+                g->counted = 1;
+                ngx_http_passkey_metrics_claim(1);
+            }
+
         } else {
             g->result = NGX_HTTP_PASSKEY_GUARD_LIMITED;
             g->remaining = 0;
@@ -664,8 +669,7 @@ void
 ngx_http_passkey_guard_saved(ngx_http_passkey_guard_t *g, ngx_uint_t kept)
 {
     if (kept) {
-        g->held = 0;
-        g->unsure = 0;
+        ngx_http_passkey_guard_keep(g);
         return;
     }
 
@@ -751,8 +755,7 @@ ngx_http_passkey_guard_release(ngx_http_passkey_guard_t *g)
         return;
     }
 
-    g->held = 0;
-    g->unsure = 0;
+    ngx_http_passkey_guard_keep(g);
 
     ngx_str_set(&argv[0], "EVAL");
     argv[1] = ngx_http_passkey_release_script;
@@ -793,6 +796,13 @@ ngx_http_passkey_guard_keep(ngx_http_passkey_guard_t *g)
 {
     g->held = 0;
     g->unsure = 0;
+
+    /* the claim is no longer this request's, held or left to expire */
+
+    if (g->counted) {
+        g->counted = 0;
+        ngx_http_passkey_metrics_claim(-1);
+    }
 }
 
 

@@ -12,6 +12,7 @@
 
 #include "ngx_http_passkey_http.h"
 #include "ngx_http_passkey_http_loop.h"
+#include "ngx_http_passkey_metrics.h"
 
 
 /*
@@ -46,6 +47,7 @@ typedef struct {
     ngx_queue_t                     queue;
 
     const char                     *failure;     /* static text */
+    ngx_msec_t                      start;
 
     size_t                          retry_after_len;
     u_char                          retry_after[64];
@@ -139,6 +141,7 @@ ngx_http_passkey_http_start(ngx_http_passkey_http_call_t *call)
     cln->data = ctx;
 
     ctx->call = call;
+    ctx->start = ngx_current_msec;
 
     ctx->dummy.fd = (ngx_socket_t) -1;
     ctx->dummy.data = ctx;
@@ -688,6 +691,9 @@ ngx_http_passkey_http_finish(ngx_http_passkey_http_ctx_t *ctx,
                    call->response.len);
 
     ngx_http_passkey_http_detach(ctx);
+
+    ngx_http_passkey_metrics_api(call->route, call->result, call->status,
+                                 ngx_current_msec - ctx->start);
 
     /* the handler may destroy the pool holding ctx and call */
 

@@ -68,6 +68,9 @@ struct ngx_http_passkey_http_call_s {
      */
     unsigned                        resend:1;
 
+    /* for passkey_metrics: ngx_http_passkey_metrics_route_e */
+    ngx_uint_t                      route;
+
     ngx_http_passkey_http_done_pt   handler;
     void                           *data;
 

@@ -80,7 +80,7 @@ ngx_http_passkey_redis_ask(ngx_http_request_t *r,
 
     plcf = ngx_http_passkey_redis_op(r, op, handler, data);
 
-    return ngx_http_passkey_redis_send(plcf->redis, op, argc, argv);
+    return ngx_http_passkey_metrics_redis_send(plcf->redis, op, argc, argv);
 }
 
 
@@ -505,6 +505,6 @@ ngx_http_passkey_job_store(ngx_http_passkey_ctx_t *ctx,
     plcf = ngx_http_passkey_redis_op(r, &ctx->redis, handler, ctx);
     ctx->redis.replicated = 1;
 
-    return ngx_http_passkey_redis_send(plcf->redis, &ctx->redis, n + 14,
-                                       argv);
+    return ngx_http_passkey_metrics_redis_send(plcf->redis, &ctx->redis,
+                                               n + 14, argv);
 }

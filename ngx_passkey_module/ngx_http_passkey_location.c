@@ -60,7 +60,9 @@ ngx_http_passkey_check_bind_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (plcf->invoke || plcf->job_status || plcf->job_revoke) {
+    if (plcf->invoke || plcf->job_status || plcf->job_revoke
+        || plcf->metrics || plcf->health)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"passkey_bind\" cannot be combined with "
                            "another passkey handler in one location");
@@ -168,7 +170,10 @@ ngx_http_passkey_client_controlled(ngx_http_complex_value_t *cv)
 }
 
 
-/* passkey_invoke, passkey_job_status and passkey_job_revoke locations */
+/*
+ * passkey_invoke, passkey_job_status, passkey_job_revoke, passkey_health
+ * and passkey_metrics locations
+ */
 
 char *
 ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
@@ -178,13 +183,33 @@ ngx_http_passkey_check_handler_conf(ngx_conf_t *cf,
     ngx_uint_t   n;
 
     n = (plcf->invoke ? 1 : 0) + (plcf->job_status ? 1 : 0)
-        + (plcf->job_revoke ? 1 : 0);
+        + (plcf->job_revoke ? 1 : 0) + (plcf->metrics ? 1 : 0)
+        + (plcf->health ? 1 : 0);
 
     if (n > 1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "only one passkey handler may be used in a "
                            "location");
         return NGX_CONF_ERROR;
+    }
+
+    /* the counters need nothing but their zone */
+
+    if (plcf->metrics) {
+        return NGX_CONF_OK;
+    }
+
+    /* the health check asks Redis and the token endpoint, nothing else */
+
+    if (plcf->health) {
+        if (ngx_http_passkey_check_needs(cf, plcf, "passkey_health",
+                                         NGX_HTTP_PASSKEY_NEED_API)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        return ngx_http_passkey_api_client(cf, plcf);
     }
 
     name = plcf->invoke ? "passkey_invoke"

@@ -424,6 +424,20 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
       offsetof(ngx_http_passkey_loc_conf_t, job_revoke),
       NULL },
 
+    { ngx_string("passkey_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_passkey_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, metrics),
+      NULL },
+
+    { ngx_string("passkey_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_passkey_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_passkey_loc_conf_t, health),
+      NULL },
+
       ngx_null_command
 };
 
@@ -530,6 +544,21 @@ ngx_http_passkey_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_passkey_hide_handler;
 
+    /* passkey_metrics counts each request of an endpoint as it is logged */
+
+    if (pmcf->metrics) {
+        h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_passkey_metrics_log_handler;
+
+        if (ngx_http_passkey_metrics_init_zone(cf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
     if (ngx_http_passkey_single_reload(cf, pmcf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -588,6 +617,8 @@ ngx_http_passkey_create_main_conf(ngx_conf_t *cf)
      *
      *     pmcf->token_zone = NULL;
      *     pmcf->ca_blob = 0;
+     *     pmcf->metrics = 0;
+     *     pmcf->metrics_zone = NULL;
      */
 
     if (ngx_array_init(&pmcf->redis_servers, cf->pool, 1,
@@ -698,6 +729,8 @@ ngx_http_passkey_create_loc_conf(ngx_conf_t *cf)
     plcf->invoke = NGX_CONF_UNSET;
     plcf->job_status = NGX_CONF_UNSET;
     plcf->job_revoke = NGX_CONF_UNSET;
+    plcf->metrics = NGX_CONF_UNSET;
+    plcf->health = NGX_CONF_UNSET;
 
     return plcf;
 }
@@ -815,12 +848,16 @@ ngx_http_passkey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_init_value(conf->invoke, 0);
     ngx_conf_init_value(conf->job_status, 0);
     ngx_conf_init_value(conf->job_revoke, 0);
+    ngx_conf_init_value(conf->metrics, 0);
+    ngx_conf_init_value(conf->health, 0);
 
     if (conf->bind) {
         return ngx_http_passkey_check_bind_conf(cf, conf);
     }
 
-    if (conf->invoke || conf->job_status || conf->job_revoke) {
+    if (conf->invoke || conf->job_status || conf->job_revoke
+        || conf->metrics || conf->health)
+    {
         return ngx_http_passkey_check_handler_conf(cf, conf);
     }
 
@@ -854,6 +891,10 @@ ngx_http_passkey_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_passkey_metrics_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_passkey_check_init_process(cycle, pmcf);
 }
 
@@ -872,6 +913,7 @@ ngx_http_passkey_exit_process(ngx_cycle_t *cycle)
     ngx_http_passkey_token_exit_process(cycle, pmcf);
     ngx_http_passkey_redis_exit_process(cycle, &pmcf->redis_servers);
     ngx_http_passkey_http_exit_process(cycle);
+    ngx_http_passkey_metrics_exit_process(cycle);
 }
 
 

@@ -16,6 +16,7 @@
 #include "ngx_http_passkey_redis.h"
 #include "ngx_http_passkey_json.h"
 #include "ngx_http_passkey_crypto.h"
+#include "ngx_http_passkey_metrics.h"
 
 
 #define NGX_HTTP_PASSKEY_USERNAME_MAX   64
@@ -89,6 +90,10 @@ typedef struct {
     ngx_array_t                       invoke_locations;
     ngx_shm_zone_t                   *token_zone;
     ngx_int_t                         request_id_index;
+
+    /* a passkey_metrics location: the counters' zone */
+    ngx_uint_t                        metrics;
+    ngx_shm_zone_t                   *metrics_zone;
 
     /* passkey_api_trusted_certificate: libcurl takes it from memory */
     ngx_uint_t                        ca_blob;
@@ -171,6 +176,8 @@ typedef struct ngx_http_passkey_loc_conf_s {
     ngx_flag_t                        invoke;
     ngx_flag_t                        job_status;
     ngx_flag_t                        job_revoke;
+    ngx_flag_t                        metrics;
+    ngx_flag_t                        health;
     ngx_http_passkey_token_t         *token;
 } ngx_http_passkey_loc_conf_t;
 
@@ -280,6 +287,7 @@ typedef struct {
     unsigned                          idempotent:1;
     unsigned                          held:1;
     unsigned                          unsure:1;     /* maybe held */
+    unsigned                          counted:1;    /* passkey_metrics */
 
     /* the limits that applied, by bucket; the tightest one */
     ngx_http_passkey_limit_t         *limits[NGX_HTTP_PASSKEY_LIMIT_MAX];
@@ -533,6 +541,9 @@ ngx_int_t ngx_http_passkey_job_status_handler(ngx_http_request_t *r);
 
 /* ngx_http_passkey_revoke.c */
 ngx_int_t ngx_http_passkey_job_revoke_handler(ngx_http_request_t *r);
+
+/* ngx_http_passkey_health.c */
+ngx_int_t ngx_http_passkey_health_handler(ngx_http_request_t *r);
 
 /* ngx_http_passkey_check.c */
 ngx_int_t ngx_http_passkey_check_init_process(ngx_cycle_t *cycle,

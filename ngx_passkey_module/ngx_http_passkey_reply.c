@@ -112,6 +112,8 @@ ngx_http_passkey_send_problem(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t                      type =
                                        ngx_string("application/problem+json");
 
+    ngx_http_passkey_metrics_problem(r, code);
+
     json = ngx_http_passkey_json_object(r->pool);
     if (json == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -328,6 +330,8 @@ ngx_http_passkey_send_problem_html(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_passkey_main_conf_t  *pmcf;
     ngx_str_t                      type =
                                        ngx_string("text/html; charset=utf-8");
+
+    ngx_http_passkey_metrics_problem(r, code);
 
     text.data = (u_char *) title_text;
     text.len = ngx_strlen(title_text);

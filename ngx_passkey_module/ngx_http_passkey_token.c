@@ -477,6 +477,7 @@ ngx_http_passkey_token_refresh(ngx_http_passkey_token_t *token,
     call->resend = 1;
 
     call->authorization = token->authorization[token->secret];
+    call->route = NGX_HTTP_PASSKEY_METRICS_API_TOKEN;
     call->handler = ngx_http_passkey_token_refreshed;
     call->data = token;
 
@@ -558,6 +559,8 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
         result = NGX_HTTP_PASSKEY_API_INTERNAL;
         error = "cannot start token request";
     }
+
+    ngx_http_passkey_metrics_token(result == NGX_HTTP_PASSKEY_API_OK);
 
     if (result != NGX_HTTP_PASSKEY_API_OK) {
         backoff = ngx_http_passkey_token_failed(token, result);

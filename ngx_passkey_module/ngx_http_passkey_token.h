@@ -80,6 +80,8 @@ ngx_int_t ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
 ngx_msec_t ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result);
 ngx_int_t ngx_http_passkey_token_extend(ngx_http_passkey_token_t *token);
+ngx_int_t ngx_http_passkey_token_age(ngx_http_passkey_token_t *token,
+    ngx_msec_t *age, ngx_uint_t *valid);
 
 
 #endif /* _NGX_HTTP_PASSKEY_TOKEN_H_INCLUDED_ */

@@ -25,6 +25,7 @@ typedef struct {
     ngx_pid_t                         refresher;
     uint64_t                          refresh_deadline;
     uint64_t                          expires;
+    uint64_t                          fetched;    /* when it was kept */
     ngx_uint_t                        generation;
     ngx_uint_t                        secret;     /* 0, 1: last accepted */
 
@@ -229,6 +230,7 @@ ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
     ngx_memcpy(slot->data, access_token->data, access_token->len);
     slot->len = access_token->len;
     slot->expires = now + lifetime;
+    slot->fetched = now;
     slot->generation++;
     slot->refresher = 0;
     slot->failures = 0;
@@ -289,6 +291,38 @@ ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_unlock(token);
 
     return backoff;
+}
+
+
+/*
+ * For passkey_metrics: the ms since the slot's token was fetched, and
+ * whether it is still valid.  NGX_DECLINED: none was fetched yet.
+ */
+
+ngx_int_t
+ngx_http_passkey_token_age(ngx_http_passkey_token_t *token, ngx_msec_t *age,
+    ngx_uint_t *valid)
+{
+    uint64_t                        now;
+    ngx_int_t                       rc;
+    ngx_http_passkey_token_slot_t  *slot;
+
+    slot = ngx_http_passkey_token_lock(token, &now);
+    if (slot == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_DECLINED;
+
+    if (slot->fetched) {
+        *age = (now > slot->fetched) ? (ngx_msec_t) (now - slot->fetched) : 0;
+        *valid = (slot->len && now < slot->expires);
+        rc = NGX_OK;
+    }
+
+    ngx_http_passkey_token_unlock(token);
+
+    return rc;
 }
 
 
