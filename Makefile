@@ -6,6 +6,7 @@
 #   make sdk-deps   install Node.js, npm and the pinned Beyond Identity SDK
 #                   that the tests check links with (util/sdk)
 #   make test       run t/ (starts Redis and the API stand-in)
+#   make test-deps  install what only the tests need (promtool)
 #   make test-valgrind   the same under valgrind; fails on any error
 #   make test-browser    the example pages and the demo app's pages in
 #                   headless Chromium (t/browser/)
@@ -71,6 +72,11 @@ DEB_BUILD_PACKAGES = build-essential debhelper dpkg-dev fakeroot lintian \
 DEB_TEST_PACKAGES = nginx curl redis-server redis-tools \
     libmojolicious-perl
 
+# for the tests only: promtool, which checks passkey_metrics' output
+# (t/200-metrics.t); Debian packages it with the Prometheus server (19 MB
+# to download, 96 MB installed), too much for building the module
+TEST_PACKAGES = prometheus
+
 # for the tests' SDK oracle (util/sdk-deps): installed only when the node
 # or npm command is missing, as a Node.js from elsewhere may conflict with
 # Debian's npm
@@ -80,13 +86,16 @@ NODE_PACKAGES = nodejs npm
 # playwright-core drives, and a font for its screenshots
 BROWSER_PACKAGES = chromium fonts-dejavu-core
 
-.PHONY: all deps sdk-deps test test-valgrind test-browser demo demo-stop \
-    bench deb test-deb check-style clean
+.PHONY: all deps test-deps sdk-deps test test-valgrind test-browser demo \
+    demo-stop bench deb test-deb check-style clean
 
 all: $(MODULE)
 
 deps:
 	@util/deps $(DEB_PACKAGES)
+
+test-deps:
+	@util/deps $(TEST_PACKAGES)
 
 sdk-deps:
 	@util/sdk-deps $(NODE_PACKAGES)
@@ -98,10 +107,10 @@ $(BUILD)/Makefile: config util/configure
 $(MODULE): $(BUILD)/Makefile $(SOURCES)
 	$(MAKE) -f $(BUILD)/Makefile -C "$(NGINX_SRC)" $(TARGET)
 
-test: deps sdk-deps $(MODULE)
+test: deps test-deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests $(TESTS)
 
-test-valgrind: deps sdk-deps $(MODULE)
+test-valgrind: deps test-deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/run-tests --valgrind \
 	    $(TESTS)
 
