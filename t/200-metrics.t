@@ -87,6 +87,36 @@ sub scrape {
     return wantarray ? (parse($res->{content}), $res) : parse($res->{content});
 }
 
+# a scrape once the workers' token is in (under valgrind it comes late),
+# so that its call is not counted as the block's
+sub scrape_with_token {
+    my $m;
+
+    for (1 .. 100) {
+        $m = scrape();
+        last if $m->{'passkey_token_valid{token="0",'
+                     . 'client_id="passkey-client"}'};
+        sleep 0.1;
+    }
+
+    return $m;
+}
+
+# a scrape once the last n requests since $b are counted: a request is
+# counted as it is logged, just after its answer went out
+sub scrape_after {
+    my ($b, $n) = @_;
+    my ($m, $res);
+
+    for (1 .. 100) {
+        ($m, $res) = scrape();
+        last if delta_sum($b, $m, qr/^passkey_requests_total/) >= $n;
+        sleep 0.05;
+    }
+
+    return wantarray ? ($m, $res) : $m;
+}
+
 sub delta {
     my ($before, $after, $series) = @_;
     return ($after->{$series} // 0) - ($before->{$series} // 0);
@@ -146,7 +176,7 @@ sub check_histogram {
 $Flows{'binds and problems are counted by endpoint, status and code'} = sub {
     my ($block, $name) = @_;
 
-    my $b = scrape();
+    my $b = scrape_with_token();
     my $calls = stats($block);
 
     my @want = (
@@ -163,7 +193,7 @@ $Flows{'binds and problems are counted by endpoint, status and code'} = sub {
                        "$name - request $i: $want[$i][1]");
     }
 
-    my ($a, $res) = scrape();
+    my ($a, $res) = scrape_after($b, 6);
     my $was = stats($block);
 
     my %requests = (
@@ -215,10 +245,10 @@ $Flows{'binds and problems are counted by endpoint, status and code'} = sub {
                         "route=\"$route\"", $name);
     }
 
-    Test::More::is(delta_sum($b, $a, qr/^passkey_api_calls_total/),
-                   $was->{list_identities} + $was->{create_identity}
-                   + $was->{create_job} - $calls->{list_identities}
-                   - $calls->{create_identity} - $calls->{create_job},
+    # under valgrind the token may come after the first scrape
+    my $all = 0;
+    $all += $was->{$_} - ($calls->{$_} // 0) for keys %$was;
+    Test::More::is(delta_sum($b, $a, qr/^passkey_api_calls_total/), $all,
                    "$name - no other API call");
 
     # the token of every worker, fetched once at start
@@ -339,10 +369,16 @@ $Flows{'two workers count into one zone'} = sub {
         Test::More::is($res->{status}, 200, "$name - bind $i: 200");
     }
 
+    # a request is counted as it is logged, just after its answer
     for my $w (0, 1) {
-        my $after = parse(http($socks[$w], 'GET', '/metrics')->{content});
-        Test::More::is(delta($before[$w], $after, $series), 5,
-                       "$name - worker $w counts the binds of both");
+        my $n;
+        for (1 .. 100) {
+            my $after = parse(http($socks[$w], 'GET', '/metrics')->{content});
+            $n = delta($before[$w], $after, $series);
+            last if $n >= 5;
+            sleep 0.05;
+        }
+        Test::More::is($n, 5, "$name - worker $w counts the binds of both");
     }
 };
 
@@ -365,7 +401,8 @@ sub http {
 $Flows{'API failures are counted by how they failed'} = sub {
     my ($block, $name) = @_;
 
-    my $b = scrape();
+    # the faults are for the binds' calls, not the token's
+    my $b = scrape_with_token();
 
     my @want = ([502, 'api_unreachable'], [504, 'api_timeout'],
                 [502, 'api_error']);
@@ -378,7 +415,7 @@ $Flows{'API failures are counted by how they failed'} = sub {
                          "$name - bind $i: $want[$i][1]");
     }
 
-    my $a = scrape();
+    my $a = scrape_after($b, 3);
 
     my %calls = (
         'route="create_identity",status="unreachable"' => 1,
@@ -403,11 +440,11 @@ $Flows{'API failures are counted by how they failed'} = sub {
     Test::More::is(delta($b, $a, 'passkey_requests_total{endpoint="signup",'
                                  . 'status="504"}'), 1, "$name - one 504");
 
-    # the timed-out call took passkey_api_timeout, 300 ms
+    # the timed-out call took passkey_api_timeout, 1 s
     my $h = 'passkey_api_call_duration_seconds_bucket{route="create_identity"';
     Test::More::is(delta($b, $a, "$h,le=\"+Inf\"}")
-                   - delta($b, $a, "$h,le=\"0.25\"}"), 1,
-                   "$name - one call took longer than 0.25 s");
+                   - delta($b, $a, "$h,le=\"0.5\"}"), 1,
+                   "$name - one call took longer than 0.5 s");
 };
 
 
@@ -439,7 +476,14 @@ $Flows{'a request in flight holds its claim'} = sub {
     my $res = read_response($s);
     Test::More::is($res->{status}, 200, "$name - the bind: 200");
 
-    Test::More::is(scrape()->{passkey_claims_held}, $b->{passkey_claims_held},
+    # given up as the request ends, just after its answer
+    for (1 .. 100) {
+        $held = scrape()->{passkey_claims_held};
+        last if $held == $b->{passkey_claims_held};
+        sleep 0.05;
+    }
+
+    Test::More::is($held, $b->{passkey_claims_held},
                    "$name - the claim is given up with the request");
 };
 
@@ -456,7 +500,7 @@ $Flows{'Redis that is not there, or hangs'} = sub {
     Test::More::is(bind_as('/passkey/hung', 'rd-three')->{status}, 503,
                    "$name - a bind with a Redis that hangs");
 
-    my $a = scrape();
+    my $a = scrape_after($b, 3);
     my $good = "server=\"127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}\"";
     my $dead = 'server="127.0.0.1:1"';
     my $hung = "server=\"127.0.0.1:$ENV{TEST_NGINX_HUNG_PORT}\"";
@@ -508,6 +552,10 @@ $Flows{'a token the endpoint refuses'} = sub {
 $Flows{'the token and its age'} = sub {
     my ($block, $name) = @_;
 
+    # a bind waits for the token, if it was not fetched yet
+    Test::More::is(bind_as('/passkey/signup', 'ta-one')->{status}, 200,
+                   "$name - a bind");
+
     my $m = scrape();
     my $l = '{token="0",client_id="passkey-client"}';
 
@@ -527,7 +575,7 @@ $Flows{'the token and its age'} = sub {
 $Flows{'job status, revoke and invoke are counted'} = sub {
     my ($block, $name) = @_;
 
-    my $b = scrape();
+    my $b = scrape_with_token();
     my $calls = stats($block);
 
     my $res = bind_as('/passkey/signup', 'js-one');
@@ -544,7 +592,7 @@ $Flows{'job status, revoke and invoke are counted'} = sub {
                             { headers => { Accept => 'application/json' } })
                    ->{status}, 400, "$name - a /bind URL without arguments");
 
-    my $a = scrape();
+    my $a = scrape_after($b, 5);
     my $was = stats($block);
 
     my %requests = (
@@ -649,10 +697,10 @@ __DATA__
 
 === TEST 4: API failures are counted by how they failed
 --- http_config
-    passkey_api_timeout 300ms;
+    passkey_api_timeout 1s;
 --- fault
 {"route":"create_identity","type":"reset"}
-{"route":"create_identity","type":"delay","delay_ms":1000}
+{"route":"create_identity","type":"delay","delay_ms":3000}
 {"route":"create_job","type":"status","status":503}
 --- config
     location = /passkey/signup {
