@@ -12,7 +12,7 @@
 
 #include "ngx_http_passkey_http.h"
 #include "ngx_http_passkey_http_loop.h"
-#include "ngx_http_passkey_metrics.h"
+#include "ngx_http_passkey_metrics_hook.h"
 
 
 /*

@@ -377,10 +377,7 @@ ngx_http_passkey_metrics_route(ngx_str_t *method, ngx_str_t *path)
 }
 
 
-/*
- * One API call that ended, after ms: result is its
- * ngx_http_passkey_http_result_e, status the answer's, if there was one.
- */
+/* an API call that ended: its status, or how it failed, and its time */
 
 void
 ngx_http_passkey_metrics_api(ngx_uint_t route, ngx_uint_t result,

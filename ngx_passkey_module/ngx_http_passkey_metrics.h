@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_passkey_redis.h"
+#include "ngx_http_passkey_metrics_hook.h"
 
 
 /*
@@ -37,20 +38,6 @@ typedef enum {
 } ngx_http_passkey_metrics_endpoint_e;
 
 
-/* the routes of the Beyond Identity API, as ngx_http_passkey_http_call_t's */
-typedef enum {
-    NGX_HTTP_PASSKEY_METRICS_API_OTHER = 0,
-    NGX_HTTP_PASSKEY_METRICS_API_TOKEN,
-    NGX_HTTP_PASSKEY_METRICS_API_LIST_IDENTITIES,
-    NGX_HTTP_PASSKEY_METRICS_API_CREATE_IDENTITY,
-    NGX_HTTP_PASSKEY_METRICS_API_CREATE_JOB,
-    NGX_HTTP_PASSKEY_METRICS_API_GET_JOB,
-    NGX_HTTP_PASSKEY_METRICS_API_REVOKE_JOB,
-    NGX_HTTP_PASSKEY_METRICS_API_AUTHENTICATOR_CONFIG,
-    NGX_HTTP_PASSKEY_METRICS_ROUTES
-} ngx_http_passkey_metrics_route_e;
-
-
 /* what became of a Redis command, by its caller's account */
 typedef enum {
     NGX_HTTP_PASSKEY_METRICS_REDIS_REPLY = 0,
@@ -59,14 +46,6 @@ typedef enum {
     NGX_HTTP_PASSKEY_METRICS_REDIS_UNAVAILABLE,
     NGX_HTTP_PASSKEY_METRICS_REDIS_RESULTS
 } ngx_http_passkey_metrics_redis_e;
-
-
-/* what a worker's connection to a Redis server did (the transport's hook) */
-typedef enum {
-    NGX_HTTP_PASSKEY_METRICS_CONN_UP = 0,       /* ready for commands */
-    NGX_HTTP_PASSKEY_METRICS_CONN_DOWN,         /* closed, lost */
-    NGX_HTTP_PASSKEY_METRICS_CONN_FAILED        /* an attempt failed */
-} ngx_http_passkey_metrics_conn_e;
 
 
 /* an HTTP status, from 0 to 599 */
@@ -153,8 +132,6 @@ void ngx_http_passkey_metrics_exit_process(ngx_cycle_t *cycle);
 
 ngx_uint_t ngx_http_passkey_metrics_route(ngx_str_t *method,
     ngx_str_t *path);
-void ngx_http_passkey_metrics_api(ngx_uint_t route, ngx_uint_t result,
-    ngx_uint_t status, ngx_msec_t ms);
 void ngx_http_passkey_metrics_problem(ngx_http_request_t *r, char *code);
 void ngx_http_passkey_metrics_token(ngx_uint_t ok);
 void ngx_http_passkey_metrics_claim(ngx_int_t n);
@@ -166,15 +143,6 @@ void ngx_http_passkey_metrics_claim(ngx_int_t n);
 ngx_int_t ngx_http_passkey_metrics_redis_send(
     ngx_http_passkey_redis_server_t *server, ngx_http_passkey_redis_op_t *op,
     ngx_uint_t argc, ngx_str_t *argv);
-
-/*
- * The hook for the Redis transport: a worker's connection to server went
- * up or down, or an attempt to make one failed.  Calls that change nothing
- * (down when it is not up) are ignored.
- */
-void ngx_http_passkey_metrics_redis_conn(
-    ngx_http_passkey_redis_server_t *server,
-    ngx_http_passkey_metrics_conn_e event);
 
 
 ngx_int_t ngx_http_passkey_metrics_log_handler(ngx_http_request_t *r);
