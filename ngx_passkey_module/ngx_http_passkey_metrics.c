@@ -37,6 +37,7 @@ static ngx_int_t ngx_http_passkey_metrics_init_shm(ngx_shm_zone_t *shm_zone,
     void *data);
 static uint32_t ngx_http_passkey_metrics_server_key(
     ngx_http_passkey_redis_server_t *server);
+static ngx_int_t ngx_http_passkey_metrics_endpoint(ngx_http_request_t *r);
 static ngx_http_passkey_metrics_server_t *ngx_http_passkey_metrics_server(
     ngx_http_passkey_redis_server_t *server, ngx_uint_t *index);
 static void ngx_http_passkey_metrics_redis_done(

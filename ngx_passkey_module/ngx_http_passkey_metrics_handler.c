@@ -64,8 +64,8 @@ ngx_int_t
 ngx_http_passkey_metrics_handler(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
-    ngx_http_passkey_metrics_sh_t    *sh;
     ngx_http_passkey_main_conf_t     *pmcf;
+    ngx_http_passkey_metrics_sh_t    *sh;
     ngx_http_passkey_metrics_text_t   t;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
