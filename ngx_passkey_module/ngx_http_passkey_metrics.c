@@ -173,9 +173,14 @@ ngx_http_passkey_metrics_init_shm(ngx_shm_zone_t *shm_zone, void *data)
     servers = pmcf->redis_servers.elts;
     n = pmcf->redis_servers.nelts;
 
+    size = sizeof(ngx_http_passkey_metrics_sh_t)
+           + (n ? n - 1 : 0) * sizeof(ngx_http_passkey_metrics_server_t);
+
     /*
-     * the counters go on over a reload; a server whose slot held another
-     * one's counts starts from zero
+     * The counters go on over a reload; a server whose slot held another
+     * one's counts starts from zero.  A zone of the same size may come
+     * with another number of servers: its counters start again, in the
+     * room of the old ones.
      */
 
     if (data && shpool->data) {
@@ -195,12 +200,12 @@ ngx_http_passkey_metrics_init_shm(ngx_shm_zone_t *shm_zone, void *data)
 
             return NGX_OK;
         }
+
+        ngx_slab_free(shpool, sh);
+        shpool->data = NULL;
     }
 
     /* the struct has room for one server: a zone of none uses it for none */
-
-    size = sizeof(ngx_http_passkey_metrics_sh_t)
-           + (n ? n - 1 : 0) * sizeof(ngx_http_passkey_metrics_server_t);
 
     sh = ngx_slab_calloc(shpool, size);
     if (sh == NULL) {
@@ -214,6 +219,12 @@ ngx_http_passkey_metrics_init_shm(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     shpool->data = sh;
+
+    /* a zone kept over a reload has its name for the log already */
+
+    if (data) {
+        return NGX_OK;
+    }
 
     shpool->log_ctx = ngx_slab_alloc(shpool,
                                      sizeof(" in passkey_metrics zone"));

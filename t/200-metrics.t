@@ -552,11 +552,7 @@ $Flows{'a token the endpoint refuses'} = sub {
 $Flows{'the token and its age'} = sub {
     my ($block, $name) = @_;
 
-    # a bind waits for the token, if it was not fetched yet
-    Test::More::is(bind_as('/passkey/signup', 'ta-one')->{status}, 200,
-                   "$name - a bind");
-
-    my $m = scrape();
+    my $m = scrape_with_token();
     my $l = '{token="0",client_id="passkey-client"}';
 
     Test::More::is($m->{"passkey_token_valid$l"}, 1, "$name - valid");
@@ -644,6 +640,86 @@ $Flows{'metrics alone'} = sub {
                    "$name - POST: 405");
     Test::More::is($Ua->head(url('/metrics'))->{status}, 200,
                    "$name - HEAD: 200");
+};
+
+
+# reloads nginx with its configuration changed by $edit, and waits for
+# the new workers: until GET $path answers $status
+sub reload {
+    my ($edit, $path, $status) = @_;
+    my $file = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '/conf/nginx.conf';
+
+    open my $fh, '<', $file or die "$file: $!";
+    my $conf = do { local $/; <$fh> };
+    close $fh;
+
+    $conf = $edit->($conf);
+
+    open $fh, '>', $file or die "$file: $!";
+    print $fh $conf;
+    close $fh;
+
+    kill 'HUP', nginx_pid();
+
+    for (1 .. 100) {
+        return 1 if $Ua->get(url($path))->{status} == $status;
+        sleep 0.1;
+    }
+
+    return 0;
+}
+
+
+$Flows{'the counts go on over a reload'} = sub {
+    my ($block, $name) = @_;
+    my $series = 'passkey_requests_total{endpoint="signup",status="200"}';
+
+    Test::More::is(bind_as('/passkey/signup', 'rl-one')->{status}, 200,
+                   "$name - a bind");
+    my $b = scrape_after({}, 1);
+
+    # the same configuration, and a location more: the zone is kept
+    Test::More::ok(reload(sub { $_[0] =~ s{(location = /ready \{)}
+                                            {location = /reloaded {
+        return 200 "reloaded\\n";
+    }
+    $1}r }, '/reloaded', 200),
+                   "$name - reloaded");
+
+    Test::More::is(bind_as('/passkey/signup', 'rl-two')->{status}, 200,
+                   "$name - a bind after the reload");
+    Test::More::is(delta($b, scalar scrape_after($b, 1), $series), 1,
+                   "$name - counted on from the count before");
+
+    # a second Redis server: a zone of the same size, laid out anew
+    Test::More::ok(reload(sub { $_[0] =~ s{(location = /ready \{)}
+                                            {location = /passkey/dead {
+        passkey_redis 127.0.0.1:1;
+        passkey_bind;
+    }
+    $1}r }, '/passkey/dead', 405),
+                   "$name - reloaded with another Redis server");
+
+    Test::More::is(bind_as('/passkey/dead', 'rl-three')->{status}, 503,
+                   "$name - a bind there");
+    Test::More::is(bind_as('/passkey/signup', 'rl-four')->{status}, 200,
+                   "$name - and one with the first server");
+
+    my $m;
+    for (1 .. 100) {
+        $m = scrape();
+        last if $m->{'passkey_requests_total{endpoint="signup",'
+                     . 'status="503"}'};
+        sleep 0.05;
+    }
+
+    Test::More::is($m->{'passkey_requests_total{endpoint="signup",'
+                        . 'status="503"}'}, 1, "$name - counted");
+    Test::More::is($m->{'passkey_redis_up{server="127.0.0.1:1"}'}, 0,
+                   "$name - the new server is down");
+    Test::More::is($m->{"passkey_redis_up{server=\"127.0.0.1:"
+                        . "$ENV{TEST_NGINX_REDIS_PORT}\"}"}, 1,
+                   "$name - the first one up");
 };
 
 
@@ -822,3 +898,15 @@ only one passkey handler may be used in a location
 --- must_die
 --- error_log
 "passkey_metrics" directive is not allowed here
+
+
+
+=== TEST 15: the counts go on over a reload
+--- config
+    location = /passkey/signup {
+        passkey_bind;
+    }
+--- no_error_log
+[alert]
+[crit]
+[emerg]
