@@ -307,7 +307,8 @@ ngx_http_passkey_metrics_redis(ngx_http_passkey_metrics_text_t *t,
     }
 
     if (ngx_http_passkey_metrics_family(t, "passkey_redis_commands_total",
-            "counter", "Redis commands of requests, by server and result.")
+            "counter", "Redis commands that requests wait for, by server "
+            "and result.")
         != NGX_OK)
     {
         return NGX_ERROR;
