@@ -119,10 +119,10 @@ ngx_msec_t  ngx_http_passkey_metrics_redis_bounds[] = {
 };
 
 
-/* per worker: the zone, the configured servers, and which are connected */
+/* per worker: the zone, the configured servers, the connections to each */
 static ngx_http_passkey_metrics_sh_t  *ngx_http_passkey_metrics_sh;
 static ngx_array_t                    *ngx_http_passkey_metrics_servers;
-static u_char                         *ngx_http_passkey_metrics_up;
+static ngx_uint_t                     *ngx_http_passkey_metrics_up;
 
 
 ngx_int_t
@@ -284,7 +284,8 @@ ngx_http_passkey_metrics_init_process(ngx_cycle_t *cycle)
     ngx_http_passkey_metrics_servers = &pmcf->redis_servers;
 
     ngx_http_passkey_metrics_up = ngx_pcalloc(cycle->pool,
-                                              pmcf->redis_servers.nelts + 1);
+                                              (pmcf->redis_servers.nelts + 1)
+                                              * sizeof(ngx_uint_t));
     if (ngx_http_passkey_metrics_up == NULL) {
         return NGX_ERROR;
     }
@@ -309,8 +310,10 @@ ngx_http_passkey_metrics_exit_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < ngx_http_passkey_metrics_servers->nelts; i++) {
         if (ngx_http_passkey_metrics_up[i]) {
+            (void) ngx_atomic_fetch_add(&sh->servers[i].connections,
+                                        - (ngx_atomic_int_t)
+                                          ngx_http_passkey_metrics_up[i]);
             ngx_http_passkey_metrics_up[i] = 0;
-            (void) ngx_atomic_fetch_add(&sh->servers[i].connections, -1);
         }
     }
 
@@ -650,25 +653,23 @@ ngx_http_passkey_metrics_redis_conn(ngx_http_passkey_redis_server_t *server,
 
     ms->hooked = 1;
 
+    /* a server may have several connections: a cluster's nodes */
+
     switch (event) {
 
     case NGX_HTTP_PASSKEY_METRICS_CONN_UP:
-        if (!ngx_http_passkey_metrics_up[i]) {
-            ngx_http_passkey_metrics_up[i] = 1;
-            (void) ngx_atomic_fetch_add(&ms->connections, 1);
-            (void) ngx_atomic_fetch_add(&ms->connects, 1);
-        }
-
+        ngx_http_passkey_metrics_up[i]++;
+        (void) ngx_atomic_fetch_add(&ms->connections, 1);
+        (void) ngx_atomic_fetch_add(&ms->connects, 1);
         break;
 
     case NGX_HTTP_PASSKEY_METRICS_CONN_FAILED:
         (void) ngx_atomic_fetch_add(&ms->connect_failures, 1);
-
-        /* fall through */
+        break;
 
     default: /* NGX_HTTP_PASSKEY_METRICS_CONN_DOWN */
         if (ngx_http_passkey_metrics_up[i]) {
-            ngx_http_passkey_metrics_up[i] = 0;
+            ngx_http_passkey_metrics_up[i]--;
             (void) ngx_atomic_fetch_add(&ms->connections, -1);
         }
 

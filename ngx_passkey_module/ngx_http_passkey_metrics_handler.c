@@ -386,7 +386,8 @@ ngx_http_passkey_metrics_redis_gauges(ngx_http_passkey_metrics_text_t *t,
     /* these come from the Redis transport, once it reports */
 
     if (ngx_http_passkey_metrics_family(t, "passkey_redis_connections",
-            "gauge", "Workers connected to the Redis server now.")
+            "gauge", "Connections open to the Redis server now, of all "
+            "workers.")
         != NGX_OK)
     {
         return NGX_ERROR;

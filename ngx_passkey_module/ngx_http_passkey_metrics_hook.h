@@ -51,9 +51,10 @@ void ngx_http_passkey_metrics_api(ngx_uint_t route, ngx_uint_t result,
     ngx_uint_t status, ngx_msec_t ms);
 
 /*
- * A worker's connection to server went up (ready for commands) or down,
- * or an attempt to make one failed.  A call that changes nothing, such as
- * down for a connection that is not up, counts nothing.
+ * A worker's connection to server is up (ready for commands), or one that
+ * was up is down, or an attempt to make one failed.  The connections of a
+ * cluster's nodes count for their configured server.  A down beyond this
+ * worker's ups counts nothing.
  */
 void ngx_http_passkey_metrics_redis_conn(
     ngx_http_passkey_redis_server_t *server,
