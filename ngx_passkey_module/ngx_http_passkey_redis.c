@@ -10,6 +10,7 @@
 #include <ngx_event_connect.h>
 
 #include "ngx_http_passkey_redis_conn.h"
+#include "ngx_http_passkey_metrics_hook.h"
 
 
 #define NGX_HTTP_PASSKEY_REDIS_DEFAULT_TIMEOUT  5000
@@ -898,6 +899,11 @@ ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn)
         if (pool != NULL) {
             ngx_destroy_pool(pool);
         }
+    }
+
+    if (conn->connected) {
+        ngx_http_passkey_metrics_redis_conn(conn->server,
+                                            NGX_HTTP_PASSKEY_METRICS_CONN_DOWN);
     }
 
     conn->active = 0;

@@ -11,6 +11,7 @@
 
 #include "ngx_http_passkey_crypto.h"
 #include "ngx_http_passkey_redis_conn.h"
+#include "ngx_http_passkey_metrics_hook.h"
 
 
 /*
@@ -327,6 +328,8 @@ ngx_http_passkey_redis_ready(ngx_http_passkey_redis_conn_t *conn)
 #endif
 
     conn->connected = 1;
+    ngx_http_passkey_metrics_redis_conn(conn->server,
+                                        NGX_HTTP_PASSKEY_METRICS_CONN_UP);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
                    "passkey redis connected to \"%V\"", &conn->name);
@@ -387,6 +390,8 @@ ngx_http_passkey_redis_handshaked(ngx_connection_t *c)
     c->write->handler = ngx_http_passkey_redis_write_handler;
 
     conn->connected = 1;
+    ngx_http_passkey_metrics_redis_conn(conn->server,
+                                        NGX_HTTP_PASSKEY_METRICS_CONN_UP);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->log, 0,
                    "passkey redis TLS with \"%V\" is up",
@@ -411,6 +416,9 @@ ngx_http_passkey_redis_handshaked(ngx_connection_t *c)
 void
 ngx_http_passkey_redis_failed(ngx_http_passkey_redis_conn_t *conn)
 {
+    ngx_http_passkey_metrics_redis_conn(conn->server,
+                                        NGX_HTTP_PASSKEY_METRICS_CONN_FAILED);
+
     ngx_http_passkey_redis_backoff(conn);
 
     if (conn->in_send) {
