@@ -72,11 +72,6 @@ DEB_BUILD_PACKAGES = build-essential debhelper dpkg-dev fakeroot lintian \
 DEB_TEST_PACKAGES = nginx curl redis-server redis-tools \
     libmojolicious-perl
 
-# for the tests only: promtool, which checks passkey_metrics' output
-# (t/200-metrics.t); Debian packages it with the Prometheus server (19 MB
-# to download, 96 MB installed), too much for building the module
-TEST_PACKAGES = prometheus
-
 # for the tests' SDK oracle (util/sdk-deps): installed only when the node
 # or npm command is missing, as a Node.js from elsewhere may conflict with
 # Debian's npm
@@ -94,8 +89,11 @@ all: $(MODULE)
 deps:
 	@util/deps $(DEB_PACKAGES)
 
+# promtool, which checks passkey_metrics' output (t/200-metrics.t): taken
+# out of Debian's prometheus package, which is not installed (it would
+# start a Prometheus server)
 test-deps:
-	@util/deps $(TEST_PACKAGES)
+	@util/promtool-deps
 
 sdk-deps:
 	@util/sdk-deps $(NODE_PACKAGES)
