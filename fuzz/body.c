@@ -208,7 +208,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 done:
 
-    ngx_destroy_pool(pool);
+    ngx_passkey_fuzz_done(pool);
 
     return 0;
 }

@@ -87,7 +87,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                    || ngx_passkey_fuzz_status == 403));
     }
 
-    ngx_destroy_pool(pool);
+    ngx_passkey_fuzz_done(pool);
 
     return 0;
 }

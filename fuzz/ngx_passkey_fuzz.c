@@ -15,8 +15,15 @@ static ngx_log_t         ngx_passkey_fuzz_log_object;
 static ngx_open_file_t   ngx_passkey_fuzz_log_file;
 static ngx_cycle_t       ngx_passkey_fuzz_cycle;
 static ngx_conf_file_t   ngx_passkey_fuzz_conf_file;
+static ngx_pool_t       *ngx_passkey_fuzz_cycle_pool;
+static u_char            ngx_passkey_fuzz_dir[] = "/tmp/ngx-passkey-fuzz.XXXXXX";
 
 ngx_log_t  *ngx_passkey_fuzz_log;
+ngx_str_t   ngx_passkey_fuzz_prefix;
+
+
+static void ngx_passkey_fuzz_file(char *name, char *text, mode_t mode);
+static void ngx_passkey_fuzz_exit(void);
 
 
 /*
@@ -52,6 +59,12 @@ ngx_passkey_fuzz_init(void)
 
     ngx_time_init();
 
+    /* the modules' names and indexes, as nginx numbers them at start */
+
+    if (ngx_preinit_modules() != NGX_OK) {
+        abort();
+    }
+
     log = &ngx_passkey_fuzz_log_object;
     log->file = &ngx_passkey_fuzz_log_file;
     log->log_level = NGX_LOG_DEBUG | NGX_LOG_DEBUG_ALL;
@@ -84,14 +97,39 @@ ngx_passkey_fuzz_init(void)
         abort();
     }
 
+    /*
+     * the configuration's directory, whose files are a secret (mode 0600)
+     * and one that others may read
+     */
+
+    if (mkdtemp((char *) ngx_passkey_fuzz_dir) == NULL) {
+        abort();
+    }
+
+    atexit(ngx_passkey_fuzz_exit);
+
+    ngx_passkey_fuzz_prefix.len = sizeof(ngx_passkey_fuzz_dir);
+    ngx_passkey_fuzz_prefix.data = ngx_alloc(ngx_passkey_fuzz_prefix.len + 1,
+                                             log);
+    if (ngx_passkey_fuzz_prefix.data == NULL) {
+        abort();
+    }
+
+    ngx_sprintf(ngx_passkey_fuzz_prefix.data, "%s/%Z", ngx_passkey_fuzz_dir);
+
+    ngx_passkey_fuzz_file("secret", "s3cr3t-value\n", 0600);
+    ngx_passkey_fuzz_file("public", "s3cr3t-value\n", 0644);
+
     cycle = &ngx_passkey_fuzz_cycle;
     cycle->pool = pool;
     cycle->log = log;
-    ngx_str_set(&cycle->prefix, "/nonexistent/");
-    ngx_str_set(&cycle->conf_prefix, "/nonexistent/conf/");
-    ngx_str_set(&cycle->conf_file, "/nonexistent/conf/nginx.conf");
+    cycle->modules = ngx_modules;
+    cycle->prefix = ngx_passkey_fuzz_prefix;
+    cycle->conf_prefix = ngx_passkey_fuzz_prefix;
+    ngx_str_set(&cycle->conf_file, "nginx.conf");
 
     ngx_cycle = cycle;
+    ngx_passkey_fuzz_cycle_pool = pool;
 
     ngx_str_set(&ngx_passkey_fuzz_conf_file.file.name,
                 "/nonexistent/conf/nginx.conf");
@@ -105,6 +143,12 @@ ngx_passkey_fuzz_init(void)
 }
 
 
+/*
+ * A pool for one input, which is also the cycle's while the input runs:
+ * nginx allocates names of files and Redis nodes from the cycle's pool,
+ * which would grow with every input.
+ */
+
 ngx_pool_t *
 ngx_passkey_fuzz_pool(void)
 {
@@ -115,7 +159,75 @@ ngx_passkey_fuzz_pool(void)
         abort();
     }
 
+    ngx_passkey_fuzz_cycle.pool = pool;
+
     return pool;
+}
+
+
+void
+ngx_passkey_fuzz_done(ngx_pool_t *pool)
+{
+    ngx_passkey_fuzz_cycle.pool = ngx_passkey_fuzz_cycle_pool;
+
+    ngx_destroy_pool(pool);
+}
+
+
+/* a file in the configuration's directory, as the harness writes it */
+
+void
+ngx_passkey_fuzz_write(char *name, u_char *data, size_t len, mode_t mode)
+{
+    u_char     path[NGX_MAX_PATH];
+    ngx_fd_t   fd;
+
+    ngx_snprintf(path, sizeof(path), "%V%s%Z", &ngx_passkey_fuzz_prefix,
+                 name);
+
+    fd = open((char *) path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+    if (fd == NGX_INVALID_FILE
+        || fchmod(fd, mode) == -1
+        || (len && write(fd, data, len) != (ssize_t) len)
+        || close(fd) == -1)
+    {
+        abort();
+    }
+}
+
+
+static void
+ngx_passkey_fuzz_file(char *name, char *text, mode_t mode)
+{
+    ngx_passkey_fuzz_write(name, (u_char *) text, ngx_strlen(text), mode);
+}
+
+
+static void
+ngx_passkey_fuzz_exit(void)
+{
+    DIR            *dir;
+    u_char          path[NGX_MAX_PATH];
+    struct dirent  *de;
+
+    dir = opendir((char *) ngx_passkey_fuzz_dir);
+    if (dir == NULL) {
+        return;
+    }
+
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+
+        ngx_snprintf(path, sizeof(path), "%s/%s%Z", ngx_passkey_fuzz_dir,
+                     de->d_name);
+        (void) unlink((char *) path);
+    }
+
+    (void) closedir(dir);
+    (void) rmdir((char *) ngx_passkey_fuzz_dir);
 }
 
 
@@ -364,6 +476,7 @@ ngx_passkey_fuzz_conf(ngx_pool_t *pool)
     /* the core module's main and location contexts, zeroed */
 
     main_conf[0] = ngx_pcalloc(pool, sizeof(ngx_http_core_main_conf_t));
+    srv_conf[0] = ngx_pcalloc(pool, sizeof(ngx_http_core_srv_conf_t));
     loc_conf[0] = ngx_pcalloc(pool, sizeof(ngx_http_core_loc_conf_t));
 
     module = ngx_http_passkey_module.ctx;
@@ -371,8 +484,8 @@ ngx_passkey_fuzz_conf(ngx_pool_t *pool)
     main_conf[1] = module->create_main_conf(cf);
     loc_conf[1] = module->create_loc_conf(cf);
 
-    if (main_conf[0] == NULL || loc_conf[0] == NULL || main_conf[1] == NULL
-        || loc_conf[1] == NULL)
+    if (main_conf[0] == NULL || srv_conf[0] == NULL || loc_conf[0] == NULL
+        || main_conf[1] == NULL || loc_conf[1] == NULL)
     {
         abort();
     }

@@ -50,12 +50,20 @@ typedef struct {
 
 extern ngx_log_t  *ngx_passkey_fuzz_log;
 
+/* the configuration's directory, with "/": its files are the harness's */
+extern ngx_str_t   ngx_passkey_fuzz_prefix;
+
 
 /* LLVMFuzzerInitialize() of every harness calls it first */
 void ngx_passkey_fuzz_init(void);
 
-/* a pool for one input; destroyed by the harness when the input is done */
+/* a pool for one input, and its end */
 ngx_pool_t *ngx_passkey_fuzz_pool(void);
+void ngx_passkey_fuzz_done(ngx_pool_t *pool);
+
+/* a file in the configuration's directory, written with that mode */
+void ngx_passkey_fuzz_write(char *name, u_char *data, size_t len,
+    mode_t mode);
 
 /* bytes copied into the pool: len exactly, or len + 1 with a NUL */
 u_char *ngx_passkey_fuzz_copy(ngx_pool_t *pool, const u_char *data,

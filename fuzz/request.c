@@ -164,7 +164,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     (void) ngx_http_passkey_check_redirect(&uri, origins);
 
-    ngx_destroy_pool(pool);
+    ngx_passkey_fuzz_done(pool);
 
     return 0;
 }
