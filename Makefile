@@ -10,6 +10,12 @@
 #   make test-valgrind   the same under valgrind; fails on any error
 #   make test-browser    the example pages and the demo app's pages in
 #                   headless Chromium (t/browser/)
+#   make test-asan  the same with the module built with AddressSanitizer
+#                   and UBSan (into BUILD/asan); fails on any report
+#   make fuzz       build the libFuzzer harnesses of fuzz/ (into
+#                   FUZZ_BUILD, build/fuzz; downloads nginx's sources)
+#   make fuzz-run   build them, then run each for FUZZ_SECONDS (10) from
+#                   its seed corpus (FUZZERS: some of them only)
 #   make demo       nginx + module + Redis + API stand-in on 127.0.0.1
 #   make bench      the module against a stock-nginx reference, and the
 #                   checks that binds waiting on the API block nothing
@@ -42,6 +48,25 @@ endif
 override BUILD := $(abspath $(BUILD))
 
 MODULE     = $(BUILD)/ngx_http_passkey_module.so
+
+# make test-asan: the module (and an nginx built from NGINX_SRC) with
+# AddressSanitizer and UBSan; Debian's nginx gets the runtime preloaded
+ASAN_BUILD     ?= $(BUILD)/asan
+ASAN_MODULE     = $(ASAN_BUILD)/ngx_http_passkey_module.so
+ASAN_CC_OPT     = -fsanitize=address,undefined -fno-omit-frame-pointer \
+                  -U_FORTIFY_SOURCE
+ASAN_LD_OPT     = -fsanitize=address,undefined
+ifeq ($(TARGET),build)
+ASAN_NGINX_BIN ?= $(ASAN_BUILD)/nginx
+else
+ASAN_NGINX_BIN ?= $(NGINX_BIN)
+endif
+
+# make fuzz: clang's libFuzzer and sanitizers; the harnesses' own build
+FUZZ_BUILD   ?= $(CURDIR)/build/fuzz
+FUZZ_SECONDS ?= 10
+FUZZ_PACKAGES = clang libclang-rt-14-dev binutils curl ca-certificates \
+    libcurl4-openssl-dev libjansson-dev libhiredis-dev libssl-dev make
 
 # where make deb puts the package (built against Debian's nginx-dev)
 DEB_DIR   ?= $(BUILD)/deb
@@ -81,8 +106,9 @@ NODE_PACKAGES = nodejs npm
 # playwright-core drives, and a font for its screenshots
 BROWSER_PACKAGES = chromium fonts-dejavu-core
 
-.PHONY: all deps test-deps sdk-deps test test-valgrind test-browser demo \
-    demo-stop bench deb test-deb check-style clean
+.PHONY: all deps test-deps sdk-deps test test-valgrind test-browser \
+    test-asan fuzz fuzz-run demo demo-stop bench deb test-deb check-style \
+    clean
 
 all: $(MODULE)
 
@@ -117,6 +143,25 @@ test-browser: deps sdk-deps $(MODULE)
 	@util/browser-deps $(BROWSER_PACKAGES)
 	PASSKEY_BI_TLS_PORT=0 NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) \
 	    util/run-tests t/browser/
+
+$(ASAN_BUILD)/Makefile: config util/configure
+	@util/deps $(DEB_PACKAGES)
+	PASSKEY_CC_OPT="$(ASAN_CC_OPT)" PASSKEY_LD_OPT="$(ASAN_LD_OPT)" \
+	    util/configure "$(NGINX_SRC)" "$(ASAN_BUILD)" "$(CURDIR)"
+
+$(ASAN_MODULE): $(ASAN_BUILD)/Makefile $(SOURCES)
+	$(MAKE) -f $(ASAN_BUILD)/Makefile -C "$(NGINX_SRC)" $(TARGET)
+
+test-asan: deps test-deps sdk-deps $(ASAN_MODULE)
+	NGINX_BIN=$(ASAN_NGINX_BIN) MODULE=$(ASAN_MODULE) util/run-tests --asan \
+	    $(TESTS)
+
+fuzz:
+	@util/deps $(FUZZ_PACKAGES)
+	util/fuzz build $(FUZZ_BUILD)
+
+fuzz-run: fuzz
+	util/fuzz run $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZERS)
 
 demo: deps sdk-deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) util/demo start

@@ -16,7 +16,8 @@ static ngx_open_file_t   ngx_passkey_fuzz_log_file;
 static ngx_cycle_t       ngx_passkey_fuzz_cycle;
 static ngx_conf_file_t   ngx_passkey_fuzz_conf_file;
 static ngx_pool_t       *ngx_passkey_fuzz_cycle_pool;
-static u_char            ngx_passkey_fuzz_dir[] = "/tmp/ngx-passkey-fuzz.XXXXXX";
+static u_char            ngx_passkey_fuzz_dir[] =
+                             "/tmp/ngx-passkey-fuzz.XXXXXX";
 
 ngx_log_t  *ngx_passkey_fuzz_log;
 ngx_str_t   ngx_passkey_fuzz_prefix;
