@@ -50,12 +50,14 @@ override BUILD := $(abspath $(BUILD))
 MODULE     = $(BUILD)/ngx_http_passkey_module.so
 
 # make test-asan: the module (and an nginx built from NGINX_SRC) with
-# AddressSanitizer and UBSan; Debian's nginx gets the runtime preloaded
+# AddressSanitizer and UBSan; Debian's nginx gets the runtime preloaded.
+# The module stays mapped when nginx unloads it at exit (-z nodelete), so
+# that the leaks found then name its functions.
 ASAN_BUILD     ?= $(BUILD)/asan
 ASAN_MODULE     = $(ASAN_BUILD)/ngx_http_passkey_module.so
 ASAN_CC_OPT     = -fsanitize=address,undefined -fno-omit-frame-pointer \
                   -U_FORTIFY_SOURCE
-ASAN_LD_OPT     = -fsanitize=address,undefined
+ASAN_LD_OPT     = -fsanitize=address,undefined -Wl,-z,nodelete
 ifeq ($(TARGET),build)
 ASAN_NGINX_BIN ?= $(ASAN_BUILD)/nginx
 else

@@ -47,8 +47,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_pool_t                   *pool;
     const u_char                 *p, *last;
     ngx_http_passkey_ctx_t       *ctx;
-    ngx_http_passkey_loc_conf_t  *plcf;
     ngx_passkey_fuzz_request_t   *fr;
+    ngx_http_passkey_loc_conf_t  *plcf;
 
     pool = ngx_passkey_fuzz_pool();
 

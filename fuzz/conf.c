@@ -54,16 +54,16 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char                           *rv;
-    u_char                         *q, *end;
-    ngx_str_t                       line, *arg;
-    ngx_uint_t                      i, failed;
-    ngx_conf_t                     *cf;
-    ngx_pool_t                     *pool;
-    const u_char                   *p, *last;
-    ngx_http_module_t              *module;
-    ngx_http_passkey_limit_t       *lim;
-    ngx_http_passkey_loc_conf_t    *plcf, *prev;
+    char                             *rv;
+    u_char                           *q, *end;
+    ngx_str_t                         line, *arg;
+    ngx_uint_t                        i, failed;
+    ngx_conf_t                       *cf;
+    ngx_pool_t                       *pool;
+    const u_char                     *p, *last;
+    ngx_http_module_t                *module;
+    ngx_http_passkey_limit_t         *lim;
+    ngx_http_passkey_loc_conf_t      *plcf, *prev;
     ngx_http_passkey_redis_server_t  *rs;
 
     pool = ngx_passkey_fuzz_pool();

@@ -285,8 +285,8 @@ ngx_passkey_fuzz_request_t *
 ngx_passkey_fuzz_request(ngx_pool_t *pool)
 {
     ngx_conf_t                   *cf;
-    ngx_http_request_t           *r;
     ngx_http_module_t            *module;
+    ngx_http_request_t           *r;
     ngx_passkey_fuzz_request_t   *fr;
     ngx_http_passkey_loc_conf_t  *prev;
 
