@@ -56,6 +56,7 @@ static void ngx_http_passkey_redis_deliver(ngx_http_passkey_redis_op_t *op,
     ngx_http_passkey_redis_result_e result);
 static ngx_int_t ngx_http_passkey_redis_check_verb(ngx_str_t *verb);
 static void ngx_http_passkey_redis_posted(ngx_http_passkey_redis_op_t *op);
+static void ngx_http_passkey_redis_drop(ngx_http_passkey_redis_op_t *op);
 
 
 /*
@@ -195,7 +196,7 @@ ngx_http_passkey_redis_conn_exit(ngx_http_passkey_redis_conn_t *conn)
         }
 
         if (link->op != NULL) {
-            link->op->priv = NULL;
+            ngx_http_passkey_redis_drop(link->op);
         }
 
         ngx_http_passkey_redis_link_free(link);
@@ -536,6 +537,23 @@ ngx_http_passkey_redis_posted(ngx_http_passkey_redis_op_t *op)
     }
 
     ngx_destroy_pool(op->pool);
+}
+
+
+/*
+ * The worker exits and its op will not be told: its owner goes with the
+ * process, but a posted command's pool is its own, which nothing else
+ * would free.
+ */
+
+static void
+ngx_http_passkey_redis_drop(ngx_http_passkey_redis_op_t *op)
+{
+    op->priv = NULL;
+
+    if (op->handler == ngx_http_passkey_redis_posted) {
+        ngx_destroy_pool(op->pool);
+    }
 }
 
 
@@ -947,12 +965,14 @@ ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn)
             continue;
         }
 
+        if (conn->exiting) {
+            ngx_http_passkey_redis_drop(op);
+            continue;
+        }
+
         op->priv = NULL;
 
-        if (!conn->exiting) {
-            ngx_http_passkey_redis_deliver(op,
-                                           NGX_HTTP_PASSKEY_REDIS_UNAVAILABLE);
-        }
+        ngx_http_passkey_redis_deliver(op, NGX_HTTP_PASSKEY_REDIS_UNAVAILABLE);
     }
 
     /* a node lost may be a master failed over: where are the slots now? */
