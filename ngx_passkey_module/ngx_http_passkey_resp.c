@@ -20,12 +20,23 @@
  */
 
 
+#define NGX_HTTP_PASSKEY_RESP_ELEMENTS  1024
+
+
+static void *ngx_http_passkey_resp_array(const redisReadTask *task,
+    int elements);
 static ngx_int_t ngx_http_passkey_resp_copy(ngx_http_passkey_redis_op_t *op,
     redisReply *reply);
 static ngx_int_t ngx_http_passkey_resp_copy_element(ngx_pool_t *pool,
     ngx_str_t *dst, redisReply *reply);
 static ngx_int_t ngx_http_passkey_resp_copy_str(ngx_pool_t *pool,
     ngx_str_t *dst, u_char *src, size_t len);
+
+
+/* hiredis's reply functions, but for arrays */
+static redisReplyObjectFunctions  ngx_http_passkey_resp_functions;
+static void *(*ngx_http_passkey_resp_create_array)(const redisReadTask *task,
+    int elements);
 
 
 /* appends the command to buf, which grows (ngx_alloc) as it needs */
@@ -108,10 +119,45 @@ ngx_http_passkey_resp_append(ngx_http_passkey_resp_buf_t *buf, u_char *data,
 }
 
 
+/*
+ * A reader whose arrays are at most NGX_HTTP_PASSKEY_RESP_ELEMENTS long:
+ * hiredis 0.14 allocates an array's elements when it reads its header,
+ * so a reply that said "*288888888" would make it ask for gigabytes at
+ * once (make fuzz-run found it).  No reply the module asks for has more
+ * than a few dozen; a longer one is an error, and the connection goes.
+ */
+
 void *
 ngx_http_passkey_resp_reader(void)
 {
-    return redisReaderCreate();
+    redisReader  *r;
+
+    r = redisReaderCreate();
+    if (r == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_passkey_resp_create_array == NULL) {
+        ngx_http_passkey_resp_functions = *r->fn;
+        ngx_http_passkey_resp_create_array = r->fn->createArray;
+        ngx_http_passkey_resp_functions.createArray =
+                                                  ngx_http_passkey_resp_array;
+    }
+
+    r->fn = &ngx_http_passkey_resp_functions;
+
+    return r;
+}
+
+
+static void *
+ngx_http_passkey_resp_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0 || elements > NGX_HTTP_PASSKEY_RESP_ELEMENTS) {
+        return NULL;
+    }
+
+    return ngx_http_passkey_resp_create_array(task, elements);
 }
 
 
