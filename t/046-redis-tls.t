@@ -67,12 +67,12 @@ sub start_redis {
     if ($pid == 0) {
         open STDOUT, '>', "$Dir/redis-$port.log";
         open STDERR, '>&', \*STDOUT;
-        exec 'redis-server', '--port', '0', '--tls-port', $port,
-             '--bind', '127.0.0.1', '--tls-cert-file', "$Tls/server.crt",
-             '--tls-key-file', "$Tls/server.key",
-             '--tls-ca-cert-file', "$Tls/ca.crt",
-             '--tls-auth-clients', $clients, '--save', '', '--appendonly',
-             'no', '--dir', $Dir;
+        { exec 'redis-server', '--port', '0', '--tls-port', $port,
+               '--bind', '127.0.0.1', '--tls-cert-file', "$Tls/server.crt",
+               '--tls-key-file', "$Tls/server.key",
+               '--tls-ca-cert-file', "$Tls/ca.crt",
+               '--tls-auth-clients', $clients, '--save', '', '--appendonly',
+               'no', '--dir', $Dir; }
         POSIX::_exit(1);
     }
 

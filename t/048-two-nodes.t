@@ -40,7 +40,8 @@ sub start_b {
     my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 
     $conf =~ s/\Q$root\E/$DirB/g;
-    $conf =~ s/(\blisten\s+)(127\.0\.0\.1:)?$port\b/$1$2$PortB/g;
+    $conf =~ s{(\blisten\s+)(127\.0\.0\.1:)?$port\b}
+              {$1 . ($2 // '') . $PortB}ge;
 
     # the app behind t::Invoke's /bind page: B's own, on a port of its own
     $conf =~ s/(listen\s+127\.0\.0\.1:)\d+(;\s+access_log off;)/
@@ -62,8 +63,8 @@ sub start_b {
 
     if ($PidB == 0) {
         open STDERR, '>', "$DirB/logs/stderr";
-        exec $ENV{TEST_NGINX_BINARY} || 'nginx', '-p', "$DirB/",
-             '-c', "$DirB/conf/nginx.conf";
+        { exec $ENV{TEST_NGINX_BINARY} || 'nginx', '-p', "$DirB/",
+               '-c', "$DirB/conf/nginx.conf"; }
         POSIX::_exit(1);
     }
 
