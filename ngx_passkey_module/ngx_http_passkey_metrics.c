@@ -88,22 +88,31 @@ ngx_str_t  ngx_http_passkey_metrics_redis_results[] = {
 
 /* the codes of docs/directives.md ("Problem details"); the last: others */
 
-char  *ngx_http_passkey_metrics_codes[] = {
-    "method_not_allowed", "unsupported_media_type", "body_too_large",
-    "invalid_json", "forbidden_origin", "unauthenticated",
-    "identity_mismatch", "invalid_verified_user", "missing_username",
-    "missing_email", "invalid_idempotency_key", "idempotency_key_reused",
-    "request_in_progress", "duplicate_request", "rate_limited",
-    "email_cooldown", "invalid_username", "invalid_display_name",
-    "invalid_email", "invalid_identity", "not_found", "conflict",
-    "unprocessable", "api_rejected_request", "api_unauthorized",
-    "api_forbidden", "api_credentials_rejected", "api_rate_limited",
-    "api_error", "api_unexpected_status", "api_timeout", "bind_timeout",
-    "api_unreachable", "api_bad_response", "redis_unavailable",
-    "invalid_delivery_method", "invalid_redirect", "invalid_link",
-    "foreign_link", "unknown_job", "link_expired", "job_revoked",
-    "job_complete", "link_already_used", "invalid_job_id",
-    "internal_error", "other"
+ngx_str_t  ngx_http_passkey_metrics_codes[] = {
+    ngx_string("method_not_allowed"), ngx_string("unsupported_media_type"),
+    ngx_string("body_too_large"), ngx_string("invalid_json"),
+    ngx_string("forbidden_origin"), ngx_string("unauthenticated"),
+    ngx_string("identity_mismatch"), ngx_string("invalid_verified_user"),
+    ngx_string("missing_username"), ngx_string("missing_email"),
+    ngx_string("invalid_idempotency_key"),
+    ngx_string("idempotency_key_reused"), ngx_string("request_in_progress"),
+    ngx_string("duplicate_request"), ngx_string("rate_limited"),
+    ngx_string("email_cooldown"), ngx_string("invalid_username"),
+    ngx_string("invalid_display_name"), ngx_string("invalid_email"),
+    ngx_string("invalid_identity"), ngx_string("not_found"),
+    ngx_string("conflict"), ngx_string("unprocessable"),
+    ngx_string("api_rejected_request"), ngx_string("api_unauthorized"),
+    ngx_string("api_forbidden"), ngx_string("api_credentials_rejected"),
+    ngx_string("api_rate_limited"), ngx_string("api_error"),
+    ngx_string("api_unexpected_status"), ngx_string("api_timeout"),
+    ngx_string("bind_timeout"), ngx_string("api_unreachable"),
+    ngx_string("api_bad_response"), ngx_string("redis_unavailable"),
+    ngx_string("invalid_delivery_method"), ngx_string("invalid_redirect"),
+    ngx_string("invalid_link"), ngx_string("foreign_link"),
+    ngx_string("unknown_job"), ngx_string("link_expired"),
+    ngx_string("job_revoked"), ngx_string("job_complete"),
+    ngx_string("link_already_used"), ngx_string("invalid_job_id"),
+    ngx_string("internal_error"), ngx_string("other")
 };
 
 
@@ -458,6 +467,7 @@ ngx_http_passkey_metrics_endpoint(ngx_http_request_t *r)
 void
 ngx_http_passkey_metrics_problem(ngx_http_request_t *r, char *code)
 {
+    size_t                          len;
     ngx_int_t                       e;
     ngx_uint_t                      i;
     ngx_http_passkey_metrics_sh_t  *sh;
@@ -474,8 +484,13 @@ ngx_http_passkey_metrics_problem(ngx_http_request_t *r, char *code)
         return;
     }
 
+    len = ngx_strlen(code);
+
     for (i = 0; i < NGX_HTTP_PASSKEY_METRICS_CODES - 1; i++) {
-        if (ngx_strcmp(ngx_http_passkey_metrics_codes[i], code) == 0) {
+        if (ngx_http_passkey_metrics_codes[i].len == len
+            && ngx_strncmp(ngx_http_passkey_metrics_codes[i].data, code, len)
+               == 0)
+        {
             break;
         }
     }

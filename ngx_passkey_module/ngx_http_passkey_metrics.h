@@ -118,7 +118,7 @@ extern ngx_str_t  ngx_http_passkey_metrics_endpoints[];
 extern ngx_str_t  ngx_http_passkey_metrics_routes[];
 extern ngx_str_t  ngx_http_passkey_metrics_api_failures[];
 extern ngx_str_t  ngx_http_passkey_metrics_redis_results[];
-extern char      *ngx_http_passkey_metrics_codes[];
+extern ngx_str_t  ngx_http_passkey_metrics_codes[];
 extern ngx_msec_t  ngx_http_passkey_metrics_api_bounds[];
 extern ngx_msec_t  ngx_http_passkey_metrics_redis_bounds[];
 

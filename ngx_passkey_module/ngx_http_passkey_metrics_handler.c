@@ -35,6 +35,17 @@ typedef struct {
 } ngx_http_passkey_metrics_text_t;
 
 
+/* a series of each Redis server, shown once its flag is set */
+typedef struct {
+    char                             *name;
+    char                             *type;
+    char                             *help;
+    size_t                            value;    /* offsets in a server */
+    size_t                            shown;
+    ngx_uint_t                        sign;     /* may go below zero */
+} ngx_http_passkey_metrics_series_t;
+
+
 static ngx_int_t ngx_http_passkey_metrics_requests(
     ngx_http_passkey_metrics_text_t *t, ngx_http_passkey_metrics_sh_t *sh);
 static ngx_int_t ngx_http_passkey_metrics_api_calls(
@@ -45,6 +56,10 @@ static ngx_int_t ngx_http_passkey_metrics_redis(
 static ngx_int_t ngx_http_passkey_metrics_redis_gauges(
     ngx_http_passkey_metrics_text_t *t, ngx_http_passkey_metrics_sh_t *sh,
     ngx_str_t *labels, ngx_uint_t n);
+static ngx_int_t ngx_http_passkey_metrics_counters(
+    ngx_http_passkey_metrics_text_t *t, char *name, char *label,
+    ngx_str_t *value, char *label2, ngx_str_t *values, ngx_atomic_t *a,
+    ngx_uint_t n);
 static ngx_int_t ngx_http_passkey_metrics_tokens(
     ngx_http_passkey_metrics_text_t *t, ngx_http_passkey_metrics_sh_t *sh,
     ngx_array_t *tokens);
@@ -58,6 +73,40 @@ static ngx_int_t ngx_http_passkey_metrics_printf(
 static u_char *ngx_http_passkey_metrics_seconds(u_char *p, ngx_msec_t ms);
 static ngx_int_t ngx_http_passkey_metrics_label(ngx_pool_t *pool,
     ngx_str_t *in, ngx_str_t *out);
+
+
+#define ngx_http_passkey_metrics_server(field)                               \
+    offsetof(ngx_http_passkey_metrics_server_t, field)
+
+/*
+ * up: the last command's outcome; the others come from the Redis
+ * transport, once it reports (hooked)
+ */
+static ngx_http_passkey_metrics_series_t  ngx_http_passkey_metrics_gauges[] = {
+
+    { "passkey_redis_up", "gauge",
+      "1 if the last Redis command that did not time out got a reply, 0 if "
+      "it found the server unavailable.",
+      ngx_http_passkey_metrics_server(up),
+      ngx_http_passkey_metrics_server(seen), 0 },
+
+    { "passkey_redis_connections", "gauge",
+      "Connections open to the Redis server now, of all workers.",
+      ngx_http_passkey_metrics_server(connections),
+      ngx_http_passkey_metrics_server(hooked), 1 },
+
+    { "passkey_redis_connects_total", "counter",
+      "Connections made to the Redis server, reconnections included.",
+      ngx_http_passkey_metrics_server(connects),
+      ngx_http_passkey_metrics_server(hooked), 0 },
+
+    { "passkey_redis_connect_failures_total", "counter",
+      "Attempts to connect to the Redis server that failed.",
+      ngx_http_passkey_metrics_server(connect_failures),
+      ngx_http_passkey_metrics_server(hooked), 0 },
+
+    { NULL, NULL, NULL, 0, 0, 0 }
+};
 
 
 ngx_int_t
@@ -126,8 +175,7 @@ static ngx_int_t
 ngx_http_passkey_metrics_requests(ngx_http_passkey_metrics_text_t *t,
     ngx_http_passkey_metrics_sh_t *sh)
 {
-    ngx_uint_t     e, i;
-    ngx_atomic_t  *a;
+    ngx_uint_t  e;
 
     if (ngx_http_passkey_metrics_family(t, "passkey_requests_total",
             "counter", "Requests to passkey endpoints, by endpoint and "
@@ -138,18 +186,12 @@ ngx_http_passkey_metrics_requests(ngx_http_passkey_metrics_text_t *t,
     }
 
     for (e = 0; e < NGX_HTTP_PASSKEY_METRICS_ENDPOINTS; e++) {
-        a = sh->requests[e];
-
-        for (i = 0; i < NGX_HTTP_PASSKEY_METRICS_STATUSES; i++) {
-            if (a[i]
-                && ngx_http_passkey_metrics_printf(t,
-                       "passkey_requests_total{endpoint=\"%V\","
-                       "status=\"%ui\"} %uA\n",
-                       &ngx_http_passkey_metrics_endpoints[e], i, a[i])
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+        if (ngx_http_passkey_metrics_counters(t, "passkey_requests_total",
+                "endpoint", &ngx_http_passkey_metrics_endpoints[e], "status",
+                NULL, sh->requests[e], NGX_HTTP_PASSKEY_METRICS_STATUSES)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
@@ -162,19 +204,13 @@ ngx_http_passkey_metrics_requests(ngx_http_passkey_metrics_text_t *t,
     }
 
     for (e = 0; e < NGX_HTTP_PASSKEY_METRICS_ENDPOINTS; e++) {
-        a = sh->problems[e];
-
-        for (i = 0; i < NGX_HTTP_PASSKEY_METRICS_CODES; i++) {
-            if (a[i]
-                && ngx_http_passkey_metrics_printf(t,
-                       "passkey_problems_total{endpoint=\"%V\","
-                       "code=\"%s\"} %uA\n",
-                       &ngx_http_passkey_metrics_endpoints[e],
-                       ngx_http_passkey_metrics_codes[i], a[i])
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+        if (ngx_http_passkey_metrics_counters(t, "passkey_problems_total",
+                "endpoint", &ngx_http_passkey_metrics_endpoints[e], "code",
+                ngx_http_passkey_metrics_codes, sh->problems[e],
+                NGX_HTTP_PASSKEY_METRICS_CODES)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
@@ -195,7 +231,7 @@ static ngx_int_t
 ngx_http_passkey_metrics_api_calls(ngx_http_passkey_metrics_text_t *t,
     ngx_http_passkey_metrics_sh_t *sh)
 {
-    ngx_uint_t     route, i;
+    ngx_uint_t     route;
     ngx_atomic_t  *a;
 
     if (ngx_http_passkey_metrics_family(t, "passkey_api_calls_total",
@@ -209,31 +245,18 @@ ngx_http_passkey_metrics_api_calls(ngx_http_passkey_metrics_text_t *t,
     for (route = 0; route < NGX_HTTP_PASSKEY_METRICS_ROUTES; route++) {
         a = sh->api_calls[route];
 
-        for (i = 0; i < NGX_HTTP_PASSKEY_METRICS_STATUSES; i++) {
-            if (a[i]
-                && ngx_http_passkey_metrics_printf(t,
-                       "passkey_api_calls_total{route=\"%V\","
-                       "status=\"%ui\"} %uA\n",
-                       &ngx_http_passkey_metrics_routes[route], i, a[i])
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        a += NGX_HTTP_PASSKEY_METRICS_STATUSES;
-
-        for (i = 0; i < NGX_HTTP_PASSKEY_METRICS_API_FAILURES; i++) {
-            if (a[i]
-                && ngx_http_passkey_metrics_printf(t,
-                       "passkey_api_calls_total{route=\"%V\","
-                       "status=\"%V\"} %uA\n",
-                       &ngx_http_passkey_metrics_routes[route],
-                       &ngx_http_passkey_metrics_api_failures[i], a[i])
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+        if (ngx_http_passkey_metrics_counters(t, "passkey_api_calls_total",
+                "route", &ngx_http_passkey_metrics_routes[route], "status",
+                NULL, a, NGX_HTTP_PASSKEY_METRICS_STATUSES)
+            != NGX_OK
+            || ngx_http_passkey_metrics_counters(t, "passkey_api_calls_total",
+                   "route", &ngx_http_passkey_metrics_routes[route],
+                   "status", ngx_http_passkey_metrics_api_failures,
+                   a + NGX_HTTP_PASSKEY_METRICS_STATUSES,
+                   NGX_HTTP_PASSKEY_METRICS_API_FAILURES)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
@@ -267,7 +290,6 @@ ngx_http_passkey_metrics_redis(ngx_http_passkey_metrics_text_t *t,
     u_char                            *p;
     ngx_str_t                         *labels;
     ngx_uint_t                         i, j, n;
-    ngx_http_passkey_metrics_server_t  *ms;
     ngx_http_passkey_redis_server_t  **server;
 
     server = servers->elts;
@@ -315,19 +337,14 @@ ngx_http_passkey_metrics_redis(ngx_http_passkey_metrics_text_t *t,
     }
 
     for (i = 0; i < n; i++) {
-        ms = &sh->servers[i];
-
-        for (j = 0; j < NGX_HTTP_PASSKEY_METRICS_REDIS_RESULTS; j++) {
-            if (ms->commands[j]
-                && ngx_http_passkey_metrics_printf(t,
-                       "passkey_redis_commands_total{server=\"%V\","
-                       "result=\"%V\"} %uA\n", &labels[i],
-                       &ngx_http_passkey_metrics_redis_results[j],
-                       ms->commands[j])
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+        if (ngx_http_passkey_metrics_counters(t,
+                "passkey_redis_commands_total", "server", &labels[i],
+                "result", ngx_http_passkey_metrics_redis_results,
+                sh->servers[i].commands,
+                NGX_HTTP_PASSKEY_METRICS_REDIS_RESULTS)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
@@ -359,92 +376,41 @@ static ngx_int_t
 ngx_http_passkey_metrics_redis_gauges(ngx_http_passkey_metrics_text_t *t,
     ngx_http_passkey_metrics_sh_t *sh, ngx_str_t *labels, ngx_uint_t n)
 {
+    u_char                             *ms;
+    ngx_int_t                           rc;
     ngx_uint_t                          i;
-    ngx_http_passkey_metrics_server_t  *ms;
+    ngx_atomic_t                        v;
+    ngx_http_passkey_metrics_series_t  *s;
 
-    if (ngx_http_passkey_metrics_family(t, "passkey_redis_up", "gauge",
-            "1 if the last Redis command that did not time out got a "
-            "reply, 0 if it found the server unavailable.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    for (s = ngx_http_passkey_metrics_gauges; s->name; s++) {
 
-    for (i = 0; i < n; i++) {
-        ms = &sh->servers[i];
-
-        if (ms->seen
-            && ngx_http_passkey_metrics_printf(t,
-                   "passkey_redis_up{server=\"%V\"} %uA\n", &labels[i],
-                   ms->up)
-               != NGX_OK)
+        if (ngx_http_passkey_metrics_family(t, s->name, s->type, s->help)
+            != NGX_OK)
         {
             return NGX_ERROR;
         }
-    }
 
-    /* these come from the Redis transport, once it reports */
+        for (i = 0; i < n; i++) {
+            ms = (u_char *) &sh->servers[i];
 
-    if (ngx_http_passkey_metrics_family(t, "passkey_redis_connections",
-            "gauge", "Connections open to the Redis server now, of all "
-            "workers.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+            if (*(ngx_atomic_t *) (ms + s->shown) == 0) {
+                continue;
+            }
 
-    for (i = 0; i < n; i++) {
-        ms = &sh->servers[i];
+            v = *(ngx_atomic_t *) (ms + s->value);
 
-        if (ms->hooked
-            && ngx_http_passkey_metrics_printf(t,
-                   "passkey_redis_connections{server=\"%V\"} %A\n",
-                   &labels[i], (ngx_atomic_int_t) ms->connections)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
+            if (s->sign) {
+                rc = ngx_http_passkey_metrics_printf(t, "%s{server=\"%V\"} "
+                         "%A\n", s->name, &labels[i], (ngx_atomic_int_t) v);
 
-    if (ngx_http_passkey_metrics_family(t, "passkey_redis_connects_total",
-            "counter", "Connections made to the Redis server, reconnections "
-            "included.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+            } else {
+                rc = ngx_http_passkey_metrics_printf(t, "%s{server=\"%V\"} "
+                         "%uA\n", s->name, &labels[i], v);
+            }
 
-    for (i = 0; i < n; i++) {
-        ms = &sh->servers[i];
-
-        if (ms->hooked
-            && ngx_http_passkey_metrics_printf(t,
-                   "passkey_redis_connects_total{server=\"%V\"} %uA\n",
-                   &labels[i], ms->connects)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (ngx_http_passkey_metrics_family(t,
-            "passkey_redis_connect_failures_total", "counter",
-            "Attempts to connect to the Redis server that failed.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < n; i++) {
-        ms = &sh->servers[i];
-
-        if (ms->hooked
-            && ngx_http_passkey_metrics_printf(t,
-                   "passkey_redis_connect_failures_total{server=\"%V\"} "
-                   "%uA\n", &labels[i], ms->connect_failures)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
+            if (rc != NGX_OK) {
+                return NGX_ERROR;
+            }
         }
     }
 
@@ -547,6 +513,46 @@ ngx_http_passkey_metrics_tokens(ngx_http_passkey_metrics_text_t *t,
                    "passkey_token_valid{token=\"%ui\",client_id=\"%V\"} "
                    "%ui\n", i, &client[i], valid[i])
                != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * name{label="value",label2="..."} for each of the n counters that counted
+ * something: label2's value is values[i], or i (an HTTP status) without
+ * values
+ */
+
+static ngx_int_t
+ngx_http_passkey_metrics_counters(ngx_http_passkey_metrics_text_t *t,
+    char *name, char *label, ngx_str_t *value, char *label2,
+    ngx_str_t *values, ngx_atomic_t *a, ngx_uint_t n)
+{
+    ngx_str_t   v;
+    ngx_uint_t  i;
+    u_char      status[NGX_INT_T_LEN];
+
+    for (i = 0; i < n; i++) {
+        if (a[i] == 0) {
+            continue;
+        }
+
+        if (values != NULL) {
+            v = values[i];
+
+        } else {
+            v.data = status;
+            v.len = ngx_sprintf(status, "%ui", i) - status;
+        }
+
+        if (ngx_http_passkey_metrics_printf(t, "%s{%s=\"%V\",%s=\"%V\"} "
+                "%uA\n", name, label, value, label2, &v, a[i])
+            != NGX_OK)
         {
             return NGX_ERROR;
         }
