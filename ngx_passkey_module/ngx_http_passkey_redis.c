@@ -56,7 +56,6 @@ static void ngx_http_passkey_redis_deliver(ngx_http_passkey_redis_op_t *op,
     ngx_http_passkey_redis_result_e result);
 static ngx_int_t ngx_http_passkey_redis_check_verb(ngx_str_t *verb);
 static void ngx_http_passkey_redis_posted(ngx_http_passkey_redis_op_t *op);
-static void ngx_http_passkey_redis_drop(ngx_http_passkey_redis_op_t *op);
 
 
 /*
@@ -72,146 +71,6 @@ static ngx_str_t  ngx_http_passkey_redis_unsupported[] = {
     ngx_string("monitor"),
     ngx_null_string
 };
-
-
-ngx_int_t
-ngx_http_passkey_redis_init_process(ngx_cycle_t *cycle, ngx_array_t *servers)
-{
-    ngx_uint_t                         i;
-    ngx_http_passkey_redis_server_t  **server;
-
-    if (servers == NULL) {
-        return NGX_OK;
-    }
-
-    server = servers->elts;
-
-    for (i = 0; i < servers->nelts; i++) {
-
-        if (ngx_http_passkey_redis_clustered(server[i])) {
-            if (ngx_http_passkey_redis_cluster_init(cycle, server[i])
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            continue;
-        }
-
-        server[i]->conn = ngx_http_passkey_redis_conn(cycle, server[i]);
-        if (server[i]->conn == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* connected lazily by the first send(): Redis may start later */
-
-ngx_http_passkey_redis_conn_t *
-ngx_http_passkey_redis_conn(ngx_cycle_t *cycle,
-    ngx_http_passkey_redis_server_t *server)
-{
-    ngx_http_passkey_redis_conn_t  *conn;
-
-    conn = ngx_pcalloc(cycle->pool, sizeof(ngx_http_passkey_redis_conn_t));
-    if (conn == NULL) {
-        return NULL;
-    }
-
-    /*
-     * set by ngx_pcalloc():
-     *
-     *     conn->cluster = NULL;
-     *     conn->peer.connection = NULL;
-     *     conn->reader = NULL;
-     *     conn->out = { NULL };
-     *     conn->failed = 0;
-     *     conn->backoff = 0;
-     *     conn->node = 0;
-     *     conn->connected = 0;
-     *     conn->exiting = 0;
-     */
-
-    conn->server = server;
-    conn->name = server->name;
-    conn->log = cycle->log;
-    conn->dummy.fd = (ngx_socket_t) -1;
-    ngx_queue_init(&conn->waiting);
-    ngx_queue_init(&conn->failing);
-
-    return conn;
-}
-
-
-void
-ngx_http_passkey_redis_exit_process(ngx_cycle_t *cycle, ngx_array_t *servers)
-{
-    ngx_uint_t                         i;
-    ngx_http_passkey_redis_server_t  **server;
-
-    if (servers == NULL) {
-        return;
-    }
-
-    server = servers->elts;
-
-    for (i = 0; i < servers->nelts; i++) {
-
-        if (server[i]->cluster) {
-            ngx_http_passkey_redis_cluster_exit(server[i]);
-            continue;
-        }
-
-        if (server[i]->conn) {
-            ngx_http_passkey_redis_conn_exit(server[i]->conn);
-            server[i]->conn = NULL;
-        }
-    }
-}
-
-
-/* what still waits is torn down with the process, unanswered */
-
-void
-ngx_http_passkey_redis_conn_exit(ngx_http_passkey_redis_conn_t *conn)
-{
-    ngx_queue_t                    *q;
-    ngx_http_passkey_redis_link_t  *link;
-
-    conn->exiting = 1;
-
-    ngx_http_passkey_redis_close(conn);
-
-    while (!ngx_queue_empty(&conn->failing)) {
-        q = ngx_queue_head(&conn->failing);
-        link = ngx_queue_data(q, ngx_http_passkey_redis_link_t, queue);
-
-        ngx_queue_remove(q);
-
-        if (link->ev.posted) {
-            ngx_delete_posted_event(&link->ev);
-        }
-
-        if (link->op != NULL) {
-            ngx_http_passkey_redis_drop(link->op);
-        }
-
-        ngx_http_passkey_redis_link_free(link);
-    }
-
-    if (conn->out.start != NULL) {
-        ngx_free(conn->out.start);
-    }
-
-#if (NGX_SSL)
-    if (conn->ssl_session) {
-        ngx_ssl_free_session(conn->ssl_session);
-    }
-#endif
-}
 
 
 ngx_int_t
@@ -546,7 +405,7 @@ ngx_http_passkey_redis_posted(ngx_http_passkey_redis_op_t *op)
  * would free.
  */
 
-static void
+void
 ngx_http_passkey_redis_drop(ngx_http_passkey_redis_op_t *op)
 {
     op->priv = NULL;

@@ -19,8 +19,8 @@
 /*
  * A worker's connection to one Redis server, shared by the parts of the
  * Redis transport and by them only: the commands and replies
- * (ngx_http_passkey_redis.c), the making of the connection: the name
- * resolved, connect(), TLS, AUTH and SELECT
+ * (ngx_http_passkey_redis.c), the connection's life: made and torn down
+ * with the worker, its name resolved, connect(), TLS, AUTH and SELECT
  * (ngx_http_passkey_redis_connect.c), and for a cluster, the node each
  * command goes to (ngx_http_passkey_redis_cluster.c).
  */
@@ -132,6 +132,9 @@ struct ngx_http_passkey_redis_cluster_s {
 
 
 /* ngx_http_passkey_redis_connect.c */
+ngx_http_passkey_redis_conn_t *ngx_http_passkey_redis_conn(ngx_cycle_t *cycle,
+    ngx_http_passkey_redis_server_t *server);
+void ngx_http_passkey_redis_conn_exit(ngx_http_passkey_redis_conn_t *conn);
 ngx_int_t ngx_http_passkey_redis_connect(ngx_http_passkey_redis_conn_t *conn);
 void ngx_http_passkey_redis_open(ngx_http_passkey_redis_conn_t *conn,
     struct sockaddr *sockaddr, socklen_t socklen);
@@ -158,13 +161,11 @@ ngx_int_t ngx_http_passkey_redis_redirect(ngx_http_passkey_redis_conn_t *conn,
 void ngx_http_passkey_redis_cluster_lost(ngx_http_passkey_redis_conn_t *conn);
 
 /* ngx_http_passkey_redis.c */
-ngx_http_passkey_redis_conn_t *ngx_http_passkey_redis_conn(ngx_cycle_t *cycle,
-    ngx_http_passkey_redis_server_t *server);
-void ngx_http_passkey_redis_conn_exit(ngx_http_passkey_redis_conn_t *conn);
 ngx_int_t ngx_http_passkey_redis_queue(ngx_http_passkey_redis_conn_t *conn,
     ngx_http_passkey_redis_op_t *op, ngx_uint_t argc, ngx_str_t *argv,
     ngx_http_passkey_resp_buf_t *cmd);
 void ngx_http_passkey_redis_link_free(ngx_http_passkey_redis_link_t *link);
+void ngx_http_passkey_redis_drop(ngx_http_passkey_redis_op_t *op);
 void ngx_http_passkey_redis_close(ngx_http_passkey_redis_conn_t *conn);
 void ngx_http_passkey_redis_read_handler(ngx_event_t *rev);
 void ngx_http_passkey_redis_write_handler(ngx_event_t *wev);
