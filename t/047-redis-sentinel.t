@@ -135,54 +135,20 @@ $Flows{'a failover, with every replica acknowledging each job'}
 sub failover {
     my ($block, $name, $every) = @_;
 
-    my $out = "$Dir/binds";
     my $before = master_port();
 
     # with every replica, binds wait for the old master too: it is
     # demoted when the failover ends, and then copies the new one whole
     my $run = $every ? 24 : 14;
 
-    # binds one after another, and a fast location, for $run s
-    my $binder = fork;
-    die "fork: $!" unless defined $binder;
-
-    if ($binder == 0) {
-        open my $fh, '>', $out or POSIX::_exit(1);
-        my $n = 0;
-        my $end = time + $run;
-
-        while (time < $end) {
-            my ($status, $job, $code) = bind_as('fo-' . ++$n);
-            printf $fh "%.3f %d %s %s\n", time, $status, $job // '-',
-                   $code // '-';
-        }
-
-        close $fh;
-        POSIX::_exit(0);
-    }
-
-    my $slowest = 0;
-    my $t0 = time;
-
-    sleep 1.5;
-    scli($Base + 2, 'SENTINEL', 'FAILOVER', 'mymaster');
-    my $failover = time;
-
     # when the sentinels name the new master: the failover's end
     my $switched;
 
-    while (time - $t0 < $run) {
-        my $t = time;
-        my $res = HTTP::Tiny->new(timeout => 5)->get(url('/ready'));
-        $t = time - $t;
-        $slowest = $t if $t > $slowest;
-
+    my ($binds, $slowest, $t0, $failover) = binds_while($run, 'fo', sub {
+        scli($Base + 2, 'SENTINEL', 'FAILOVER', 'mymaster');
+    }, sub {
         $switched //= time if master_port() != $before;
-
-        sleep 0.05;
-    }
-
-    waitpid $binder, 0;
+    });
 
     my $after = master_port();
     Test::More::isnt($after, $before, "$name - the sentinels moved the master"
@@ -192,10 +158,7 @@ sub failover {
                    sprintf("$name - the fast location answered in %.3f s at"
                            . " worst", $slowest));
 
-    open my $fh, '<', $out or die $!;
-    my @binds = map { [split ' '] } <$fh>;
-    close $fh;
-
+    my @binds = @$binds;
     my @ok = grep { $_->[1] == 200 } @binds;
     my @bad = grep { $_->[1] != 200 } @binds;
 

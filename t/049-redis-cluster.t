@@ -126,63 +126,6 @@ sub api_routes {
            @{ JSON::PP::decode_json($res->{content})->{requests} };
 }
 
-# binds one after another for $seconds, while $during runs; the binds
-# and the slowest answer of a fast location on the same worker
-sub binds_while {
-    my ($seconds, $prefix, $during) = @_;
-
-    my $out = "$Dir/binds-$prefix";
-
-    my $binder = fork;
-    die "fork: $!" unless defined $binder;
-
-    if ($binder == 0) {
-        open my $fh, '>', $out or POSIX::_exit(1);
-        my $n = 0;
-        my $end = time + $seconds;
-
-        while (time < $end) {
-            my ($status, $job, $code) = bind_as("$prefix-" . ++$n);
-            printf $fh "%.3f %d %s %s\n", time, $status, $job // '-',
-                   $code // '-';
-        }
-
-        close $fh;
-        POSIX::_exit(0);
-    }
-
-    my $t0 = time;
-    my $slowest = 0;
-    my $doer;
-
-    while (time - $t0 < $seconds) {
-        if (!defined $doer && time - $t0 > 1.5) {
-            $doer = fork;
-            die "fork: $!" unless defined $doer;
-            if ($doer == 0) {
-                $during->();
-                POSIX::_exit(0);
-            }
-        }
-
-        my $t = time;
-        HTTP::Tiny->new(timeout => 5)->get(url('/ready'));
-        $t = time - $t;
-        $slowest = $t if $t > $slowest;
-
-        sleep 0.05;
-    }
-
-    waitpid $binder, 0;
-    waitpid $doer, 0 if $doer;
-
-    open my $fh, '<', $out or die $!;
-    my @binds = map { [split ' '] } <$fh>;
-    close $fh;
-
-    return (\@binds, $slowest, $t0);
-}
-
 run_flows(\%Flows);
 
 

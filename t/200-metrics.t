@@ -131,6 +131,17 @@ sub delta_sum {
     return $n;
 }
 
+# what each series of a family counted between two scrapes, as expected:
+# { 'label="value",...' => n }
+sub deltas_are {
+    my ($before, $after, $family, $want, $name) = @_;
+
+    for my $l (sort keys %$want) {
+        Test::More::is(delta($before, $after, "$family\{$l}"), $want->{$l},
+                       "$name - $family\{$l}");
+    }
+}
+
 sub post {
     my ($path, $body, %headers) = @_;
     return $Ua->post(url($path), {
@@ -204,10 +215,7 @@ $Flows{'binds and problems are counted by endpoint, status and code'} = sub {
         'endpoint="bind",status="401"' => 1,
     );
 
-    for my $l (sort keys %requests) {
-        Test::More::is(delta($b, $a, "passkey_requests_total{$l}"),
-                       $requests{$l}, "$name - requests {$l}");
-    }
+    deltas_are($b, $a, 'passkey_requests_total', \%requests, $name);
 
     Test::More::is(delta_sum($b, $a, qr/^passkey_requests_total/), 6,
                    "$name - six requests in all");
@@ -218,10 +226,7 @@ $Flows{'binds and problems are counted by endpoint, status and code'} = sub {
         'endpoint="bind",code="unauthenticated"' => 1,
     );
 
-    for my $l (sort keys %problems) {
-        Test::More::is(delta($b, $a, "passkey_problems_total{$l}"),
-                       $problems{$l}, "$name - problems {$l}");
-    }
+    deltas_are($b, $a, 'passkey_problems_total', \%problems, $name);
 
     Test::More::is(delta_sum($b, $a, qr/^passkey_problems_total/), 3,
                    "$name - three problems in all");
@@ -424,10 +429,7 @@ $Flows{'API failures are counted by how they failed'} = sub {
         'route="create_job",status="503"' => 1,
     );
 
-    for my $l (sort keys %calls) {
-        Test::More::is(delta($b, $a, "passkey_api_calls_total{$l}"),
-                       $calls{$l}, "$name - API calls {$l}");
-    }
+    deltas_are($b, $a, 'passkey_api_calls_total', \%calls, $name);
 
     for my $code (map { $_->[1] } @want) {
         Test::More::is(delta($b, $a, "passkey_problems_total"
@@ -598,10 +600,7 @@ $Flows{'job status, revoke and invoke are counted'} = sub {
         'endpoint="invoke",status="400"' => 1,
     );
 
-    for my $l (sort keys %requests) {
-        Test::More::is(delta($b, $a, "passkey_requests_total{$l}"),
-                       $requests{$l}, "$name - requests {$l}");
-    }
+    deltas_are($b, $a, 'passkey_requests_total', \%requests, $name);
 
     Test::More::is(delta($b, $a, 'passkey_problems_total{endpoint='
                                  . '"job_status",code="unknown_job"}'), 1,

@@ -2,7 +2,8 @@
 # (t/047-redis-sentinel.t, t/049-redis-cluster.t), loaded into the test
 # file's package after "use t::Passkey" and "use Test::Nginx::Socket":
 # redis-cli, servers started in a temporary directory and stopped at the
-# end, waiting for a condition, and binds as a named user.
+# end, waiting for a condition, binds as a named user, and binds one
+# after another while something happens to the servers.
 
 package main;
 
@@ -11,7 +12,7 @@ use warnings;
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use POSIX ();
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 
 our $Dir = tempdir('passkey-redis-set.XXXXXX', TMPDIR => 1, CLEANUP => 1);
 our @Pids;
@@ -80,6 +81,69 @@ sub bind_as {
     my ($code) = $res->{content} =~ /"code":"(\w+)"/;
 
     return ($res->{status}, $job, $code);
+}
+
+# binds one after another for $seconds as users "$prefix-N", while
+# $during runs in a child from 1.5 s on, and $watch (if any) is called
+# between requests to a fast location on the same worker (/ready): the
+# binds ([time, status, job id or "-", code or "-"]), the slowest answer
+# of /ready, when the binds began and when $during did
+sub binds_while {
+    my ($seconds, $prefix, $during, $watch) = @_;
+
+    my $out = "$Dir/binds-$prefix";
+
+    my $binder = fork;
+    die "fork: $!" unless defined $binder;
+
+    if ($binder == 0) {
+        open my $fh, '>', $out or POSIX::_exit(1);
+        my $n = 0;
+        my $end = time + $seconds;
+
+        while (time < $end) {
+            my ($status, $job, $code) = bind_as("$prefix-" . ++$n);
+            printf $fh "%.3f %d %s %s\n", time, $status, $job // '-',
+                   $code // '-';
+        }
+
+        close $fh;
+        POSIX::_exit(0);
+    }
+
+    my $t0 = time;
+    my $slowest = 0;
+    my ($doer, $began);
+
+    while (time - $t0 < $seconds) {
+        if (!defined $doer && time - $t0 > 1.5) {
+            $began = time;
+            $doer = fork;
+            die "fork: $!" unless defined $doer;
+            if ($doer == 0) {
+                $during->();
+                POSIX::_exit(0);
+            }
+        }
+
+        my $t = time;
+        HTTP::Tiny->new(timeout => 5)->get(url('/ready'));
+        $t = time - $t;
+        $slowest = $t if $t > $slowest;
+
+        $watch->() if $watch;
+
+        sleep 0.05;
+    }
+
+    waitpid $binder, 0;
+    waitpid $doer, 0 if $doer;
+
+    open my $fh, '<', $out or die $!;
+    my @binds = map { [split ' '] } <$fh>;
+    close $fh;
+
+    return (\@binds, $slowest, $t0, $began);
 }
 
 1;
