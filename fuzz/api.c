@@ -40,7 +40,7 @@ typedef struct {
 
 
 ngx_int_t __wrap_ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
-    ngx_str_t *access_token, uint64_t lifetime);
+    ngx_str_t *access_token, uint64_t renew, uint64_t lifetime);
 
 static void ngx_passkey_fuzz_api_done(ngx_http_passkey_bi_call_t *bc);
 static void ngx_passkey_fuzz_token(ngx_pool_t *pool, ngx_uint_t status,
@@ -345,8 +345,10 @@ ngx_passkey_fuzz_logged(ngx_str_t *s)
 
 ngx_int_t
 __wrap_ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
-    ngx_str_t *access_token, uint64_t lifetime)
+    ngx_str_t *access_token, uint64_t renew, uint64_t lifetime)
 {
+    ngx_passkey_fuzz_check(renew <= lifetime);
+
     ngx_passkey_fuzz_kept = *access_token;
 
     return NGX_OK;

@@ -18,7 +18,9 @@
  * in other workers look again on a short timer.  A request waits no longer
  * than its own calls could take: the connect timeout plus the timeout.  A
  * failed fetch is remembered for a short back-off, in which requests get
- * its failure at once instead of asking the token endpoint again.  The
+ * its failure at once instead of asking the token endpoint again.  A token
+ * is renewed ahead, while requests go on with it, so that neither the
+ * renewal's time nor its failure reaches them while the token lasts.  The
  * token is opaque: it is never parsed or logged.
  *
  * With two client secrets (a rotation), a fetch that the token endpoint
@@ -319,6 +321,13 @@ ngx_http_passkey_token_get(ngx_http_passkey_token_t *token,
     case NGX_HTTP_PASSKEY_TOKEN_VALID:
         return NGX_OK;
 
+    case NGX_HTTP_PASSKEY_TOKEN_RENEW:
+
+        /* the request goes on with the token; a failure is logged */
+
+        (void) ngx_http_passkey_token_fetch(token, w->log);
+        return NGX_OK;
+
     case NGX_HTTP_PASSKEY_TOKEN_BACKOFF:
         ngx_http_passkey_token_backoff(w, &bo);
         return NGX_DECLINED;
@@ -581,7 +590,7 @@ ngx_http_passkey_token_parse(ngx_http_passkey_token_t *token,
     ngx_http_passkey_http_call_t *call, ngx_uint_t *rejected,
     const char **error)
 {
-    uint64_t                  lifetime, skew;
+    uint64_t                  lifetime, early, skew;
     ngx_int_t                 expires_in;
     ngx_str_t                 access_token, code;
     ngx_http_passkey_json_t  *json;
@@ -663,16 +672,18 @@ ngx_http_passkey_token_parse(ngx_http_passkey_token_t *token,
         return NGX_HTTP_PASSKEY_API_BAD_RESPONSE;
     }
 
-    /* renew a little early: min(60 s, 10%) before it expires */
+    /*
+     * renewed ahead, min(60 s, half its life) before it expires, while
+     * requests go on with it; used until min(5 s, a tenth of its life)
+     * before it expires, for a call that starts with it to end in time
+     */
 
     lifetime = (uint64_t) expires_in * 1000;
-    skew = lifetime / 10;
+    early = ngx_min(lifetime / 2, 60000);
+    skew = ngx_min(lifetime / 10, 5000);
 
-    if (skew > 60000) {
-        skew = 60000;
-    }
-
-    if (ngx_http_passkey_token_keep(token, &access_token, lifetime - skew)
+    if (ngx_http_passkey_token_keep(token, &access_token, lifetime - early,
+                                    lifetime - skew)
         != NGX_OK)
     {
         *error = "no token zone";
@@ -718,6 +729,11 @@ ngx_http_passkey_token_poll(ngx_event_t *ev)
 
     switch (ngx_http_passkey_token_look(token, NULL, &bo)) {
 
+    case NGX_HTTP_PASSKEY_TOKEN_RENEW:
+        (void) ngx_http_passkey_token_fetch(token, ev->log);
+
+        /* fall through */
+
     case NGX_HTTP_PASSKEY_TOKEN_VALID:
         ngx_http_passkey_token_wake(token, NGX_HTTP_PASSKEY_API_OK, NULL);
         return;
@@ -761,10 +777,15 @@ ngx_http_passkey_token_prefetch(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_passkey_token_look(token, NULL, &bo)
-        == NGX_HTTP_PASSKEY_TOKEN_FETCH)
-    {
+    switch (ngx_http_passkey_token_look(token, NULL, &bo)) {
+
+    case NGX_HTTP_PASSKEY_TOKEN_RENEW:
+    case NGX_HTTP_PASSKEY_TOKEN_FETCH:
         (void) ngx_http_passkey_token_fetch(token, ev->log);
+        return;
+
+    default:
+        return;
     }
 }
 

@@ -32,6 +32,8 @@
 /* what a look at a token's slot found */
 typedef enum {
     NGX_HTTP_PASSKEY_TOKEN_VALID = 0,      /* copied, if asked for */
+    NGX_HTTP_PASSKEY_TOKEN_RENEW,          /* valid, copied; this worker is
+                                              to renew it */
     NGX_HTTP_PASSKEY_TOKEN_FETCH,          /* this worker is to fetch it */
     NGX_HTTP_PASSKEY_TOKEN_WAIT,           /* a fetch is under way */
     NGX_HTTP_PASSKEY_TOKEN_BACKOFF,        /* the last fetch failed */
@@ -76,7 +78,7 @@ ngx_http_passkey_token_state_e ngx_http_passkey_token_look(
 ngx_int_t ngx_http_passkey_token_copy(ngx_http_passkey_token_t *token,
     ngx_http_passkey_token_wait_t *w);
 ngx_int_t ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
-    ngx_str_t *access_token, uint64_t lifetime);
+    ngx_str_t *access_token, uint64_t renew, uint64_t lifetime);
 ngx_msec_t ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
     ngx_http_passkey_api_result_e result);
 ngx_int_t ngx_http_passkey_token_extend(ngx_http_passkey_token_t *token);

@@ -24,7 +24,8 @@ typedef struct {
     u_char                            key[NGX_HTTP_PASSKEY_DIGEST_HEX_LEN];
     ngx_pid_t                         refresher;
     uint64_t                          refresh_deadline;
-    uint64_t                          expires;
+    uint64_t                          renew;      /* from then on: renew */
+    uint64_t                          expires;    /* until then: use */
     uint64_t                          fetched;    /* when it was kept */
     ngx_uint_t                        generation;
     ngx_uint_t                        secret;     /* 0, 1: last accepted */
@@ -52,6 +53,8 @@ static ngx_http_passkey_token_slot_t *ngx_http_passkey_token_lock(
 static void ngx_http_passkey_token_unlock(ngx_http_passkey_token_t *token);
 static ngx_int_t ngx_http_passkey_token_read(
     ngx_http_passkey_token_slot_t *slot, ngx_http_passkey_token_wait_t *w);
+static void ngx_http_passkey_token_claim(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_token_slot_t *slot, uint64_t now);
 static uint64_t ngx_http_passkey_token_claim_deadline(
     ngx_http_passkey_token_t *token, uint64_t now);
 static uint64_t ngx_http_passkey_token_now(void);
@@ -157,6 +160,21 @@ ngx_http_passkey_token_look(ngx_http_passkey_token_t *token,
     if (slot->len && now < slot->expires) {
         state = NGX_HTTP_PASSKEY_TOKEN_VALID;
 
+        /*
+         * time to renew it: one worker does, the others and the requests
+         * go on with the token meanwhile, and after a failed renewal
+         * until it expires, asking again once the back-off is over
+         */
+
+        if (now >= slot->renew
+            && token->call == NULL
+            && !(slot->refresher != 0 && now < slot->refresh_deadline)
+            && !(slot->failures && now < slot->retry))
+        {
+            state = NGX_HTTP_PASSKEY_TOKEN_RENEW;
+            ngx_http_passkey_token_claim(token, slot, now);
+        }
+
         if (w && ngx_http_passkey_token_read(slot, w) != NGX_OK) {
             state = NGX_HTTP_PASSKEY_TOKEN_ERROR;
         }
@@ -175,19 +193,28 @@ ngx_http_passkey_token_look(ngx_http_passkey_token_t *token,
 
     } else {
         state = NGX_HTTP_PASSKEY_TOKEN_FETCH;
-        slot->refresher = ngx_pid;
-        slot->refresh_deadline = ngx_http_passkey_token_claim_deadline(token,
-                                                                       now);
-
-        /* start with the secret that was accepted last, by any worker */
-
-        token->secret = token->authorization[1].len ? slot->secret : 0;
-        token->retried = 0;
+        ngx_http_passkey_token_claim(token, slot, now);
     }
 
     ngx_http_passkey_token_unlock(token);
 
     return state;
+}
+
+
+/* under the lock: this worker is to fetch the slot's token */
+
+static void
+ngx_http_passkey_token_claim(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_token_slot_t *slot, uint64_t now)
+{
+    slot->refresher = ngx_pid;
+    slot->refresh_deadline = ngx_http_passkey_token_claim_deadline(token, now);
+
+    /* start with the secret that was accepted last, by any worker */
+
+    token->secret = token->authorization[1].len ? slot->secret : 0;
+    token->retried = 0;
 }
 
 
@@ -213,11 +240,11 @@ ngx_http_passkey_token_copy(ngx_http_passkey_token_t *token,
 }
 
 
-/* a fetched token, valid for lifetime ms from now */
+/* a fetched token: renewed renew ms from now, used lifetime ms from now */
 
 ngx_int_t
 ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
-    ngx_str_t *access_token, uint64_t lifetime)
+    ngx_str_t *access_token, uint64_t renew, uint64_t lifetime)
 {
     uint64_t                        now;
     ngx_http_passkey_token_slot_t  *slot;
@@ -229,6 +256,7 @@ ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
 
     ngx_memcpy(slot->data, access_token->data, access_token->len);
     slot->len = access_token->len;
+    slot->renew = now + renew;
     slot->expires = now + lifetime;
     slot->fetched = now;
     slot->generation++;

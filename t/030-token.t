@@ -1,11 +1,12 @@
 # Access tokens: one client-credentials request serves many binds; the token
-# is renewed before it expires, and renewed once more when the API rejects
-# it (401); a 403 is the route's answer and leaves the token alone; a
-# static token from a file needs no token endpoint.  The token endpoint is
-# on the auth host (passkey_auth_url), not the API host.  Locations share a
-# token only when all their settings are the same.  After a failed fetch,
-# requests get its failure at once for a back-off; a request waits for a
-# fetch no longer than its own calls could take.
+# is renewed before it expires (ahead, in the background: a failed renewal
+# reaches no request while the token is used), and once more when the API
+# rejects it (401); a 403 is the route's answer and leaves the token alone;
+# a static token from a file needs no token endpoint.  The token endpoint
+# is on the auth host (passkey_auth_url), not the API host.  Locations
+# share a token only when all their settings are the same.  After a failed
+# fetch, requests get its failure at once for a back-off; a request waits
+# for a fetch no longer than its own calls could take.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
@@ -379,3 +380,29 @@ timeout and the timeout (2.2 s), and the fetch goes on for later binds.
  qr/"create_identity":1,.*"token":2\}/]
 --- block_error_log
 passkey: POST /identities failed: no access token within passkey_api_connect_timeout and passkey_api_timeout
+
+
+
+=== TEST 21: a failed renewal reaches no request while the token is used
+The 6 s token is renewed from 3 s on and used until 5.4 s. Its renewal
+fails (503): binds go on with it meanwhile, without waiting and without
+asking again during the back-off, and get the failure only once the
+token is no longer used and none can be fetched.
+--- fake_config
+{"expires_in":6}
+--- request eval
+[main::bind_req("u1"),
+ "POST /fake/faults\n{\"route\":\"token\",\"type\":\"status\",\"status\":503,\"count\":0}",
+ "GET /fake/sleep?ms=3200", main::bind_req("u2"), main::bind_req("u3"),
+ "GET /fake/stats", "GET /fake/sleep?ms=2400", main::bind_req("u4"),
+ "GET /fake/stats"]
+--- timeout: 10
+--- error_code eval
+[200, 200, 200, 200, 200, 200, 200, 502, 200]
+--- response_body_like eval
+[qr/"job_id"/, qr/"ok":true/, qr/slept/, qr/"job_id"/, qr/"job_id"/,
+ qr/"create_job":3,.*"token":2\}/, qr/slept/, qr/"code":"api_unreachable"/,
+ qr/"create_job":3,.*"token":3\}/]
+--- block_error_log eval
+[qr/passkey: access token requests to "\S+" are paused for 1000 ms/,
+ qr/passkey: access token requests to "\S+" are paused for 2000 ms/]
