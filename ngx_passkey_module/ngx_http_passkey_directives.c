@@ -575,6 +575,48 @@ ngx_http_passkey_conf_set_time_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
 
 
 /*
+ * ngx_conf_set_enum_slot(), whose own error names neither the directive
+ * nor the values it takes
+ */
+
+char *
+ngx_http_passkey_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    u_char           *p, *last;
+    ngx_str_t        *value;
+    ngx_conf_enum_t  *e, *first;
+    u_char            names[NGX_MAX_CONF_ERRSTR];
+
+    value = cf->args->elts;
+    first = cmd->post;
+
+    for (e = first; e->name.len; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strcasecmp(e->name.data, value[1].data) == 0)
+        {
+            return ngx_conf_set_enum_slot(cf, cmd, conf);
+        }
+    }
+
+    p = names;
+    last = names + sizeof(names);
+
+    for (e = first; e->name.len; e++) {
+        p = ngx_slprintf(p, last, "%s\"%V\"",
+                         (e == first) ? "" : (e[1].name.len ? ", " : " or "),
+                         &e->name);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\": expected %*s",
+                       &value[1], &cmd->name, (size_t) (p - names), names);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
  * The post handler of sizes and times (ngx_conf_set_size_slot(),
  * ngx_conf_set_msec_slot(), the time or "off" above): the value as
  * written, and the range in the units the documentation uses.

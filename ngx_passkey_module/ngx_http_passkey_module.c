@@ -293,14 +293,14 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_bind_mode"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_passkey_conf_set_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, bind_mode),
       &ngx_http_passkey_bind_modes },
 
     { ngx_string("passkey_signup_existing"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_passkey_conf_set_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, signup_existing),
       &ngx_http_passkey_signup_existing },
@@ -314,7 +314,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_bind_format"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_passkey_conf_set_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, bind_format),
       &ngx_http_passkey_bind_formats },
@@ -342,7 +342,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_redis_down"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_passkey_conf_set_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, redis_down),
       &ngx_http_passkey_redis_down },
@@ -377,7 +377,7 @@ static ngx_command_t  ngx_http_passkey_commands[] = {
 
     { ngx_string("passkey_invoke_unknown_jobs"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_passkey_conf_set_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_passkey_loc_conf_t, invoke_unknown),
       &ngx_http_passkey_invoke_unknown },

@@ -429,6 +429,8 @@ char *ngx_http_passkey_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_passkey_conf_set_time_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+char *ngx_http_passkey_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_passkey_conf_check_bounds(ngx_conf_t *cf, void *post,
     void *data);
 

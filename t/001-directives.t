@@ -726,7 +726,62 @@ invalid value "forever" in "passkey_identity_cache": expected a time such as 10s
 
 
 
-=== TEST 51: a secret never shows in nginx -T
+=== TEST 51: passkey_bind_mode lists its values
+--- http_config
+    # passkey: no defaults
+    passkey_bind_mode open;
+--- config
+--- must_die
+--- error_log
+invalid value "open" in "passkey_bind_mode": expected "signup" or "authenticated"
+
+
+
+=== TEST 52: passkey_signup_existing lists its values
+--- http_config
+    # passkey: no defaults
+    passkey_signup_existing ignore;
+--- config
+--- must_die
+--- error_log
+invalid value "ignore" in "passkey_signup_existing": expected "refuse" or "email"
+
+
+
+=== TEST 53: passkey_bind_format lists its values
+--- http_config
+    # passkey: no defaults
+    passkey_bind_format snake_case;
+--- config
+--- must_die
+--- error_log
+invalid value "snake_case" in "passkey_bind_format": expected "passkey", "beyond_identity" or "camel_case"
+
+
+
+=== TEST 54: passkey_redis_down lists its values
+--- http_config
+    # passkey: no defaults
+    passkey_redis_down retry;
+--- config
+--- must_die
+--- error_log
+invalid value "retry" in "passkey_redis_down": expected "refuse" or "allow"
+
+
+
+=== TEST 55: passkey_invoke_unknown_jobs lists its values
+--- http_config
+    # passkey: no defaults
+    passkey_invoke_unknown_jobs allow;
+--- config
+--- must_die
+--- error_log
+invalid value "allow" in "passkey_invoke_unknown_jobs": expected "verify" or "refuse"
+
+
+
+=== TEST 56: a secret never shows in nginx -T
 --- config
     location = /t {
         return 200 "ok\n";
