@@ -19,6 +19,8 @@ static ngx_int_t ngx_http_passkey_request_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_passkey_lowercase_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_passkey_network_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_passkey_vars[] = {
@@ -55,6 +57,9 @@ static ngx_http_variable_t  ngx_http_passkey_vars[] = {
     { ngx_string("passkey_email"), NULL, ngx_http_passkey_lowercase_variable,
       offsetof(ngx_http_passkey_vars_t, email),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("passkey_client_network"), NULL,
+      ngx_http_passkey_network_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("passkey_request"), NULL,
       ngx_http_passkey_request_variable, 1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -253,6 +258,74 @@ ngx_http_passkey_request_variable(ngx_http_request_t *r,
         }
     }
 
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The client as passkey_limit should count it: an IPv4 address whole, an
+ * IPv6 address as its /64.  One subscriber usually holds a whole /64 and
+ * may use any address in it, so a limit keyed by the full IPv6 address
+ * is one such client can step around at will.  An IPv4-mapped IPv6
+ * address is its IPv4 address.  The address is the one nginx has for the
+ * client, the realip module's if it set one.
+ */
+
+static ngx_int_t
+ngx_http_passkey_network_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p;
+    size_t                n;
+    ngx_connection_t     *c;
+#if (NGX_HAVE_INET6)
+    u_char               *a;
+    struct sockaddr_in6  *sin6;
+    u_char                net[16];
+#endif
+
+    c = r->connection;
+
+#if (NGX_HAVE_INET6)
+    if (c->sockaddr->sa_family == AF_INET6) {
+        sin6 = (struct sockaddr_in6 *) c->sockaddr;
+        a = sin6->sin6_addr.s6_addr;
+
+        p = ngx_pnalloc(r->pool, NGX_INET6_ADDRSTRLEN + sizeof("/64") - 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            n = ngx_sprintf(p, "%ud.%ud.%ud.%ud", a[12], a[13], a[14], a[15])
+                - p;
+
+        } else {
+            ngx_memcpy(net, a, 8);
+            ngx_memzero(net + 8, 8);
+
+            n = ngx_inet6_ntop(net, p, NGX_INET6_ADDRSTRLEN);
+            n = ngx_cpymem(p + n, "/64", sizeof("/64") - 1) - p;
+        }
+
+        v->len = n;
+        v->data = p;
+        v->valid = 1;
+        v->no_cacheable = 1;
+        v->not_found = 0;
+
+        return NGX_OK;
+    }
+#endif
+
+    /* IPv4, or a unix socket's "unix:" */
+
+    v->len = c->addr_text.len;
+    v->data = c->addr_text.data;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

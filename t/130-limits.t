@@ -570,3 +570,37 @@ invalid parameter "rate=5/fortnight" in "passkey_limit"
 --- must_die
 --- error_log
 "passkey_limit" directive is used more than 8 times in one place
+
+
+
+=== TEST 18: $passkey_client_network: an IPv6 client counts as its /64
+Behind the realip module, as behind a proxy.  Addresses of one /64 share
+a bucket; another /64 has its own; IPv4 addresses stay whole.
+--- config
+    set_real_ip_from 127.0.0.1;
+    real_ip_header X-Real-IP;
+
+    location = /net {
+        return 200 "$passkey_client_network\n";
+    }
+
+    location = /passkey/bind {
+        passkey_limit $passkey_client_network rate=2/h;
+        passkey_bind;
+    }
+--- request eval
+["GET /net", "GET /net", "GET /net", "GET /net", "GET /net",
+ map({ main::bind_req("net$_") } 1 .. 5)]
+--- more_headers eval
+[map({ $_ eq '' ? '' : "X-Real-IP: $_" }
+     '2001:db8:1:2:3:4:5:6', '2001:DB8:1:2::', '::ffff:192.0.2.1',
+     '192.0.2.7', ''),
+ map({ "Content-Type: application/json\r\nX-Real-IP: $_" }
+     '2001:db8:1:2::1', '2001:db8:1:2:ffff::9', '2001:db8:1:2::77',
+     '2001:db8:1:3::1', '192.0.2.7')]
+--- error_code eval
+[200, 200, 200, 200, 200, 200, 200, 429, 200, 200]
+--- response_body_like eval
+["^2001:db8:1:2::/64\n\$", "^2001:db8:1:2::/64\n\$", "^192\\.0\\.2\\.1\n\$",
+ "^192\\.0\\.2\\.7\n\$", "^127\\.0\\.0\\.1\n\$",
+ qr/"job_id"/, qr/"job_id"/, $main::Limited, qr/"job_id"/, qr/"job_id"/]
