@@ -446,7 +446,7 @@ ngx_http_passkey_token_fetch(ngx_http_passkey_token_t *token, ngx_log_t *log)
 {
     if (ngx_http_passkey_token_refresh(token, log) != NGX_OK) {
         (void) ngx_http_passkey_token_failed(token,
-                                             NGX_HTTP_PASSKEY_API_INTERNAL);
+                                             NGX_HTTP_PASSKEY_API_INTERNAL, 0);
         return NGX_ERROR;
     }
 
@@ -512,19 +512,35 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
 {
     ngx_http_passkey_token_t *token = call->data;
 
+    ngx_int_t                       n;
     ngx_uint_t                      rejected;
-    ngx_msec_t                      backoff;
+    ngx_msec_t                      backoff, wait;
     const char                     *error;
     ngx_http_passkey_api_result_e   result;
 
     token->call = NULL;
     error = call->error;
     rejected = 0;
+    wait = 0;
 
     switch (call->result) {
 
     case NGX_HTTP_PASSKEY_HTTP_OK:
         result = ngx_http_passkey_token_parse(token, call, &rejected, &error);
+
+        /* delta-seconds: an HTTP-date was made one by the HTTP layer */
+
+        if (result != NGX_HTTP_PASSKEY_API_OK && call->retry_after.len) {
+            n = ngx_atoi(call->retry_after.data, call->retry_after.len);
+
+            if (n >= NGX_HTTP_PASSKEY_BACKOFF_ASKED / 1000) {
+                wait = NGX_HTTP_PASSKEY_BACKOFF_ASKED;
+
+            } else if (n > 0) {
+                wait = (ngx_msec_t) n * 1000;
+            }
+        }
+
         break;
 
     case NGX_HTTP_PASSKEY_HTTP_TIMEOUT:
@@ -572,7 +588,7 @@ ngx_http_passkey_token_refreshed(ngx_http_passkey_http_call_t *call)
     ngx_http_passkey_metrics_token(result == NGX_HTTP_PASSKEY_API_OK);
 
     if (result != NGX_HTTP_PASSKEY_API_OK) {
-        backoff = ngx_http_passkey_token_failed(token, result);
+        backoff = ngx_http_passkey_token_failed(token, result, wait);
 
         if (backoff) {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,

@@ -28,6 +28,9 @@
 #define NGX_HTTP_PASSKEY_BACKOFF_MIN    1000
 #define NGX_HTTP_PASSKEY_BACKOFF_MAX    30000
 
+/* or as long as the token endpoint's Retry-After says, up to 5 minutes */
+#define NGX_HTTP_PASSKEY_BACKOFF_ASKED  300000
+
 
 /* what a look at a token's slot found */
 typedef enum {
@@ -80,7 +83,7 @@ ngx_int_t ngx_http_passkey_token_copy(ngx_http_passkey_token_t *token,
 ngx_int_t ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
     ngx_str_t *access_token, uint64_t renew, uint64_t lifetime);
 ngx_msec_t ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
-    ngx_http_passkey_api_result_e result);
+    ngx_http_passkey_api_result_e result, ngx_msec_t wait);
 ngx_int_t ngx_http_passkey_token_extend(ngx_http_passkey_token_t *token);
 ngx_int_t ngx_http_passkey_token_age(ngx_http_passkey_token_t *token,
     ngx_msec_t *age, ngx_uint_t *valid);

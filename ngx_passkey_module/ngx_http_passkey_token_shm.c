@@ -273,14 +273,15 @@ ngx_http_passkey_token_keep(ngx_http_passkey_token_t *token,
 /*
  * A fetch of this worker's ended without a token.  The claim is given up,
  * and unless the failure was this worker's own (out of memory), the slot
- * remembers it: for 1 s, doubled at each failure in a row up to 30 s, no
- * worker asks the token endpoint again, and requests get the same failure
- * at once.  Returns that back-off, or 0.
+ * remembers it: for 1 s, doubled at each failure in a row up to 30 s, or
+ * for the wait the token endpoint asked for if that is longer, no worker
+ * asks the token endpoint again, and requests get the same failure at
+ * once.  Returns that back-off, or 0.
  */
 
 ngx_msec_t
 ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
-    ngx_http_passkey_api_result_e result)
+    ngx_http_passkey_api_result_e result, ngx_msec_t wait)
 {
     uint64_t                        now;
     ngx_uint_t                      i;
@@ -311,6 +312,7 @@ ngx_http_passkey_token_failed(ngx_http_passkey_token_t *token,
         }
 
         backoff = ngx_min(backoff, NGX_HTTP_PASSKEY_BACKOFF_MAX);
+        backoff = ngx_max(backoff, wait);
 
         slot->failure = result;
         slot->retry = now + backoff;

@@ -406,3 +406,22 @@ token is no longer used and none can be fetched.
 --- block_error_log eval
 [qr/passkey: access token requests to "\S+" are paused for 1000 ms/,
  qr/passkey: access token requests to "\S+" are paused for 2000 ms/]
+
+
+
+=== TEST 22: the token endpoint's Retry-After lengthens the back-off
+It asks for 3 s, longer than the first back-off (1 s): a bind after
+1.5 s still gets the failure at once, and the endpoint is not asked again.
+--- fault
+{"route":"token","type":"status","status":429,"retry_after":"3","count":0}
+--- request eval
+[main::bind_req("w1"), "GET /fake/sleep?ms=1500", main::bind_req("w2"),
+ "GET /fake/stats"]
+--- error_code eval
+[502, 200, 502, 200]
+--- response_body_like eval
+[qr/"code":"api_unreachable"/, qr/slept/, qr/"code":"api_unreachable"/,
+ qr/"create_identity":0,.*"token":1\}/]
+--- block_error_log eval
+[qr/passkey: access token requests to "\S+" are paused for 3000 ms/,
+ qr/passkey: POST \/identities failed: access token requests are paused for \d+ ms after 1 failure in a row/]
