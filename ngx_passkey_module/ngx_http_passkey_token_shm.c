@@ -13,15 +13,20 @@
 
 /*
  * The passkey_tokens zone: one slot per set of credentials, which every
- * worker reads and one at a time fills.  Each function here takes the
- * zone's lock once and does all its work under that one hold, the check of
- * the slot's key included: between two holds a worker of another
- * configuration (a reload) may reset the slot for its own credentials.
+ * worker reads and one at a time fills.  A slot is found by the key of
+ * its credentials, not by their place in the configuration: during a
+ * reload, old and new workers use the zone at once, and the new
+ * configuration may list the same credentials in another order or others
+ * beside them.  There are two slots per set of credentials, one for each
+ * generation of workers.  Each function here takes the zone's lock once
+ * and does all its work under that one hold, the search for the slot
+ * included: between two holds a slot may be given to other credentials.
  */
 
 
 typedef struct {
     u_char                            key[NGX_HTTP_PASSKEY_DIGEST_HEX_LEN];
+    uint64_t                          used;       /* the last lock hold */
     ngx_pid_t                         refresher;
     uint64_t                          refresh_deadline;
     uint64_t                          renew;      /* from then on: renew */
@@ -50,6 +55,8 @@ static ngx_int_t ngx_http_passkey_token_init_shm(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_http_passkey_token_slot_t *ngx_http_passkey_token_lock(
     ngx_http_passkey_token_t *token, uint64_t *now);
+static ngx_http_passkey_token_slot_t *ngx_http_passkey_token_find(
+    ngx_http_passkey_token_t *token, ngx_http_passkey_token_sh_t *sh);
 static void ngx_http_passkey_token_unlock(ngx_http_passkey_token_t *token);
 static ngx_int_t ngx_http_passkey_token_read(
     ngx_http_passkey_token_slot_t *slot, ngx_http_passkey_token_wait_t *w);
@@ -72,7 +79,7 @@ ngx_http_passkey_token_init_zone(ngx_conf_t *cf,
     }
 
     size = 8 * ngx_pagesize + sizeof(ngx_http_passkey_token_sh_t)
-           + pmcf->tokens.nelts * sizeof(ngx_http_passkey_token_slot_t);
+           + 2 * pmcf->tokens.nelts * sizeof(ngx_http_passkey_token_slot_t);
 
     size = ngx_align(size, ngx_pagesize);
 
@@ -100,7 +107,7 @@ ngx_http_passkey_token_init_shm(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_passkey_token_sh_t  *sh;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-    n = pmcf->tokens.nelts;
+    n = 2 * pmcf->tokens.nelts;
 
     /*
      * slots carry the key of their credentials, so a zone kept over a
@@ -413,6 +420,7 @@ ngx_http_passkey_token_invalidate(ngx_http_passkey_token_t *token,
 static ngx_http_passkey_token_slot_t *
 ngx_http_passkey_token_lock(ngx_http_passkey_token_t *token, uint64_t *now)
 {
+    uint64_t                        t;
     ngx_slab_pool_t                *shpool;
     ngx_http_passkey_token_sh_t    *sh;
     ngx_http_passkey_token_slot_t  *slot;
@@ -424,24 +432,63 @@ ngx_http_passkey_token_lock(ngx_http_passkey_token_t *token, uint64_t *now)
     shpool = (ngx_slab_pool_t *) token->pmcf->token_zone->shm.addr;
     sh = shpool->data;
 
-    if (token->index >= sh->nslots) {
-        return NULL;
-    }
-
-    slot = &sh->slots[token->index];
+    t = ngx_http_passkey_token_now();
 
     if (now) {
-        *now = ngx_http_passkey_token_now();
+        *now = t;
     }
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (ngx_memcmp(slot->key, token->key, sizeof(slot->key)) != 0) {
-        ngx_memzero(slot, sizeof(ngx_http_passkey_token_slot_t));
-        ngx_memcpy(slot->key, token->key, sizeof(slot->key));
-    }
+    slot = ngx_http_passkey_token_find(token, sh);
+    slot->used = t;
 
     return slot;
+}
+
+
+/*
+ * Under the lock: the slot of the token's credentials, where this worker
+ * found it last or anywhere else; without one, a slot no worker has
+ * looked at for the longest time (one never used first), reset for them.
+ */
+
+static ngx_http_passkey_token_slot_t *
+ngx_http_passkey_token_find(ngx_http_passkey_token_t *token,
+    ngx_http_passkey_token_sh_t *sh)
+{
+    ngx_uint_t                      i;
+    ngx_http_passkey_token_slot_t  *slot, *oldest;
+
+    if (token->index < sh->nslots) {
+        slot = &sh->slots[token->index];
+
+        if (ngx_memcmp(slot->key, token->key, sizeof(slot->key)) == 0) {
+            return slot;
+        }
+    }
+
+    oldest = &sh->slots[0];
+
+    for (i = 0; i < sh->nslots; i++) {
+        slot = &sh->slots[i];
+
+        if (ngx_memcmp(slot->key, token->key, sizeof(slot->key)) == 0) {
+            token->index = i;
+            return slot;
+        }
+
+        if (slot->used < oldest->used) {
+            oldest = slot;
+        }
+    }
+
+    ngx_memzero(oldest, sizeof(ngx_http_passkey_token_slot_t));
+    ngx_memcpy(oldest->key, token->key, sizeof(oldest->key));
+
+    token->index = oldest - sh->slots;
+
+    return oldest;
 }
 
 

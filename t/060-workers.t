@@ -1,11 +1,13 @@
 # With a master and two workers: the access token is shared through shared
 # memory, a 403 leaves it alone in every worker, a failed fetch holds back
-# every worker for a moment, and a graceful reload or quit lets a call in
-# flight finish.
+# every worker for a moment, a graceful reload or quit lets a call in
+# flight finish, and a reload that moves the credentials keeps their
+# tokens.
 
 use t::Passkey;
 use Test::Nginx::Socket 'no_plan';
 use POSIX ();
+use HTTP::Tiny;
 use Time::HiRes qw(sleep);
 
 master_on();
@@ -51,6 +53,59 @@ sub bind_req {
     my ($user) = @_;
     return "POST /passkey/bind\n{\"username\":\"$user\"}";
 }
+
+our %Flows;
+
+sub get {
+    my ($path) = @_;
+    return HTTP::Tiny->new(timeout => 10)->get(
+        "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}$path");
+}
+
+sub post_bind {
+    my ($path, $user) = @_;
+    return HTTP::Tiny->new(timeout => 10)->post(
+        "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}$path",
+        { headers => { 'Content-Type' => 'application/json' },
+          content => qq({"username":"$user"}) })->{status};
+}
+
+sub token_requests {
+    my ($stats) = get('/fake/stats')->{content} =~ /"token":(\d+)/;
+    return $stats // -1;
+}
+
+# the locations' credentials trade places: the token of each set stays in
+# the zone, where the new workers find it by its key, not by its place
+$Flows{'a reload that moves the credentials keeps their tokens'} = sub {
+    my ($block, $name) = @_;
+
+    Test::More::is(post_bind('/a/passkey/bind', 'mv1'), 200, "$name - bind a");
+    Test::More::is(post_bind('/b/passkey/bind', 'mv2'), 200, "$name - bind b");
+
+    my $before = token_requests();
+
+    Test::More::ok(reload_nginx(sub {
+        my ($conf) = @_;
+        $conf =~ s/passkey_api_timeout 7s/passkey_api_timeout 9s/;
+        $conf =~ s/passkey_api_timeout 8s/passkey_api_timeout 7s/;
+        $conf =~ s/passkey_api_timeout 9s/passkey_api_timeout 8s/;
+        $conf =~ s/return 200 "generation 1\\n"/return 200 "generation 2\\n"/;
+        return $conf;
+    }, sub { get('/generation')->{content} eq "generation 2\n" }),
+                   "$name - reloaded");
+
+    Test::More::is(post_bind('/a/passkey/bind', 'mv3'), 200, "$name - bind a");
+    Test::More::is(post_bind('/b/passkey/bind', 'mv4'), 200, "$name - bind b");
+
+    # the new workers' fetch at start, had they found no token, is done
+    sleep 0.5;
+
+    Test::More::is(token_requests(), $before,
+                   "$name - no token requested again ($before before)");
+};
+
+run_flows(\%Flows);
 
 run_tests();
 
@@ -123,3 +178,25 @@ retrying with a new access token
 [(502) x 8, 200]
 --- response_body_like eval
 [(qr/"code":"api_unreachable"/) x 8, qr/"create_identity":0,.*"token":[1-4]\}/]
+
+
+
+=== TEST 6: a reload that moves the credentials keeps their tokens
+--- config
+    location = /a/passkey/bind {
+        passkey_api_timeout 7s;
+        passkey_bind;
+    }
+
+    location = /b/passkey/bind {
+        passkey_api_timeout 8s;
+        passkey_bind;
+    }
+
+    location = /generation {
+        return 200 "generation 1\n";
+    }
+--- request
+GET /generation
+--- response_body
+generation 1

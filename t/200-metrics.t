@@ -646,26 +646,9 @@ $Flows{'metrics alone'} = sub {
 # the new workers: until GET $path answers $status
 sub reload {
     my ($edit, $path, $status) = @_;
-    my $file = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '/conf/nginx.conf';
 
-    open my $fh, '<', $file or die "$file: $!";
-    my $conf = do { local $/; <$fh> };
-    close $fh;
-
-    $conf = $edit->($conf);
-
-    open $fh, '>', $file or die "$file: $!";
-    print $fh $conf;
-    close $fh;
-
-    kill 'HUP', nginx_pid();
-
-    for (1 .. 100) {
-        return 1 if $Ua->get(url($path))->{status} == $status;
-        sleep 0.1;
-    }
-
-    return 0;
+    return reload_nginx($edit,
+                        sub { $Ua->get(url($path))->{status} == $status });
 }
 
 

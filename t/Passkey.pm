@@ -33,7 +33,8 @@ use Fcntl qw(:flock);
 use JSON::PP ();
 
 our @EXPORT = qw(redis_cmd block_tenant block_prefix run_flows read_response
-                 redis_jobs sdk_record_link sdk_links_in nginx_pid);
+                 redis_jobs sdk_record_link sdk_links_in nginx_pid
+                 reload_nginx);
 use base 'Exporter';
 
 BEGIN {
@@ -387,6 +388,33 @@ sub nginx_pid {
     }
 
     die "nginx wrote no pid file ($file)\n";
+}
+
+# A graceful reload of the block's nginx with its configuration as $edit
+# returns it (called with the text), then a wait of up to 10 s for $ready
+# to return true: the new workers serve.  True if they did.
+sub reload_nginx {
+    my ($edit, $ready) = @_;
+    my $file = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '/conf/nginx.conf';
+
+    open my $fh, '<', $file or die "$file: $!";
+    my $conf = do { local $/; <$fh> };
+    close $fh;
+
+    $conf = $edit->($conf);
+
+    open $fh, '>', $file or die "$file: $!";
+    print $fh $conf;
+    close $fh;
+
+    kill 'HUP', nginx_pid();
+
+    for (1 .. 100) {
+        return 1 if $ready->();
+        select(undef, undef, undef, 0.1);
+    }
+
+    return 0;
 }
 
 # A minimal RESP client for assertions on what the module stored.
