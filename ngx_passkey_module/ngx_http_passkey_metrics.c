@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_passkey_metrics_init_shm(ngx_shm_zone_t *shm_zone,
     void *data);
 static uint32_t ngx_http_passkey_metrics_server_key(
     ngx_http_passkey_redis_server_t *server);
+static ngx_uint_t ngx_http_passkey_metrics_settle(
+    ngx_http_passkey_metrics_sh_t *sh);
 static ngx_int_t ngx_http_passkey_metrics_endpoint(ngx_http_request_t *r);
 static ngx_http_passkey_metrics_server_t *ngx_http_passkey_metrics_server(
     ngx_http_passkey_redis_server_t *server, ngx_uint_t *index);
@@ -128,10 +130,18 @@ ngx_msec_t  ngx_http_passkey_metrics_redis_bounds[] = {
 };
 
 
-/* per worker: the zone, the configured servers, the connections to each */
+/*
+ * per worker: the zone, the configured servers, and this process's entry
+ * of the ledger, which it alone changes: the claims it holds, then its
+ * connections to each server
+ */
 static ngx_http_passkey_metrics_sh_t  *ngx_http_passkey_metrics_sh;
 static ngx_array_t                    *ngx_http_passkey_metrics_servers;
-static ngx_uint_t                     *ngx_http_passkey_metrics_up;
+static ngx_atomic_int_t               *ngx_http_passkey_metrics_mine;
+
+
+#define ngx_http_passkey_metrics_ledger_size(n)                               \
+    (NGX_MAX_PROCESSES * (1 + (n)) * sizeof(ngx_atomic_int_t))
 
 
 ngx_int_t
@@ -149,7 +159,8 @@ ngx_http_passkey_metrics_init_zone(ngx_conf_t *cf)
 
     size = 8 * ngx_pagesize + sizeof(ngx_http_passkey_metrics_sh_t)
            + pmcf->redis_servers.nelts
-             * sizeof(ngx_http_passkey_metrics_server_t);
+             * sizeof(ngx_http_passkey_metrics_server_t)
+           + ngx_http_passkey_metrics_ledger_size(pmcf->redis_servers.nelts);
 
     size = ngx_align(size, ngx_pagesize);
 
@@ -210,6 +221,7 @@ ngx_http_passkey_metrics_init_shm(ngx_shm_zone_t *shm_zone, void *data)
             return NGX_OK;
         }
 
+        ngx_slab_free(shpool, sh->ledger);
         ngx_slab_free(shpool, sh);
         shpool->data = NULL;
     }
@@ -222,6 +234,12 @@ ngx_http_passkey_metrics_init_shm(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     sh->nservers = n ? n : 1;
+
+    sh->ledger = ngx_slab_calloc(shpool,
+                                 ngx_http_passkey_metrics_ledger_size(n));
+    if (sh->ledger == NULL) {
+        return NGX_ERROR;
+    }
 
     for (i = 0; i < n; i++) {
         sh->servers[i].key = ngx_http_passkey_metrics_server_key(servers[i]);
@@ -277,8 +295,9 @@ ngx_http_passkey_metrics_zone(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_passkey_metrics_init_process(ngx_cycle_t *cycle)
 {
-    ngx_slab_pool_t               *shpool;
-    ngx_http_passkey_main_conf_t  *pmcf;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_passkey_metrics_sh_t  *sh;
+    ngx_http_passkey_main_conf_t   *pmcf;
 
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_passkey_module);
@@ -288,28 +307,71 @@ ngx_http_passkey_metrics_init_process(ngx_cycle_t *cycle)
     }
 
     shpool = (ngx_slab_pool_t *) pmcf->metrics_zone->shm.addr;
+    sh = shpool->data;
 
-    ngx_http_passkey_metrics_sh = shpool->data;
+    ngx_http_passkey_metrics_sh = sh;
     ngx_http_passkey_metrics_servers = &pmcf->redis_servers;
+    ngx_http_passkey_metrics_mine = sh->ledger
+                                    + ngx_process_slot * (1 + sh->nservers);
 
-    ngx_http_passkey_metrics_up = ngx_pcalloc(cycle->pool,
-                                              (pmcf->redis_servers.nelts + 1)
-                                              * sizeof(ngx_uint_t));
-    if (ngx_http_passkey_metrics_up == NULL) {
-        return NGX_ERROR;
+    /*
+     * a worker that died (a crash, a kill) could not take back what it
+     * added to the gauges; the master starts its successor in its slot
+     */
+
+    if (ngx_http_passkey_metrics_settle(sh)) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "passkey: took back the claims and Redis connections "
+                      "that a worker which did not exit counted in "
+                      "passkey_metrics");
     }
 
     return NGX_OK;
 }
 
 
-/* this worker's connections are gone with it */
+/*
+ * Takes this process's entry of the ledger out of the gauges, and returns
+ * whether there was anything to take.
+ */
+
+static ngx_uint_t
+ngx_http_passkey_metrics_settle(ngx_http_passkey_metrics_sh_t *sh)
+{
+    ngx_uint_t         i, n;
+    ngx_atomic_int_t  *mine;
+
+    mine = ngx_http_passkey_metrics_mine;
+    n = 0;
+
+    if (mine[0]) {
+        (void) ngx_atomic_fetch_add(&sh->claims, -mine[0]);
+        mine[0] = 0;
+        n++;
+    }
+
+    for (i = 0; i < sh->nservers; i++) {
+        if (mine[1 + i]) {
+            (void) ngx_atomic_fetch_add(&sh->servers[i].connections,
+                                        -mine[1 + i]);
+            mine[1 + i] = 0;
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * this worker's connections are gone with it, and so are the claims of a
+ * fast exit's requests
+ */
 
 void
 ngx_http_passkey_metrics_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                        i;
-    ngx_http_passkey_metrics_sh_t    *sh;
+    ngx_http_passkey_metrics_sh_t  *sh;
 
     sh = ngx_http_passkey_metrics_sh;
 
@@ -317,14 +379,7 @@ ngx_http_passkey_metrics_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    for (i = 0; i < ngx_http_passkey_metrics_servers->nelts; i++) {
-        if (ngx_http_passkey_metrics_up[i]) {
-            (void) ngx_atomic_fetch_add(&sh->servers[i].connections,
-                                        - (ngx_atomic_int_t)
-                                          ngx_http_passkey_metrics_up[i]);
-            ngx_http_passkey_metrics_up[i] = 0;
-        }
-    }
+    (void) ngx_http_passkey_metrics_settle(sh);
 
     ngx_http_passkey_metrics_sh = NULL;
 }
@@ -560,6 +615,7 @@ ngx_http_passkey_metrics_claim(ngx_int_t n)
 
     if (sh != NULL) {
         (void) ngx_atomic_fetch_add(&sh->claims, n);
+        ngx_http_passkey_metrics_mine[0] += n;
     }
 }
 
@@ -673,7 +729,7 @@ ngx_http_passkey_metrics_redis_conn(ngx_http_passkey_redis_server_t *server,
     switch (event) {
 
     case NGX_HTTP_PASSKEY_METRICS_CONN_UP:
-        ngx_http_passkey_metrics_up[i]++;
+        ngx_http_passkey_metrics_mine[1 + i]++;
         (void) ngx_atomic_fetch_add(&ms->connections, 1);
         (void) ngx_atomic_fetch_add(&ms->connects, 1);
         break;
@@ -683,8 +739,8 @@ ngx_http_passkey_metrics_redis_conn(ngx_http_passkey_redis_server_t *server,
         break;
 
     default: /* NGX_HTTP_PASSKEY_METRICS_CONN_DOWN */
-        if (ngx_http_passkey_metrics_up[i]) {
-            ngx_http_passkey_metrics_up[i]--;
+        if (ngx_http_passkey_metrics_mine[1 + i]) {
+            ngx_http_passkey_metrics_mine[1 + i]--;
             (void) ngx_atomic_fetch_add(&ms->connections, -1);
         }
 

@@ -108,6 +108,12 @@ typedef struct {
     ngx_atomic_t                      token_refreshes[2];   /* failed, ok */
     ngx_atomic_t                      claims;
 
+    /*
+     * what each process adds to the gauges now, by its process slot: the
+     * claims held, then the connections to each server (nservers)
+     */
+    ngx_atomic_int_t                 *ledger;
+
     ngx_uint_t                        nservers;
     ngx_http_passkey_metrics_server_t  servers[1];
 } ngx_http_passkey_metrics_sh_t;

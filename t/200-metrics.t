@@ -490,6 +490,77 @@ $Flows{'a request in flight holds its claim'} = sub {
 };
 
 
+# the processes the master started
+sub children_of {
+    my ($parent) = @_;
+    my @pids;
+
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // '';
+        close $fh;
+        push @pids, $1
+            if $line =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $parent;
+    }
+
+    return @pids;
+}
+
+$Flows{'a killed worker leaves no gauge behind'} = sub {
+    my ($block, $name) = @_;
+
+    my $b = scrape();
+    my $master = nginx_pid();
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $ENV{TEST_NGINX_SERVER_PORT},
+                                  Timeout => 30)
+        or die "cannot connect: $!";
+    my $body = '{"username":"killed-one"}';
+    print $s "POST /passkey/signup HTTP/1.1\r\nHost: localhost\r\n"
+             . "Content-Type: application/json\r\n"
+             . "Content-Length: " . length($body) . "\r\n\r\n$body";
+
+    # the bind holds its claim and a Redis connection while the API waits
+    my $m;
+    for (1 .. 60) {
+        $m = scrape();
+        last if $m->{passkey_claims_held} > $b->{passkey_claims_held};
+        sleep 0.05;
+    }
+
+    my $conns = 'passkey_redis_connections{server="127.0.0.1:'
+                . "$ENV{TEST_NGINX_REDIS_PORT}\"}";
+
+    Test::More::is($m->{passkey_claims_held}, $b->{passkey_claims_held} + 1,
+                   "$name - a claim held");
+    Test::More::cmp_ok($m->{$conns}, '>=', 1, "$name - a connection open");
+
+    my @workers = children_of($master);
+    Test::More::is(scalar @workers, 2, "$name - two workers");
+    kill 'KILL', @workers;
+    close $s;
+
+    # their successors take back what they counted; until one connects
+    # again, no connection is open
+    my $ok;
+    for (1 .. 100) {
+        my @now = children_of($master);
+        $m = eval { scrape() };
+        my %old = map { $_ => 1 } @workers;
+        $ok = $m && @now == 2 && !grep { $old{$_} } @now;
+        last if $ok && $m->{passkey_claims_held} == $b->{passkey_claims_held}
+                && ($m->{$conns} // 0) == 0;
+        sleep 0.1;
+    }
+
+    Test::More::ok($ok, "$name - the master started two workers again");
+    Test::More::is($m->{passkey_claims_held}, $b->{passkey_claims_held},
+                   "$name - no claim held");
+    Test::More::is($m->{$conns} // 0, 0, "$name - no connection open");
+};
+
+
 $Flows{'Redis that is not there, or hangs'} = sub {
     my ($block, $name) = @_;
 
@@ -892,3 +963,15 @@ only one passkey handler may be used in a location
 [alert]
 [crit]
 [emerg]
+
+
+
+=== TEST 16: a killed worker leaves no gauge behind
+--- fault
+{"route":"create_identity","type":"delay","delay_ms":3000}
+--- config
+    location = /passkey/signup {
+        passkey_bind;
+    }
+--- error_log
+passkey: took back the claims and Redis connections that a worker
