@@ -450,19 +450,28 @@ $Flows{'API failures are counted by how they failed'} = sub {
 };
 
 
-$Flows{'a request in flight holds its claim'} = sub {
-    my ($block, $name) = @_;
-
-    my $b = scrape();
+# a sign-up sent on a connection of its own, its answer not read yet
+sub start_signup {
+    my ($user) = @_;
 
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                   PeerPort => $ENV{TEST_NGINX_SERVER_PORT},
                                   Timeout => 30)
         or die "cannot connect: $!";
-    my $body = '{"username":"claim-one"}';
+    my $body = qq({"username":"$user"});
     print $s "POST /passkey/signup HTTP/1.1\r\nHost: localhost\r\n"
              . "Content-Type: application/json\r\n"
              . "Content-Length: " . length($body) . "\r\n\r\n$body";
+
+    return $s;
+}
+
+$Flows{'a request in flight holds its claim'} = sub {
+    my ($block, $name) = @_;
+
+    my $b = scrape();
+
+    my $s = start_signup('claim-one');
 
     # the duplicate lock is taken before the API is asked, which waits
     my $held;
@@ -512,14 +521,7 @@ $Flows{'a killed worker leaves no gauge behind'} = sub {
     my $b = scrape();
     my $master = nginx_pid();
 
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $ENV{TEST_NGINX_SERVER_PORT},
-                                  Timeout => 30)
-        or die "cannot connect: $!";
-    my $body = '{"username":"killed-one"}';
-    print $s "POST /passkey/signup HTTP/1.1\r\nHost: localhost\r\n"
-             . "Content-Type: application/json\r\n"
-             . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    my $s = start_signup('killed-one');
 
     # the bind holds its claim and a Redis connection while the API waits
     my $m;
