@@ -160,7 +160,8 @@ ngx_http_passkey_metrics_init_zone(ngx_conf_t *cf)
     size = 8 * ngx_pagesize + sizeof(ngx_http_passkey_metrics_sh_t)
            + pmcf->redis_servers.nelts
              * sizeof(ngx_http_passkey_metrics_server_t)
-           + ngx_http_passkey_metrics_ledger_size(pmcf->redis_servers.nelts);
+           + ngx_http_passkey_metrics_ledger_size(
+                 ngx_max(pmcf->redis_servers.nelts, 1));
 
     size = ngx_align(size, ngx_pagesize);
 
@@ -236,7 +237,8 @@ ngx_http_passkey_metrics_init_shm(ngx_shm_zone_t *shm_zone, void *data)
     sh->nservers = n ? n : 1;
 
     sh->ledger = ngx_slab_calloc(shpool,
-                                 ngx_http_passkey_metrics_ledger_size(n));
+                                 ngx_http_passkey_metrics_ledger_size(
+                                     sh->nservers));
     if (sh->ledger == NULL) {
         return NGX_ERROR;
     }
