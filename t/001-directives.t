@@ -10,18 +10,21 @@ repeat_each(1);
 no_shuffle();
 
 # "--- curl_shim: WHAT": nginx runs with t/lib/curl-shim.c preloaded, a
-# libcurl that lacks WHAT (see there)
+# libcurl that lacks WHAT (see there).  Test::Nginx puts LD_PRELOAD back
+# as it found it before it starts nginx, and preloads what
+# TEST_NGINX_LD_PRELOAD names in front of it.
 my $shim = tempdir(CLEANUP => 1) . '/curl-shim.so';
 system("cc -shared -fPIC -o $shim t/lib/curl-shim.c -ldl") == 0
     or die "cannot build t/lib/curl-shim.c\n";
 
-my $preload = $ENV{LD_PRELOAD};
+my $preload = $ENV{TEST_NGINX_LD_PRELOAD};
 
 add_block_preprocessor(sub {
     my $block = shift;
 
     if (defined $block->curl_shim) {
-        $ENV{LD_PRELOAD} = join ' ', grep { defined } $shim, $preload;
+        $ENV{TEST_NGINX_LD_PRELOAD} = join ' ', grep { defined } $shim,
+                                                              $preload;
         $ENV{PASSKEY_CURL_SHIM} = $block->curl_shim;
         return;
     }
@@ -29,10 +32,10 @@ add_block_preprocessor(sub {
     delete $ENV{PASSKEY_CURL_SHIM};
 
     if (defined $preload) {
-        $ENV{LD_PRELOAD} = $preload;
+        $ENV{TEST_NGINX_LD_PRELOAD} = $preload;
 
     } else {
-        delete $ENV{LD_PRELOAD};
+        delete $ENV{TEST_NGINX_LD_PRELOAD};
     }
 });
 

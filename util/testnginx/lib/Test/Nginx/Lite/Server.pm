@@ -609,6 +609,10 @@ _EOC_
 
     } elsif (defined $OrigLdPreload) {
         $ENV{LD_PRELOAD} = $OrigLdPreload;
+
+    } else {
+        # as Test::Nginx does: what a test file set in between is undone
+        delete $ENV{LD_PRELOAD};
     }
 
     open my $out, '>', $ConfFile
