@@ -12,7 +12,9 @@ no_shuffle();
 # "--- curl_shim: WHAT": nginx runs with t/lib/curl-shim.c preloaded, a
 # libcurl that lacks WHAT (see there).  Test::Nginx puts LD_PRELOAD back
 # as it found it before it starts nginx, and preloads what
-# TEST_NGINX_LD_PRELOAD names in front of it.
+# TEST_NGINX_LD_PRELOAD names in front of it: in front of the nginx
+# command, which under valgrind is valgrind's program, so these blocks
+# are skipped there (they check what nginx -t says, not memory).
 my $shim = tempdir(CLEANUP => 1) . '/curl-shim.so';
 system("cc -shared -fPIC -o $shim t/lib/curl-shim.c -ldl") == 0
     or die "cannot build t/lib/curl-shim.c\n";
@@ -22,7 +24,10 @@ my $preload = $ENV{TEST_NGINX_LD_PRELOAD};
 add_block_preprocessor(sub {
     my $block = shift;
 
-    if (defined $block->curl_shim) {
+    if (defined $block->curl_shim && $ENV{TEST_NGINX_USE_VALGRIND}) {
+        $block->set_value('skip_eval', '1: 1');
+
+    } elsif (defined $block->curl_shim) {
         $ENV{TEST_NGINX_LD_PRELOAD} = join ' ', grep { defined } $shim,
                                                               $preload;
         $ENV{PASSKEY_CURL_SHIM} = $block->curl_shim;
